@@ -1,0 +1,1 @@
+"""recur: recurrent neural networks for PyTorch."""

@@ -1,0 +1,55 @@
+"""The declaration of a recurrent cell: its gates, its states and its pointwise update.
+
+Every classic recurrent cell has the same shape. Per step t, with G gates of H units::
+
+    xg_t = x_t @ W_ih^T + b_ih          # [B, G*H]  computed by the caller for all t at once
+    hg_t = h_{t-1} @ W_hh^T + b_hh      # [B, G*H]  the only sequential matrix product
+    states_t = update(xg_t, hg_t, states_{t-1})
+
+``states[0]`` is always the hidden state h (before any projection); further states (the
+LSTM's cell state c) follow. A cell is declared once here; the engine (``recur.ops``) runs
+it on every backend and no backend re-implements its math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import Tensor
+
+States = tuple[Tensor, ...]
+UpdateFn = Callable[[Tensor, Tensor, States], States]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell declared by its pointwise update.
+
+    Args:
+        name: short identifier, e.g. ``"lstm"``.
+        num_gates: G, the number of gate blocks of H units in ``xg`` / ``hg``.
+        num_states: number of state tensors (1 for RNN/GRU: h; 2 for LSTM: h, c).
+        update: ``update(xg, hg, states) -> new_states`` with ``xg, hg: [B, G*H]`` and each
+            state ``[B, H]``; written with torch operations (differentiable, any dtype).
+        native_mode: the ``torch.nn`` mode (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``,
+            ``"RNN_RELU"``) when the cell is exactly torch.nn's cell, so that PyTorch's fused
+            kernels may run it; ``None`` for any other cell.
+        triton_update: optional ``triton.jit`` function doing the same update on register
+            tiles, used by the fused Triton backend (see ``recur.ops.triton``).
+        doc: one line describing the math, for error messages and docs.
+    """
+
+    name: str
+    num_gates: int
+    num_states: int
+    update: UpdateFn
+    native_mode: str | None = None
+    triton_update: object | None = field(default=None, compare=False, repr=False)
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.num_gates < 1:
+            raise ValueError(f"num_gates must be >= 1, got {self.num_gates}")
+        if self.num_states < 1:
+            raise ValueError(f"num_states must be >= 1, got {self.num_states}")

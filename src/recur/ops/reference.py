@@ -1,0 +1,52 @@
+"""The reference backend: a plain PyTorch loop over time.
+
+It is the oracle of every other backend and of every test: any declared cell, any device,
+any dtype (float64 included), and it supports double backward because it is nothing but
+differentiable torch operations.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cells import Cell, States
+
+
+def scan_reference(
+    cell: Cell,
+    xg: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    state0: States,
+    *,
+    w_hr: Tensor | None = None,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, States]:
+    """Run ``cell`` over time with a Python loop. Arguments as in :func:`recur.ops.scan`.
+
+    Returns ``out: [T, B, Hout]`` and the final states.
+    """
+    T = xg.shape[0]
+    states = tuple(state0)
+    valid = None
+    if lengths is not None:
+        steps_idx = torch.arange(T, device=xg.device).unsqueeze(1)  # (T, 1)
+        valid = (steps_idx < lengths.to(xg.device).unsqueeze(0)).unsqueeze(-1)  # (T, B, 1)
+    outs: list[Tensor | None] = [None] * T
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        hg = F.linear(states[0], w_hh, b_hh)  # (B, G*H)
+        new = cell.update(xg[t], hg, states)
+        if w_hr is not None:
+            new = (F.linear(new[0], w_hr),) + tuple(new[1:])  # h: (B, P)
+        if valid is not None:
+            m = valid[t]  # (B, 1)
+            new = tuple(torch.where(m, n, s) for n, s in zip(new, states))
+            outs[t] = torch.where(m, new[0], torch.zeros_like(new[0]))
+        else:
+            outs[t] = new[0]
+        states = tuple(new)
+    return torch.stack(outs), states  # (T, B, Hout)

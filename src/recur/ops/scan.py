@@ -1,0 +1,106 @@
+"""``scan``: run one declared cell over a whole sequence, one layer and one direction."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cells import Cell, States
+from .dispatch import requested_backend, triton_available
+from .reference import scan_reference
+
+
+def _check(cell: Cell, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, state0: States | None,
+           w_hr: Tensor | None, lengths: Tensor | None) -> tuple[States, Tensor | None]:
+    if xg.dim() != 3:
+        raise ValueError(f"xg must be 3-D [T, B, G*H], got {xg.dim()}-D {tuple(xg.shape)}")
+    T, B, GH = xg.shape
+    if T == 0 or B == 0:
+        raise ValueError(f"xg must have T >= 1 and B >= 1, got shape {tuple(xg.shape)}")
+    if GH % cell.num_gates:
+        raise ValueError(f"xg.size(-1) must be a multiple of num_gates={cell.num_gates}, got {GH}")
+    H = GH // cell.num_gates
+    h_out = w_hr.shape[0] if w_hr is not None else H
+    if tuple(w_hh.shape) != (GH, h_out):
+        raise ValueError(f"w_hh must have shape {(GH, h_out)}, got {tuple(w_hh.shape)}")
+    if b_hh is not None and tuple(b_hh.shape) != (GH,):
+        raise ValueError(f"b_hh must have shape {(GH,)}, got {tuple(b_hh.shape)}")
+    if w_hr is not None and tuple(w_hr.shape) != (h_out, H):
+        raise ValueError(f"w_hr must have shape {(h_out, H)}, got {tuple(w_hr.shape)}")
+    shapes = [(B, h_out)] + [(B, H)] * (cell.num_states - 1)
+    if state0 is None:
+        state0 = tuple(xg.new_zeros(s) for s in shapes)
+    else:
+        state0 = tuple(state0)
+        if len(state0) != cell.num_states:
+            raise ValueError(f"cell {cell.name!r} has {cell.num_states} states, got {len(state0)}")
+        for k, (s, want) in enumerate(zip(state0, shapes)):
+            if tuple(s.shape) != want:
+                raise ValueError(f"state0[{k}] must have shape {want}, got {tuple(s.shape)}")
+    if lengths is not None:
+        lengths = torch.as_tensor(lengths)
+        if lengths.dim() != 1 or lengths.shape[0] != B:
+            raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
+        if lengths.is_floating_point() or lengths.is_complex():
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"lengths must lie in [1, {T}], got values in [{lo}, {hi}]")
+    return state0, lengths
+
+
+def scan(
+    cell: Cell,
+    xg: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None = None,
+    state0: States | None = None,
+    *,
+    w_hr: Tensor | None = None,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    backend: str = "auto",
+) -> tuple[Tensor, States]:
+    """Run ``cell`` over all T steps of one layer in one direction.
+
+    Args:
+        cell: a :class:`recur.cells.Cell` declaration (G gates, its states, its update).
+        xg: ``[T, B, G*H]`` the input projection ``x @ W_ih^T + b_ih`` for every step,
+            computed by the caller in one GEMM.
+        w_hh: ``[G*H, Hout]`` recurrent weights (``Hout = P`` with a projection, else ``H``).
+        b_hh: ``[G*H]`` recurrent bias, or ``None``.
+        state0: initial states, ``h0: [B, Hout]`` then the others ``[B, H]``; zeros if None.
+        w_hr: ``[P, H]`` projection of h after each update (LSTM ``proj_size``), or None.
+        lengths: ``[B]`` integers in ``[1, T]``: row b runs steps ``0..lengths[b]-1``; its state
+            freezes after that and its outputs past it are zero. None: every row runs T steps.
+        reverse: run from the last valid step of each row down to step 0.
+        backend: ``"auto" | "reference" | "triton"`` (``RECUR_BACKEND`` overrides ``auto``).
+            PyTorch's fused kernels run whole stacks, not a single scan: see ``run_stack``.
+
+    Returns:
+        ``out: [T, B, Hout]`` every step's h (zero past a row's length) and the final states
+        (each row's state at its last valid step).
+
+    Example:
+        >>> from recur.cells import LSTM
+        >>> xg = torch.randn(5, 2, 4 * 3)          # T=5, B=2, H=3
+        >>> out, (h, c) = scan(LSTM, xg, torch.randn(12, 3))
+        >>> out.shape, h.shape
+        (torch.Size([5, 2, 3]), torch.Size([2, 3]))
+    """
+    state0, lengths = _check(cell, xg, w_hh, b_hh, state0, w_hr, lengths)
+    req = requested_backend(backend)
+    if req == "torch":
+        raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a single "
+                         "scan; use 'auto', 'reference' or 'triton' here")
+    use_triton = req == "triton" or (req == "auto" and xg.is_cuda and triton_available(cell, xg))
+    if req == "triton" and not triton_available(cell, xg):
+        raise ValueError(f"backend='triton' is not available for cell {cell.name!r} on device "
+                         f"{xg.device} (needs triton, and CUDA or TRITON_INTERPRET=1)")
+    if use_triton:
+        from .triton import scan_triton
+
+        return scan_triton(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
+                           reverse=reverse)
+    return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
+                          reverse=reverse)
