@@ -1,0 +1,282 @@
+"""``RNN``, ``LSTM`` and ``GRU``: drop-ins for torch.nn's recurrent layers on recur's engine.
+
+Same constructor arguments and defaults, parameter names and registration order
+(``weight_ih_l{k}{_reverse}``, ``weight_hh_l{k}…``, ``bias_ih_l{k}…``, ``bias_hh_l{k}…``,
+``weight_hr_l{k}…``), shapes, initialisation U(-1/sqrt(H), 1/sqrt(H)) and return values, so
+``load_state_dict`` works strictly in both directions between recur and torch.nn. Beyond
+torch.nn: ``forward(..., lengths=)`` for padded input without packing, and ``backend=``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .. import cells
+from ..cells import Cell
+from ..ops import LayerWeights, run_stack
+from ..ops.dispatch import check_backend_name
+from ._layout import from_time_major, to_time_major
+
+
+class RNNBase(nn.Module):
+    """Base of the multi-layer recurrent modules; the cell is the only per-class difference.
+
+    Args:
+        mode: ``"RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU"`` (torch.nn's names).
+        input_size: I, features of the input.
+        hidden_size: H, features of the hidden state.
+        num_layers: stacked layers (default 1).
+        bias: whether the layers have ``b_ih`` and ``b_hh`` (default True).
+        batch_first: input and output are ``[B, T, *]`` instead of ``[T, B, *]``.
+        dropout: dropout on the outputs of every layer but the last, in training only.
+        bidirectional: run a second, reversed direction per layer; outputs concatenated.
+        proj_size: LSTM only: project h to this size (``h = h W_hr^T``); 0 disables.
+        backend: ``"auto" | "reference" | "torch" | "triton"`` (see ``recur.ops.dispatch``).
+    """
+
+    cell: Cell
+
+    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
+                 *, backend: str = "auto") -> None:
+        super().__init__()
+        if mode not in cells.BY_MODE:
+            raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of "
+                             f"{sorted(cells.BY_MODE)}")
+        _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        self.mode = mode
+        self.cell = cells.BY_MODE[mode]
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.backend = check_backend_name(backend)
+        factory = {"device": device, "dtype": dtype}
+        gate_size = self.cell.num_gates * hidden_size
+        h_out = proj_size if proj_size > 0 else hidden_size
+        D = 2 if bidirectional else 1
+        self._flat_weights_names: list[str] = []
+        self._all_weights: list[list[str]] = []
+        for layer in range(num_layers):
+            for direction in range(D):
+                suffix = "_reverse" if direction == 1 else ""
+                layer_in = input_size if layer == 0 else h_out * D
+                shapes = {"weight_ih": (gate_size, layer_in), "weight_hh": (gate_size, h_out)}
+                if bias:
+                    shapes.update(bias_ih=(gate_size,), bias_hh=(gate_size,))
+                if proj_size > 0:
+                    shapes["weight_hr"] = (proj_size, hidden_size)
+                names = []
+                for base, shape in shapes.items():
+                    pname = f"{base}_l{layer}{suffix}"
+                    setattr(self, pname, nn.Parameter(torch.empty(shape, **factory)))
+                    names.append(pname)
+                self._flat_weights_names.extend(names)
+                self._all_weights.append(names)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """U(-1/sqrt(H), 1/sqrt(H)) for every parameter, in registration order (torch.nn's)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -stdv, stdv)
+
+    # torch.nn compatibility ------------------------------------------------------------
+    @property
+    def _flat_weights(self) -> list[Tensor]:
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        return [[getattr(self, n) for n in names] for names in self._all_weights]
+
+    def flatten_parameters(self) -> None:
+        """Kept for torch.nn compatibility; recur reads its weights as they are."""
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if self.batch_first is not False:
+            s += f", batch_first={self.batch_first}"
+        if self.dropout != 0:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional is not False:
+            s += f", bidirectional={self.bidirectional}"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
+
+    # forward ---------------------------------------------------------------------------
+    def _layer_weights(self) -> list[LayerWeights]:
+        out = []
+        for names in self._all_weights:
+            w = {n.split("_l")[0]: getattr(self, n) for n in names}
+            out.append(LayerWeights(w["weight_ih"], w["weight_hh"], w.get("bias_ih"),
+                                    w.get("bias_hh"), w.get("weight_hr")))
+        return out
+
+    def _state_shapes(self, B: int) -> list[tuple[int, int, int]]:
+        LD = self.num_layers * (2 if self.bidirectional else 1)
+        h_out = self.proj_size if self.proj_size > 0 else self.hidden_size
+        return [(LD, B, h_out)] + [(LD, B, self.hidden_size)] * (self.cell.num_states - 1)
+
+    def _check_input(self, x: Tensor) -> None:
+        w = self.weight_ih_l0
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype "
+                             f"({w.dtype}). Convert input: input.to({w.dtype}), or convert "
+                             f"model: model.to({x.dtype})")
+        if x.device != w.device:
+            raise RuntimeError(f"Expected input on the weights' device {w.device}, "
+                               f"got input on {x.device}")
+        if x.shape[-1] != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. "
+                               f"Expected {self.input_size}, got {x.shape[-1]}")
+
+    def _prepare_hx(self, hx, x: Tensor, batched: bool) -> tuple[Tensor, ...]:
+        shapes = self._state_shapes(x.shape[1])
+        if hx is None:
+            return tuple(x.new_zeros(s) for s in shapes)
+        hx = (hx,) if isinstance(hx, Tensor) else tuple(hx)
+        if len(hx) != len(shapes):
+            raise ValueError(f"{type(self).__name__} expects hx as "
+                             f"{'a tuple (h_0, c_0)' if len(shapes) == 2 else 'one tensor'}, "
+                             f"got {len(hx)} tensor(s)")
+        want_dim = 3 if batched else 2
+        for h in hx:
+            if h.dim() != want_dim:
+                kind = "batched 3-D" if batched else "unbatched 2-D"
+                dims = ", ".join(f"{t.dim()}-D" for t in hx)
+                raise RuntimeError(f"For {kind} input, hx should also be {want_dim}-D but got "
+                                   f"({dims}) tensor(s)")
+        if not batched:
+            hx = tuple(h.unsqueeze(1) for h in hx)
+        for k, (h, want) in enumerate(zip(hx, shapes)):
+            if tuple(h.shape) != want:
+                which = "hidden size" if k == 0 else "cell size"
+                raise RuntimeError(f"Expected {which} {want}, got {list(h.shape)}")
+            if h.dtype != x.dtype:
+                raise ValueError(f"hx dtype ({h.dtype}) does not match input dtype ({x.dtype})")
+            if h.device != x.device:
+                raise RuntimeError(f"Expected hx on the input's device {x.device}, got {h.device}")
+        return hx
+
+    def forward(self, input: Tensor | PackedSequence, hx=None, *, lengths=None):
+        """Run the layers over a sequence.
+
+        Args:
+            input: ``[T, B, I]`` (``[B, T, I]`` if batch_first), unbatched ``[T, I]``, or a
+                ``PackedSequence``.
+            hx: initial state ``[L*D, B, Hout]`` (unbatched ``[L*D, Hout]``); LSTM: the tuple
+                ``(h_0, c_0)`` with ``c_0: [L*D, B, H]``. Zeros if None.
+            lengths: optional ``[B]`` integers in ``[1, T]`` for padded input: each row's final
+                state is its state at its last valid step and its outputs past it are zero
+                (identical to packing the input).
+
+        Returns:
+            ``output, h_n`` (LSTM: ``output, (h_n, c_n)``): ``output: [T, B, D*Hout]`` in the
+            input's layout (a PackedSequence for packed input); ``h_n: [L*D, B, Hout]``.
+        """
+        x, lens, layout = to_time_major(type(self).__name__, input, self.batch_first, lengths)
+        self._check_input(x)
+        states = self._prepare_hx(hx, x, layout.batched)
+        out, finals = run_stack(self.cell, x, states, self._layer_weights(),
+                                num_layers=self.num_layers, bidirectional=self.bidirectional,
+                                dropout=self.dropout, training=self.training, lengths=lens,
+                                backend=self.backend)
+        if not layout.batched:
+            finals = tuple(s.squeeze(1) for s in finals)
+        output = from_time_major(out, layout)
+        if self.cell.num_states == 1:
+            return output, finals[0]
+        return output, finals
+
+
+def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size):
+    if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
+            or not 0 <= dropout <= 1):
+        raise ValueError("dropout should be a number in range [0, 1] representing the "
+                         f"probability of an element being zeroed, got {dropout!r}")
+    for name, value in (("bias", bias), ("batch_first", batch_first)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                        ("num_layers", num_layers), ("proj_size", proj_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
+    if input_size <= 0:
+        raise ValueError(f"input_size must be greater than zero, got {input_size}")
+    if hidden_size <= 0:
+        raise ValueError(f"hidden_size must be greater than zero, got {hidden_size}")
+    if num_layers <= 0:
+        raise ValueError(f"num_layers must be greater than zero, got {num_layers}")
+    if proj_size < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable "
+                         f"projections, got {proj_size}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"proj_size has to be smaller than hidden_size, got "
+                         f"proj_size={proj_size} and hidden_size={hidden_size}")
+    if dropout > 0 and num_layers == 1:
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, so "
+                      f"non-zero dropout expects num_layers greater than 1, but got "
+                      f"dropout={dropout} and num_layers={num_layers}", stacklevel=4)
+
+
+class RNN(RNNBase):
+    """Elman RNN: ``h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``, act tanh or relu.
+
+    ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None, *,
+    backend='auto')``; forward as :meth:`RNNBase.forward`, returns ``output, h_n``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if len(args) > 3:
+            self.nonlinearity = args[3]
+            args = args[:3] + args[4:]
+        else:
+            self.nonlinearity = kwargs.pop("nonlinearity", "tanh")
+        modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+        if self.nonlinearity not in modes:
+            raise ValueError(f"Unknown nonlinearity '{self.nonlinearity}'. Select from "
+                             "'tanh' or 'relu'.")
+        super().__init__(modes[self.nonlinearity], *args, **kwargs)
+
+
+class LSTM(RNNBase):
+    """LSTM with torch.nn's gate order (i, f, g, o) and optional projection ``proj_size``.
+
+    ``c_t = s(f) c_{t-1} + s(i) tanh(g)``, ``h_t = s(o) tanh(c_t)`` (then ``h_t W_hr^T`` if
+    proj_size > 0). Returns ``output, (h_n, c_n)``; ``c_n: [L*D, B, H]``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__("LSTM", *args, **kwargs)
+
+
+class GRU(RNNBase):
+    """GRU with torch.nn's gate order (r, z, n) and ``n = tanh(W_in x + b_in + r (W_hn h +
+    b_hn))``, ``h_t = (1 - z) n + z h_{t-1}``. Returns ``output, h_n``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        super().__init__("GRU", *args, **kwargs)
