@@ -7,6 +7,8 @@ with ``lengths`` goes through PyTorch's packed-sequence kernels.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, _VF
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -26,6 +28,7 @@ def stack_native(
     flat_weights: list[Tensor],
     *,
     has_biases: bool,
+    has_proj: bool = False,
     num_layers: int,
     bidirectional: bool,
     dropout: float,
@@ -39,12 +42,26 @@ def stack_native(
         x: ``[T, B, I]`` time-major input.
         hx: initial states, each ``[L*D, B, H*]`` (LSTM: ``(h0, c0)``).
         flat_weights: per layer and direction ``w_ih, w_hh, (b_ih, b_hh), (w_hr)``.
+        has_biases, has_proj: whether the flat weights hold biases / projections ``w_hr``.
         lengths: ``[B]`` int64 on the CPU, or ``None`` for full-length rows.
 
     Returns:
         ``out: [T, B, D*Hout]`` (zero past each row's length) and the final states.
     """
     fn = _FUNCS[mode]
+    if has_proj:
+        # LSTM with a projection: PyTorch warns that oneDNN cannot run it and falls back to
+        # its own kernel, which is correct; the warning is not actionable for recur's users.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+            return _run(fn, mode, x, hx, flat_weights, has_biases, num_layers, bidirectional,
+                        dropout, training, lengths)
+    return _run(fn, mode, x, hx, flat_weights, has_biases, num_layers, bidirectional, dropout,
+                training, lengths)
+
+
+def _run(fn, mode, x, hx, flat_weights, has_biases, num_layers, bidirectional, dropout,
+         training, lengths):
     T = x.shape[0]
     h = hx if mode == "LSTM" else hx[0]
     if lengths is None or bool((lengths == T).all()):

@@ -67,6 +67,7 @@ def run_stack(
     if chosen == "torch":
         flat = [w for lw in layers for w in lw.flat()]
         return stack_native(cell.native_mode, x, hx, flat, has_biases=has_bias,
+                            has_proj=layers[0].w_hr is not None,
                             num_layers=num_layers, bidirectional=bidirectional,
                             dropout=float(dropout), training=training, lengths=lengths)
     finals: list[list[Tensor]] = [[] for _ in range(cell.num_states)]
