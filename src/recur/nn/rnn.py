@@ -28,7 +28,8 @@ class RNNBase(nn.Module):
     """Base of the multi-layer recurrent modules; the cell is the only per-class difference.
 
     Args:
-        mode: ``"RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU"`` (torch.nn's names).
+        mode: ``"RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU"`` (torch.nn's names), or any
+            :class:`recur.cells.Cell` (G gates give weights ``[G*H, *]``).
         input_size: I, features of the input.
         hidden_size: H, features of the hidden state.
         num_layers: stacked layers (default 1).
@@ -42,17 +43,23 @@ class RNNBase(nn.Module):
 
     cell: Cell
 
-    def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+    def __init__(self, mode: str | Cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
                  *, backend: str = "auto") -> None:
         super().__init__()
-        if mode not in cells.BY_MODE:
+        # ``mode`` may also be any declared ``Cell`` (variants, user cells): the layers,
+        # directions, packing and lengths machinery below is the same for every cell.
+        if isinstance(mode, Cell):
+            cell, mode = mode, (mode.native_mode or mode.name)
+        elif mode in cells.BY_MODE:
+            cell = cells.BY_MODE[mode]
+        else:
             raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of "
-                             f"{sorted(cells.BY_MODE)}")
+                             f"{sorted(cells.BY_MODE)} or a recur.cells.Cell")
         _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
         self.mode = mode
-        self.cell = cells.BY_MODE[mode]
+        self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.num_layers = num_layers
@@ -68,6 +75,8 @@ class RNNBase(nn.Module):
         D = 2 if bidirectional else 1
         self._flat_weights_names: list[str] = []
         self._all_weights: list[list[str]] = []
+        # per layer and direction: names of (w_ih, w_hh, b_ih, b_hh, w_hr), None if absent
+        self._layer_names: list[tuple[str | None, ...]] = []
         for layer in range(num_layers):
             for direction in range(D):
                 suffix = "_reverse" if direction == 1 else ""
@@ -84,6 +93,9 @@ class RNNBase(nn.Module):
                     names.append(pname)
                 self._flat_weights_names.extend(names)
                 self._all_weights.append(names)
+                self._layer_names.append(tuple(
+                    f"{base}_l{layer}{suffix}" if base in shapes else None
+                    for base in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -124,12 +136,14 @@ class RNNBase(nn.Module):
 
     # forward ---------------------------------------------------------------------------
     def _layer_weights(self) -> list[LayerWeights]:
-        out = []
-        for names in self._all_weights:
-            w = {n.split("_l")[0]: getattr(self, n) for n in names}
-            out.append(LayerWeights(w["weight_ih"], w["weight_hh"], w.get("bias_ih"),
-                                    w.get("bias_hh"), w.get("weight_hr")))
-        return out
+        params = self._parameters  # direct dict access: forward is on the hot path
+        return [LayerWeights(*(params[n] if n else None for n in names))
+                for names in self._layer_names]
+
+    def _stack_weights(self, x: Tensor) -> list[LayerWeights]:
+        """The per-layer weights for one forward on ``x: [T, B, I]`` (time-major). Subclasses
+        (variants) override this to add per-layer params, masks or masked weights."""
+        return self._layer_weights()
 
     def _state_shapes(self, B: int) -> list[tuple[int, int, int]]:
         LD = self.num_layers * (2 if self.bidirectional else 1)
@@ -137,7 +151,7 @@ class RNNBase(nn.Module):
         return [(LD, B, h_out)] + [(LD, B, self.hidden_size)] * (self.cell.num_states - 1)
 
     def _check_input(self, x: Tensor) -> None:
-        w = self.weight_ih_l0
+        w = self._parameters["weight_ih_l0"]
         if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype "
                              f"({w.dtype}). Convert input: input.to({w.dtype}), or convert "
@@ -196,7 +210,7 @@ class RNNBase(nn.Module):
         x, lens, layout = to_time_major(type(self).__name__, input, self.batch_first, lengths)
         self._check_input(x)
         states = self._prepare_hx(hx, x, layout.batched)
-        out, finals = run_stack(self.cell, x, states, self._layer_weights(),
+        out, finals = run_stack(self.cell, x, states, self._stack_weights(x),
                                 num_layers=self.num_layers, bidirectional=self.bidirectional,
                                 dropout=self.dropout, training=self.training, lengths=lens,
                                 backend=self.backend)

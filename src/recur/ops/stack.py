@@ -7,7 +7,7 @@ between layers in training mode only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,20 +19,35 @@ from .native import stack_native
 from .scan import scan
 
 
-@dataclass(frozen=True)
-class LayerWeights:
+class LayerWeights(NamedTuple):
     """One layer and direction: ``w_ih [G*H, I]``, ``w_hh [G*H, Hout]``, biases ``[G*H]`` or
-    None, ``w_hr [P, H]`` or None."""
+    None, ``w_hr [P, H]`` or None.
+
+    Optional extras, for variants and declared cells (all default to "none"; any of them
+    makes the stack run on the reference loop, see :func:`recur.ops.scan`):
+    ``params`` handed to every step's update, ``step_params`` (``[T, ...]``, sliced per step),
+    ``h_mask [B, Hout]`` on ``h_{t-1}`` before ``W_hh``, and ``xg_fn`` applied once to the
+    whole input projection ``xg [T, B, G*H]`` before the scan (e.g. a layer norm).
+    """
 
     w_ih: Tensor
     w_hh: Tensor
     b_ih: Tensor | None = None
     b_hh: Tensor | None = None
     w_hr: Tensor | None = None
+    params: tuple[Tensor, ...] = ()
+    step_params: tuple[Tensor, ...] = ()
+    h_mask: Tensor | None = None
+    xg_fn: Callable[[Tensor], Tensor] | None = None
 
     def flat(self) -> list[Tensor]:
-        return [w for w in (self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.w_hr)
-                if w is not None]
+        """torch.nn's weights only (``w_ih, w_hh, b_ih, b_hh, w_hr``), the Nones left out."""
+        return [w for w in self[:5] if w is not None]
+
+    def has_extras(self) -> bool:
+        """Whether anything beyond torch.nn's weights takes part (PyTorch's kernels can't)."""
+        return (bool(self.params) or bool(self.step_params) or self.h_mask is not None
+                or self.xg_fn is not None)
 
 
 def run_stack(
@@ -62,8 +77,16 @@ def run_stack(
     """
     D = 2 if bidirectional else 1
     has_bias = layers[0].b_ih is not None
-    native_ok = cell.native_mode is not None
+    extras = any(lw.has_extras() for lw in layers)
+    native_ok = cell.native_mode is not None and not extras
     chosen = resolve_stack_backend(backend, cell, x, native_ok=native_ok)
+    if extras and chosen == "triton":
+        # The fused kernels take no extra params / masks yet (see recur.ops.scan).
+        if backend != "auto":
+            raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
+                             "params / step_params / h_mask / xg_fn yet; use 'auto' or "
+                             "'reference'")
+        chosen = "reference"
     if chosen == "torch":
         flat = [w for lw in layers for w in lw.flat()]
         return stack_native(cell.native_mode, x, hx, flat, has_biases=has_bias,
@@ -78,8 +101,12 @@ def run_stack(
             k = layer * D + d
             lw = layers[k]
             xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
+            if lw.xg_fn is not None:
+                xg = lw.xg_fn(xg)  # (T, B, G*H)
             out, states = scan(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
-                               w_hr=lw.w_hr, lengths=lengths, reverse=d == 1, backend=chosen)
+                               w_hr=lw.w_hr, lengths=lengths, reverse=d == 1, backend=chosen,
+                               params=lw.params, step_params=lw.step_params,
+                               h_mask=lw.h_mask)
             outs.append(out)
             for j, s in enumerate(states):
                 finals[j].append(s)
