@@ -1,0 +1,26 @@
+"""Test-session set-up.
+
+- Without a CUDA device, Triton kernels run on CPU tensors under Triton's interpreter, which
+  must be switched on before Triton is first imported: set ``TRITON_INTERPRET=1`` here.
+- Tests marked ``gpu`` are skipped, with the reason, when no CUDA device is present.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
