@@ -35,8 +35,12 @@ class Cell:
         native_mode: the ``torch.nn`` mode (``"LSTM"``, ``"GRU"``, ``"RNN_TANH"``,
             ``"RNN_RELU"``) when the cell is exactly torch.nn's cell, so that PyTorch's fused
             kernels may run it; ``None`` for any other cell.
-        triton_update: optional ``triton.jit`` function doing the same update on register
-            tiles, used by the fused Triton backend (see ``recur.ops.triton``).
+        triton_update: optional Triton pointwise of the same update, forward and backward,
+            for the fused kernels (``recur.ops.triton``): a pair ``(fwd, bwd)`` of
+            ``triton.jit`` functions (contract in ``recur.cells.triton_pointwise``), a
+            ``"module:NAME"`` string naming one (imported on first use, so declaring a cell
+            never imports Triton), or a zero-argument callable returning one. Cells with a
+            ``native_mode`` use the built-in pointwise of that mode when this is ``None``.
         doc: one line describing the math, for error messages and docs.
     """
 

@@ -1,0 +1,151 @@
+"""The ``triton`` backend of :func:`recur.ops.scan`: fused persistent kernels, forward and
+backward, for any declared cell that has a Triton pointwise.
+
+Importing this package imports ``triton`` (``ImportError`` without it); ``recur`` itself
+never imports it eagerly. Files, in order: ``_forward.py`` (forward kernels), ``_backward.py``
+(backward kernels), ``_launch.py`` (paths, block sizes, launches, weight-gradient GEMMs),
+``_function.py`` (the ``torch.autograd.Function``), and the public functions here.
+
+A cell supplies its pointwise through ``Cell.triton_update`` (see :func:`pointwise_of`); the
+built-in cells are found by their ``native_mode`` in ``recur.cells.triton_pointwise``.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+import triton  # ImportError here means: no Triton backend
+from torch import Tensor
+
+from ...cells import Cell, States
+from . import _launch
+from ._function import FusedScan
+
+__all__ = ["pointwise_of", "preferred", "scan_triton", "supports", "which_path"]
+
+
+def _resolve(spec, what: str):
+    if isinstance(spec, str):
+        mod, _, attr = spec.partition(":")
+        if not attr:
+            raise ValueError(f"{what}: a string must read 'package.module:NAME', got {spec!r}")
+        spec = getattr(importlib.import_module(mod), attr)
+    if hasattr(spec, "fwd") and hasattr(spec, "bwd"):
+        return spec
+    if isinstance(spec, tuple) and len(spec) == 2:
+        from ...cells.triton_pointwise import TritonPointwise
+
+        return TritonPointwise(*spec)
+    if callable(spec) and not isinstance(spec, triton.runtime.JITFunction):
+        return _resolve(spec(), what)
+    raise TypeError(f"{what} must be a (fwd, bwd) pair of triton.jit functions, an object with "
+                    f".fwd and .bwd, a 'module:NAME' string or a loader returning one; "
+                    f"got {type(spec).__name__}")
+
+
+def pointwise_of(cell: Cell):
+    """The cell's Triton pointwise (an object with ``.fwd`` and ``.bwd``), or ``None``.
+
+    ``cell.triton_update`` may be a :class:`recur.cells.triton_pointwise.TritonPointwise`
+    (or any ``(fwd, bwd)`` pair of ``triton.jit`` functions), a ``"module:NAME"`` string
+    naming one (imported on first use), or a zero-argument callable returning one. Cells
+    without one but with a ``native_mode`` use the built-in pointwise of that mode.
+    """
+    if cell.triton_update is not None:
+        return _resolve(cell.triton_update, f"cell {cell.name!r}: triton_update")
+    if cell.native_mode is not None:
+        from ...cells.triton_pointwise import BY_MODE
+
+        return BY_MODE.get(cell.native_mode)
+    return None
+
+
+def _cell_ok(cell: Cell) -> bool:
+    return (cell.num_gates <= _launch.MAX_GATES and cell.num_states <= _launch.MAX_STATES
+            and (cell.triton_update is not None or cell.native_mode is not None))
+
+
+def supports(cell: Cell, x: Tensor) -> bool:
+    """True when the fused kernels can run ``cell`` on ``x``'s device and dtype.
+
+    Needs: a Triton pointwise for the cell, at most 4 gates and 2 states, ``x`` in float32,
+    bfloat16 or float16, and a CUDA device or ``TRITON_INTERPRET=1`` (CPU tensors). Which
+    kernel path runs depends on the sizes: see :func:`which_path`; a configuration no path
+    takes runs on the reference loop.
+    """
+    if not _cell_ok(cell) or x.dtype not in _launch.DTYPES:
+        return False
+    return x.is_cuda or (x.device.type == "cpu" and _launch.interpreting())
+
+
+def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None) -> str | None:
+    """``"small"`` (one program per batch tile, no barrier), ``"grid"`` (programs own slices
+    of hidden units and meet at a grid barrier each step; CUDA only), or ``None``.
+
+    Args:
+        xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; w_hr: ``[HO, H]`` or None.
+    """
+    if not supports(cell, xg):
+        return None
+    B, GH = xg.shape[1], xg.shape[2]
+    p = _launch.plan(cell.num_gates, B, GH // cell.num_gates, w_hh.shape[1],
+                     w_hr is not None, xg.device, w_hh.element_size())
+    return None if p is None else p.path
+
+
+def preferred(cell: Cell, x: Tensor, *, native_ok: bool) -> bool:
+    """Whether ``auto`` should pick the fused kernels over PyTorch's on CUDA.
+
+    Always False for now: no GPU timing of these kernels has been taken yet (see
+    ``docs/triton.md``), and ``auto`` must never pick a slower backend than torch.nn.
+    """
+    return False
+
+
+def scan_triton(
+    cell: Cell,
+    xg: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    state0: States,
+    *,
+    w_hr: Tensor | None = None,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, States]:
+    """Run ``cell`` over the sequence with the fused kernels; same contract as
+    :func:`recur.ops.scan_reference` (arguments already checked by :func:`recur.ops.scan`).
+
+    Args:
+        xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; b_hh: ``[G*H]`` or None;
+        state0: ``h0 [B, HO]`` then ``c0 [B, H]`` for two-state cells;
+        w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None.
+
+    Returns:
+        ``out [T, B, HO]`` (zero past each row's length) and the final states.
+    """
+    pw = pointwise_of(cell)
+    if pw is None or not _cell_ok(cell):
+        raise ValueError(f"cell {cell.name!r} has no Triton pointwise usable by the fused "
+                         f"kernels (needs triton_update, <= 4 gates and <= 2 states)")
+    T, B, GH = xg.shape
+    G, NS = cell.num_gates, cell.num_states
+    p = _launch.plan(G, B, GH // G, w_hh.shape[1], w_hr is not None, xg.device,
+                     w_hh.element_size())
+    if p is None:  # no fused path for this size (see docs/triton.md): the reference loop
+        from ..reference import scan_reference
+
+        return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
+                              reverse=reverse)
+    lens = None
+    if lengths is not None:
+        lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)
+        if bool((lens >= T).all()):
+            lens = None
+    c0 = state0[1].contiguous() if NS > 1 else None
+    res = FusedScan.apply(
+        xg.contiguous(), w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
+        None if w_hr is None else w_hr.contiguous(), state0[0].contiguous(), c0, lens,
+        bool(reverse), pw, G, NS, p)
+    return res[0], tuple(res[1:])

@@ -1,0 +1,254 @@
+"""Backward kernels: reverse time from the saved activations, one launch.
+
+Per step (in the reverse of the forward's order), for the rows valid at that step::
+
+    d_new0 = dh + dout[t]                       # grad of the new h (projected if PROJ)
+    d_u    = d_new0 @ W_hr          (PROJ)      # grad of the unprojected h
+    dx, dr, ds0, ds1 = cell_bwd(x_t, r_t, states_{t-1}, d_u, dc)
+    dh     = ds0 + sum_k dr_k @ W_k             # W_k = w_hh[k*H:(k+1)*H]: W_hh^T applied
+    dc     = ds1
+
+Rows past their length pass ``dh, dc`` through unchanged and get zero ``dx, dr``. The kernel
+writes ``dxg [T, B, G*H]``, ``dhg_ws [T, B, G*H]`` fp32 (the ``dr``), ``dhp_ws [T, B, HO]``
+fp32 (``d_new0``, projection only), ``dh0 [B, HO]``, ``dc0 [B, H]``; the weight gradients
+are GEMMs over those after the launch (see ``_launch.py``).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from ._forward import _grid_sync, _load_gate, _mm, _store_gate
+
+
+@triton.jit
+def _load_w(w_ptr, rj, rk, H, K, k: tl.constexpr, G: tl.constexpr):
+    """``W_k`` tile ``[BJ, BK]`` (rows = hidden units of gate k, columns = h inputs)."""
+    if k < G:
+        m = (rj[:, None] < H) & (rk[None, :] < K)
+        w = tl.load(w_ptr + (k * H + rj[:, None]) * K + rk[None, :], mask=m, other=0.0)
+    else:
+        w = tl.zeros((rj.shape[0], rk.shape[0]), dtype=w_ptr.dtype.element_ty)
+    return w
+
+
+@triton.jit
+def _back(dr, w, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
+    """``dr_k @ W_k`` in fp32 (zeros when ``k >= G``)."""
+    if k < G:
+        v = _mm(dr, w, PREC)
+    else:
+        v = tl.zeros((dr.shape[0], w.shape[1]), dtype=tl.float32)
+    return v
+
+
+@triton.jit
+def bwd_small_kernel(
+    xg_ptr, whh_ptr, whr_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
+    hg_ws, sp_ws, dxg_ptr, dhg_ws, dhp_ws, dh0_ptr, dc0_ptr,
+    T, B, H, HO, HM,
+    cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
+    PROJ: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+):
+    """One program per batch tile, all H units, ``W_hh`` (and ``W_hr``) loaded once."""
+    pid = tl.program_id(0)
+    GH = G * H
+    rb = pid * BB + tl.arange(0, BB)
+    rn = tl.arange(0, BH)
+    bm = rb < B
+    m_h = bm[:, None] & (rn[None, :] < H)
+    m_o = bm[:, None] & (rn[None, :] < HO)
+
+    w0 = _load_w(whh_ptr, rn, rn, H, HO, 0, G)
+    w1 = _load_w(whh_ptr, rn, rn, H, HO, 1, G)
+    w2 = _load_w(whh_ptr, rn, rn, H, HO, 2, G)
+    w3 = _load_w(whh_ptr, rn, rn, H, HO, 3, G)
+    if PROJ:
+        # W_hr tile [BH (HO), BH (H)]
+        wr = tl.load(whr_ptr + rn[:, None] * H + rn[None, :],
+                     mask=(rn[:, None] < HO) & (rn[None, :] < H), other=0.0)
+    if HAS_LEN:
+        lens = tl.load(len_ptr + rb, mask=bm, other=0)
+
+    dh = tl.load(dhn_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
+    if NS > 1:
+        dc = tl.load(dcn_ptr + rb[:, None] * H + rn[None, :], mask=m_h, other=0.0)
+        dc = dc.to(tl.float32)
+    else:
+        dc = tl.zeros((BB, BH), dtype=tl.float32)
+
+    for step in range(T):
+        if REVERSE:
+            t = step
+        else:
+            t = T - 1 - step
+        d0 = dh
+        if HAS_DOUT:
+            dy = tl.load(dout_ptr + (t * B + rb[:, None]).to(tl.int64) * HO + rn[None, :],
+                         mask=m_o, other=0.0)
+            d0 = d0 + dy.to(tl.float32)
+        if HAS_LEN:
+            valid = (t < lens)[:, None]
+        else:
+            valid = bm[:, None]
+        if PROJ:
+            tl.store(dhp_ws + (t * B + rb[:, None]).to(tl.int64) * HO + rn[None, :],
+                     tl.where(valid, d0, 0.0), mask=m_o)
+            d0 = _mm(d0, wr, PREC)
+        x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_h)
+        x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_h)
+        x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_h)
+        x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_h)
+        r0 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 0, G, m_h)
+        r1 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 1, G, m_h)
+        r2 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 2, G, m_h)
+        r3 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 3, G, m_h)
+        sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * HM + rn[None, :]
+        s0 = tl.load(sp, mask=m_o, other=0.0)
+        if NS > 1:
+            s1 = tl.load(sp + B * HM, mask=m_h, other=0.0)
+        else:
+            s1 = tl.zeros((BB, BH), dtype=tl.float32)
+        dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
+            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, dc)
+        # invalid rows and padded columns: zero (keeps the products below finite)
+        vh = valid & m_h
+        dr0 = tl.where(vh, dr0, 0.0)
+        dr1 = tl.where(vh, dr1, 0.0)
+        dr2 = tl.where(vh, dr2, 0.0)
+        dr3 = tl.where(vh, dr3, 0.0)
+        _store_gate(dxg_ptr, tl.where(vh, dx0, 0.0), t, rb, rn, B, H, GH, 0, G, m_h)
+        _store_gate(dxg_ptr, tl.where(vh, dx1, 0.0), t, rb, rn, B, H, GH, 1, G, m_h)
+        _store_gate(dxg_ptr, tl.where(vh, dx2, 0.0), t, rb, rn, B, H, GH, 2, G, m_h)
+        _store_gate(dxg_ptr, tl.where(vh, dx3, 0.0), t, rb, rn, B, H, GH, 3, G, m_h)
+        _store_gate(dhg_ws, dr0, t, rb, rn, B, H, GH, 0, G, m_h)
+        _store_gate(dhg_ws, dr1, t, rb, rn, B, H, GH, 1, G, m_h)
+        _store_gate(dhg_ws, dr2, t, rb, rn, B, H, GH, 2, G, m_h)
+        _store_gate(dhg_ws, dr3, t, rb, rn, B, H, GH, 3, G, m_h)
+        dprev = (_back(dr0, w0, 0, G, PREC) + _back(dr1, w1, 1, G, PREC)
+                 + _back(dr2, w2, 2, G, PREC) + _back(dr3, w3, 3, G, PREC))
+        dprev = tl.where(m_o, dprev + ds0, 0.0)
+        dh = tl.where(valid, dprev, dh)
+        dc = tl.where(valid & m_h, ds1, dc)
+
+    tl.store(dh0_ptr + rb[:, None] * HO + rn[None, :], dh.to(dh0_ptr.dtype.element_ty),
+             mask=m_o)
+    if NS > 1:
+        tl.store(dc0_ptr + rb[:, None] * H + rn[None, :], dc.to(dc0_ptr.dtype.element_ty),
+                 mask=m_h)
+
+
+@triton.jit
+def bwd_grid_kernel(
+    xg_ptr, whh_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
+    hg_ws, sp_ws, dxg_ptr, dhg_ws, dh0_ptr, dc0_ptr, drbuf_ptr, bar_ptr,
+    T, B, H,
+    cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
+    REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):
+    """Large H (CUDA only), mirror of ``fwd_grid_kernel``: program ``(n, b)`` owns hidden
+    units ``n*BN ..``. Each step it publishes its ``dr`` (all gates) to
+    ``drbuf [2, B, G*H]`` fp32, meets the other programs of its batch tile at the grid
+    barrier, then forms its own slice of ``dh = sum_k dr_k @ W_k`` from the whole ``dr``
+    with its column slice of ``W_hh`` (``[BK, BN]`` per gate, read once). No projection.
+    """
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    NPN = tl.num_programs(0)
+    GH = G * H
+    rb = pid_b * BB + tl.arange(0, BB)
+    rn = pid_n * BN + tl.arange(0, BN)
+    rj = tl.arange(0, BK)
+    bm = rb < B
+    m_n = bm[:, None] & (rn[None, :] < H)
+    m_j = bm[:, None] & (rj[None, :] < H)
+
+    w0 = _load_w(whh_ptr, rj, rn, H, H, 0, G)
+    w1 = _load_w(whh_ptr, rj, rn, H, H, 1, G)
+    w2 = _load_w(whh_ptr, rj, rn, H, H, 2, G)
+    w3 = _load_w(whh_ptr, rj, rn, H, H, 3, G)
+    if HAS_LEN:
+        lens = tl.load(len_ptr + rb, mask=bm, other=0)
+
+    dh = tl.load(dhn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
+    if NS > 1:
+        dc = tl.load(dcn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
+        dc = dc.to(tl.float32)
+    else:
+        dc = tl.zeros((BB, BN), dtype=tl.float32)
+
+    for step in range(T):
+        if REVERSE:
+            t = step
+        else:
+            t = T - 1 - step
+        slot = step % 2
+        d0 = dh
+        if HAS_DOUT:
+            dy = tl.load(dout_ptr + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :],
+                         mask=m_n, other=0.0)
+            d0 = d0 + dy.to(tl.float32)
+        if HAS_LEN:
+            valid = (t < lens)[:, None]
+        else:
+            valid = bm[:, None]
+        x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
+        x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
+        x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
+        x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_n)
+        r0 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 0, G, m_n)
+        r1 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 1, G, m_n)
+        r2 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 2, G, m_n)
+        r3 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 3, G, m_n)
+        sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * H + rn[None, :]
+        s0 = tl.load(sp, mask=m_n, other=0.0)
+        if NS > 1:
+            s1 = tl.load(sp + B * H, mask=m_n, other=0.0)
+        else:
+            s1 = tl.zeros((BB, BN), dtype=tl.float32)
+        dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
+            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, dc)
+        vn = valid & m_n
+        dr0 = tl.where(vn, dr0, 0.0)
+        dr1 = tl.where(vn, dr1, 0.0)
+        dr2 = tl.where(vn, dr2, 0.0)
+        dr3 = tl.where(vn, dr3, 0.0)
+        _store_gate(dxg_ptr, tl.where(vn, dx0, 0.0), t, rb, rn, B, H, GH, 0, G, m_n)
+        _store_gate(dxg_ptr, tl.where(vn, dx1, 0.0), t, rb, rn, B, H, GH, 1, G, m_n)
+        _store_gate(dxg_ptr, tl.where(vn, dx2, 0.0), t, rb, rn, B, H, GH, 2, G, m_n)
+        _store_gate(dxg_ptr, tl.where(vn, dx3, 0.0), t, rb, rn, B, H, GH, 3, G, m_n)
+        _store_gate(dhg_ws, dr0, t, rb, rn, B, H, GH, 0, G, m_n)
+        _store_gate(dhg_ws, dr1, t, rb, rn, B, H, GH, 1, G, m_n)
+        _store_gate(dhg_ws, dr2, t, rb, rn, B, H, GH, 2, G, m_n)
+        _store_gate(dhg_ws, dr3, t, rb, rn, B, H, GH, 3, G, m_n)
+        # publish dr to slot `slot` of drbuf ([2, B, G*H]), then gather all of it
+        _store_gate(drbuf_ptr, dr0, slot, rb, rn, B, H, GH, 0, G, m_n)
+        _store_gate(drbuf_ptr, dr1, slot, rb, rn, B, H, GH, 1, G, m_n)
+        _store_gate(drbuf_ptr, dr2, slot, rb, rn, B, H, GH, 2, G, m_n)
+        _store_gate(drbuf_ptr, dr3, slot, rb, rn, B, H, GH, 3, G, m_n)
+        _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
+        dprev = ds0
+        base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
+        a0 = tl.load(base, mask=m_j, other=0.0, volatile=True)
+        dprev += _back(a0, w0, 0, G, PREC)
+        if G > 1:
+            a1 = tl.load(base + H, mask=m_j, other=0.0, volatile=True)
+            dprev += _back(a1, w1, 1, G, PREC)
+        if G > 2:
+            a2 = tl.load(base + 2 * H, mask=m_j, other=0.0, volatile=True)
+            dprev += _back(a2, w2, 2, G, PREC)
+        if G > 3:
+            a3 = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
+            dprev += _back(a3, w3, 3, G, PREC)
+        dprev = tl.where(m_n, dprev, 0.0)
+        dh = tl.where(valid, dprev, dh)
+        dc = tl.where(vn, ds1, dc)
+
+    tl.store(dh0_ptr + rb[:, None] * H + rn[None, :], dh.to(dh0_ptr.dtype.element_ty),
+             mask=m_n)
+    if NS > 1:
+        tl.store(dc0_ptr + rb[:, None] * H + rn[None, :], dc.to(dc0_ptr.dtype.element_ty),
+                 mask=m_n)

@@ -1,0 +1,265 @@
+"""Forward kernels: the whole sequence in one launch.
+
+Layouts (all contiguous): ``xg [T, B, G*H]``, ``w_hh [G*H, HO]``, ``b_hh [G*H]``,
+``w_hr [HO, H]``, ``h0 [B, HO]``, ``c0 [B, H]``, ``out [T, B, HO]``. Workspaces written when
+``SAVE`` (training): ``hg_ws [T, B, G*H]`` fp32 recurrent pre-activations (bias included),
+``sp_ws [T, NS, B, HM]`` fp32 states entering each step (``HM = max(H, HO)``),
+``u_ws [T, B, H]`` fp32 unprojected h (projection only).
+
+Gate k of a row lives at columns ``k*H .. k*H+H-1``; ``cell_fwd`` is the cell's Triton
+pointwise (see ``recur.cells.triton_pointwise``), passed as a compile-time argument, so each
+cell gets its own specialisation of the same kernel.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _load_gate(ptr, t, rb, rn, B, H, GH, k: tl.constexpr, G: tl.constexpr, mask):
+    """Gate k of ``ptr[t, rb, :]`` as fp32 ``[BB, BN]`` (zeros when ``k >= G``)."""
+    if k < G:
+        offs = (t * B + rb[:, None]).to(tl.int64) * GH + k * H + rn[None, :]
+        v = tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    else:
+        v = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    return v
+
+
+@triton.jit
+def _store_gate(ptr, v, t, rb, rn, B, H, GH, k: tl.constexpr, G: tl.constexpr, mask):
+    if k < G:
+        offs = (t * B + rb[:, None]).to(tl.int64) * GH + k * H + rn[None, :]
+        tl.store(ptr + offs, v.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _load_wt(w_ptr, b_ptr, rk, rn, H, K, k: tl.constexpr, G: tl.constexpr,
+             HAS_BIAS: tl.constexpr):
+    """``W_k^T`` tile ``[BK, BN]`` (``W_k = w[k*H:(k+1)*H, :K]``) and its bias ``[BN]`` fp32."""
+    if k < G:
+        m = (rk[:, None] < K) & (rn[None, :] < H)
+        w = tl.load(w_ptr + (k * H + rn[None, :]) * K + rk[:, None], mask=m, other=0.0)
+        if HAS_BIAS:
+            b = tl.load(b_ptr + k * H + rn, mask=rn < H, other=0.0).to(tl.float32)
+        else:
+            b = tl.zeros((rn.shape[0],), dtype=tl.float32)
+    else:
+        w = tl.zeros((rk.shape[0], rn.shape[0]), dtype=w_ptr.dtype.element_ty)
+        b = tl.zeros((rn.shape[0],), dtype=tl.float32)
+    return w, b
+
+
+@triton.jit
+def _mm(a, w, PREC: tl.constexpr):
+    """``a @ w`` with ``a`` rounded to ``w``'s dtype and fp32 accumulation. ``PREC`` is
+    ``tl.dot``'s ``input_precision``, or ``"emulate"``: the same rounding, product in fp32
+    (the Triton interpreter's 16-bit ``tl.dot`` is not usable)."""
+    if PREC == "emulate":
+        v = tl.dot(a.to(w.dtype).to(tl.float32), w.to(tl.float32), input_precision="ieee")
+    else:
+        v = tl.dot(a.to(w.dtype), w, input_precision=PREC)
+    return v
+
+
+@triton.jit
+def _rec(h, w, b, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
+    """``h @ W_k^T + b_k`` with fp32 accumulation (zeros when ``k >= G``)."""
+    if k < G:
+        r = _mm(h, w, PREC) + b[None, :]
+    else:
+        r = tl.zeros((h.shape[0], w.shape[1]), dtype=tl.float32)
+    return r
+
+
+@triton.jit
+def _grid_sync(bar_ptr, target):
+    """Grid barrier on a global counter (CUDA only; every program must be resident).
+
+    Each program adds 1 once per step and spins until the counter reaches ``target``
+    (= steps done x programs), so the counter never has to be reset inside the launch.
+    """
+    tl.debug_barrier()  # all threads of this program have issued their stores
+    tl.atomic_add(bar_ptr, 1, sem="release", scope="gpu")
+    cnt = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
+    while cnt < target:
+        cnt = tl.atomic_add(bar_ptr, 0, sem="acquire", scope="gpu")
+    tl.debug_barrier()
+
+
+@triton.jit
+def fwd_small_kernel(
+    xg_ptr, whh_ptr, bhh_ptr, whr_ptr, h0_ptr, c0_ptr, len_ptr,
+    out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, u_ws,
+    T, B, H, HO, HM,
+    cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_LEN: tl.constexpr, PROJ: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
+):
+    """One program per batch tile of ``BB`` rows owns all ``H`` units: no barrier.
+
+    ``BH >= max(H, HO)`` is the padded width of every tile; ``W_hh`` (and ``W_hr``) are
+    loaded once, before the time loop.
+    """
+    pid = tl.program_id(0)
+    GH = G * H
+    rb = pid * BB + tl.arange(0, BB)
+    rn = tl.arange(0, BH)  # hidden unit (pointwise width H)
+    rk = tl.arange(0, BH)  # recurrent input unit (width HO)
+    bm = rb < B
+    m_h = bm[:, None] & (rn[None, :] < H)
+    m_o = bm[:, None] & (rn[None, :] < HO)
+
+    w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 0, G, HAS_BIAS)
+    w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 1, G, HAS_BIAS)
+    w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 2, G, HAS_BIAS)
+    w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 3, G, HAS_BIAS)
+    if PROJ:
+        # W_hr^T tile [BH (H), BH (HO)]
+        wr = tl.load(whr_ptr + rn[None, :] * H + rk[:, None],
+                     mask=(rk[:, None] < H) & (rn[None, :] < HO), other=0.0)
+    if HAS_LEN:
+        lens = tl.load(len_ptr + rb, mask=bm, other=0)
+
+    h = tl.load(h0_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
+    if NS > 1:
+        c = tl.load(c0_ptr + rb[:, None] * H + rn[None, :], mask=m_h, other=0.0).to(tl.float32)
+    else:
+        c = tl.zeros((BB, BH), dtype=tl.float32)
+
+    for step in range(T):
+        if REVERSE:
+            t = T - 1 - step
+        else:
+            t = step
+        x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_h)
+        x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_h)
+        x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_h)
+        x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_h)
+        r0 = _rec(h, w0, b0, 0, G, PREC)
+        r1 = _rec(h, w1, b1, 1, G, PREC)
+        r2 = _rec(h, w2, b2, 2, G, PREC)
+        r3 = _rec(h, w3, b3, 3, G, PREC)
+        if SAVE:
+            _store_gate(hg_ws, r0, t, rb, rn, B, H, GH, 0, G, m_h)
+            _store_gate(hg_ws, r1, t, rb, rn, B, H, GH, 1, G, m_h)
+            _store_gate(hg_ws, r2, t, rb, rn, B, H, GH, 2, G, m_h)
+            _store_gate(hg_ws, r3, t, rb, rn, B, H, GH, 3, G, m_h)
+            sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * HM + rn[None, :]
+            tl.store(sp, h, mask=m_o)
+            if NS > 1:
+                tl.store(sp + B * HM, c, mask=m_h)
+        n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if PROJ:
+            n0 = tl.where(m_h, n0, 0.0)
+            if SAVE:
+                tl.store(u_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], n0,
+                         mask=m_h)
+            n0 = _mm(n0, wr, PREC)
+        n0 = tl.where(m_o, n0, 0.0)  # padded columns stay zero (and finite)
+        n1 = tl.where(m_h, n1, 0.0)
+        if HAS_LEN:
+            valid = (t < lens)[:, None]
+            h = tl.where(valid, n0, h)
+            c = tl.where(valid, n1, c)
+            o = tl.where(valid, h, 0.0)
+        else:
+            h = n0
+            c = n1
+            o = h
+        tl.store(out_ptr + (t * B + rb[:, None]).to(tl.int64) * HO + rn[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=m_o)
+
+    tl.store(hn_ptr + rb[:, None] * HO + rn[None, :], h.to(hn_ptr.dtype.element_ty), mask=m_o)
+    if NS > 1:
+        tl.store(cn_ptr + rb[:, None] * H + rn[None, :], c.to(cn_ptr.dtype.element_ty),
+                 mask=m_h)
+
+
+@triton.jit
+def fwd_grid_kernel(
+    xg_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, len_ptr,
+    out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, hbuf_ptr, bar_ptr,
+    T, B, H,
+    cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+):
+    """Large H (CUDA only): program ``(n, b)`` owns hidden units ``n*BN ..`` with all their
+    gates, for batch tile ``b``; the programs of one batch tile exchange h through
+    ``hbuf [2, B, H]`` fp32 (double buffer; slot 0 holds h0) and meet at a grid barrier on
+    ``bar_ptr[b]`` after every step. No projection (``HO == H``), ``BK >= H``.
+    """
+    pid_n = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    NPN = tl.num_programs(0)
+    GH = G * H
+    rb = pid_b * BB + tl.arange(0, BB)
+    rn = pid_n * BN + tl.arange(0, BN)
+    rk = tl.arange(0, BK)
+    bm = rb < B
+    m_n = bm[:, None] & (rn[None, :] < H)
+    m_k = bm[:, None] & (rk[None, :] < H)
+
+    # this program's slice of W_hh^T, read once: G tiles [BK, BN]
+    w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 0, G, HAS_BIAS)
+    w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 1, G, HAS_BIAS)
+    w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 2, G, HAS_BIAS)
+    w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 3, G, HAS_BIAS)
+    if HAS_LEN:
+        lens = tl.load(len_ptr + rb, mask=bm, other=0)
+
+    h = tl.load(h0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
+    if NS > 1:
+        c = tl.load(c0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
+    else:
+        c = tl.zeros((BB, BN), dtype=tl.float32)
+
+    for step in range(T):
+        if REVERSE:
+            t = T - 1 - step
+        else:
+            t = step
+        slot = step % 2
+        hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :], mask=m_k,
+                        other=0.0, volatile=True)
+        x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
+        x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
+        x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
+        x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_n)
+        r0 = _rec(hfull, w0, b0, 0, G, PREC)
+        r1 = _rec(hfull, w1, b1, 1, G, PREC)
+        r2 = _rec(hfull, w2, b2, 2, G, PREC)
+        r3 = _rec(hfull, w3, b3, 3, G, PREC)
+        if SAVE:
+            _store_gate(hg_ws, r0, t, rb, rn, B, H, GH, 0, G, m_n)
+            _store_gate(hg_ws, r1, t, rb, rn, B, H, GH, 1, G, m_n)
+            _store_gate(hg_ws, r2, t, rb, rn, B, H, GH, 2, G, m_n)
+            _store_gate(hg_ws, r3, t, rb, rn, B, H, GH, 3, G, m_n)
+            sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * H + rn[None, :]
+            tl.store(sp, h, mask=m_n)
+            if NS > 1:
+                tl.store(sp + B * H, c, mask=m_n)
+        n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        n0 = tl.where(m_n, n0, 0.0)
+        n1 = tl.where(m_n, n1, 0.0)
+        if HAS_LEN:
+            valid = (t < lens)[:, None]
+            h = tl.where(valid, n0, h)
+            c = tl.where(valid, n1, c)
+            o = tl.where(valid, h, 0.0)
+        else:
+            h = n0
+            c = n1
+            o = h
+        tl.store(out_ptr + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=m_n)
+        tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * H + rn[None, :], h, mask=m_n)
+        _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
+
+    tl.store(hn_ptr + rb[:, None] * H + rn[None, :], h.to(hn_ptr.dtype.element_ty), mask=m_n)
+    if NS > 1:
+        tl.store(cn_ptr + rb[:, None] * H + rn[None, :], c.to(cn_ptr.dtype.element_ty),
+                 mask=m_n)

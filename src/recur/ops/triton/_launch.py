@@ -1,0 +1,252 @@
+"""Launchers: choose the path and block sizes, allocate outputs and workspaces, launch.
+
+Two paths (see ``docs/triton.md``):
+
+- ``"small"``: one program per batch tile holds all H units and the whole ``W_hh`` (and
+  ``W_hr``); no barrier. Runs on CUDA and under ``TRITON_INTERPRET=1`` on the CPU.
+- ``"grid"``: CUDA only. Programs own slices of hidden units (all gates) and meet at a grid
+  barrier every step; grid <= number of SMs so that every program is resident.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+from torch import Tensor
+
+from ._backward import bwd_grid_kernel, bwd_small_kernel
+from ._forward import fwd_grid_kernel, fwd_small_kernel
+
+DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+MAX_GATES = 4
+MAX_STATES = 2
+# small path on CUDA: the whole W_hh of a program must be small enough to stay on chip
+SMALL_MAX_ELEMS = 4 * 64 * 64
+SMALL_MAX_BH = 256  # beyond this even the (spilling) projection fallback is refused
+GRID_MAX_BK = 1024  # the grid path keeps a [BK, BN] slice per gate
+# tests set this: every output and workspace starts as NaN, so memory a kernel fails to write
+# shows up in the comparisons
+POISON = False
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _pow2(n: int, lo: int = 16) -> int:
+    return max(lo, triton.next_power_of_2(int(n)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one scan is launched: ``path`` in ``{"small", "grid"}`` and the block sizes."""
+
+    path: str
+    BB: int
+    BH: int = 0  # small: padded width of every tile
+    BN: int = 0  # grid: hidden units per program
+    BK: int = 0  # grid: padded H (reduction width)
+    grid: tuple[int, ...] = (1,)
+    num_warps: int = 4
+
+
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _smem_limit(device: torch.device) -> int:
+    props = torch.cuda.get_device_properties(device)
+    return int(getattr(props, "shared_memory_per_block_optin", 0) or 227 * 1024)
+
+
+def _smem(G: int, BK: int, BN: int, BB: int, wbytes: int, proj: bool = False) -> int:
+    """Shared memory a program needs: its weight tiles (kept on chip for the whole launch)
+    plus an fp32 staging tile of h. Matches Triton 3.9's sm_90 allocation to within a few
+    KiB for the shapes used here."""
+    w = G * BK * BN + (BK * BN if proj else 0)
+    return w * wbytes + BB * BK * 4
+
+
+def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
+         wbytes: int = 4) -> Plan | None:
+    """The launch plan for ``G`` gates, batch ``B``, ``H`` units, recurrent width ``HO``,
+    weights of ``wbytes`` bytes, or ``None`` when no path applies (then ``scan_triton``
+    runs the reference loop)."""
+    BH = _pow2(max(H, HO))
+    if device.type != "cuda":
+        if not interpreting():
+            return None
+        BB = min(_pow2(B), 32)
+        return Plan("small", BB=BB, BH=BH, grid=(triton.cdiv(B, BB),))
+    limit = int(0.95 * _smem_limit(device))
+    small_fits = G * BH * BH + (BH * BH if proj else 0) <= SMALL_MAX_ELEMS
+    if small_fits or (proj and BH <= SMALL_MAX_BH):
+        BB = min(_pow2(B), 16 if BH >= 64 else 32)
+        if _smem(G, BH, BH, BB, wbytes, proj) <= limit:
+            return Plan("small", BB=BB, BH=BH, grid=(triton.cdiv(B, BB),),
+                        num_warps=4 if BH <= 64 else 8)
+    if proj or BH > GRID_MAX_BK:
+        return None
+    sms = _sm_count(device)
+    BB = min(_pow2(B), 64)
+    while BB >= 16:
+        nb = triton.cdiv(B, BB)
+        BN = 16
+        while BN <= 128:
+            if nb * triton.cdiv(H, BN) <= sms and _smem(G, BH, BN, BB, wbytes) <= limit:
+                return Plan("grid", BB=BB, BN=BN, BK=BH, grid=(triton.cdiv(H, BN), nb),
+                            num_warps=8)
+            BN *= 2
+        BB //= 2
+    return None
+
+
+def _empty(*shape: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    if POISON:
+        return torch.full(shape, float("nan"), device=device, dtype=dtype)
+    return torch.empty(shape, device=device, dtype=dtype)
+
+
+def _precision(dtype: torch.dtype, device: torch.device) -> str:
+    if device.type != "cuda" and dtype != torch.float32:
+        return "emulate"  # the interpreter's 16-bit tl.dot is wrong (Triton 3.9, bf16)
+    if dtype != torch.float32:
+        return "tf32"  # ignored by Triton for 16-bit operands (fp32 accumulation)
+    if device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return "ieee"
+
+
+@dataclass
+class Saved:
+    """Workspaces the backward needs: ``hg [T, B, G*H]``, ``sp [T, NS, B, HM]`` and
+    ``u [T, B, H]`` (projection), all fp32."""
+
+    hg: Tensor
+    sp: Tensor
+    u: Tensor | None
+
+
+def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
+            w_hr: Tensor | None, h0: Tensor, c0: Tensor | None, lengths: Tensor | None,
+            reverse: bool, save: bool, p: Plan) -> tuple[Tensor, Tensor, Tensor | None,
+                                                          Saved | None]:
+    """Launch the forward kernel.
+
+    Args:
+        pw: the cell's Triton pointwise (``.fwd`` is used).
+        xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; b_hh: ``[G*H]`` or None;
+        w_hr: ``[HO, H]`` or None; h0: ``[B, HO]``; c0: ``[B, H]`` or None;
+        lengths: ``[B]`` int32 on xg's device or None.
+
+    Returns:
+        ``out [T, B, HO]``, ``h_n [B, HO]``, ``c_n [B, H]`` or None, and the workspaces when
+        ``save``.
+    """
+    T, B, GH = xg.shape
+    H = GH // G
+    HO = w_hh.shape[1]
+    HM = max(H, HO)
+    dev = xg.device
+    out = _empty(T, B, HO, device=dev, dtype=xg.dtype)
+    hn = _empty(B, HO, device=dev, dtype=h0.dtype)
+    cn = _empty(B, H, device=dev, dtype=c0.dtype) if NS > 1 else None
+    f32 = torch.float32
+    if save:
+        saved = Saved(_empty(T, B, GH, device=dev, dtype=f32),
+                      _empty(T, NS, B, HM, device=dev, dtype=f32),
+                      _empty(T, B, H, device=dev, dtype=f32) if w_hr is not None else None)
+    else:
+        saved = None
+    dummy = xg
+    prec = _precision(w_hh.dtype, dev)
+    flags = {"cell_fwd": pw.fwd, "G": G, "NS": NS, "HAS_BIAS": b_hh is not None,
+             "HAS_LEN": lengths is not None, "REVERSE": bool(reverse), "SAVE": bool(save),
+             "BB": p.BB, "PREC": prec, "num_warps": p.num_warps}
+    ws = (saved.hg, saved.sp) if saved is not None else (dummy, dummy)
+    if p.path == "small":
+        fwd_small_kernel[p.grid](
+            xg, w_hh, b_hh if b_hh is not None else dummy, w_hr if w_hr is not None else dummy,
+            h0, c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
+            out, hn, cn if cn is not None else dummy, ws[0], ws[1],
+            saved.u if saved is not None and saved.u is not None else dummy,
+            T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
+    else:
+        hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
+        hbuf[0].copy_(h0)
+        bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
+        fwd_grid_kernel[p.grid](
+            xg, w_hh, b_hh if b_hh is not None else dummy, h0,
+            c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
+            out, hn, cn if cn is not None else dummy, ws[0], ws[1], hbuf, bar,
+            T, B, H, BN=p.BN, BK=p.BK, **flags)
+    return out, hn, cn, saved
+
+
+def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
+             lengths: Tensor | None, reverse: bool, saved: Saved, dout: Tensor | None,
+             dhn: Tensor | None, dcn: Tensor | None, p: Plan, need_w: bool, need_b: bool,
+             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
+                        Tensor | None]:
+    """Launch the backward kernel, then the weight-gradient GEMMs.
+
+    Args:
+        dout: ``[T, B, HO]`` or None; dhn: ``[B, HO]`` or None; dcn: ``[B, H]`` or None.
+
+    Returns:
+        ``dxg [T, B, G*H]`` fp32, ``dh0 [B, HO]`` fp32, ``dc0 [B, H]`` fp32 or None,
+        ``dw_hh [G*H, HO]`` fp32 or None, ``db_hh [G*H]`` fp32 or None,
+        ``dw_hr [HO, H]`` fp32 or None.
+    """
+    T, B, GH = xg.shape
+    H = GH // G
+    HO = w_hh.shape[1]
+    HM = max(H, HO)
+    dev = xg.device
+    f32 = torch.float32
+    if dhn is None:
+        dhn = torch.zeros(B, HO, device=dev, dtype=f32)
+    if NS > 1 and dcn is None:
+        dcn = torch.zeros(B, H, device=dev, dtype=f32)
+    dout_c = dout.contiguous() if dout is not None else None
+    dxg = _empty(T, B, GH, device=dev, dtype=f32)
+    dhg = _empty(T, B, GH, device=dev, dtype=f32)
+    dhp = _empty(T, B, HO, device=dev, dtype=f32) if w_hr is not None else None
+    dh0 = _empty(B, HO, device=dev, dtype=f32)
+    dc0 = _empty(B, H, device=dev, dtype=f32) if NS > 1 else None
+    dummy = dxg
+    prec = _precision(w_hh.dtype, dev)
+    flags = {"cell_bwd": pw.bwd, "G": G, "NS": NS, "HAS_LEN": lengths is not None,
+             "REVERSE": bool(reverse), "HAS_DOUT": dout_c is not None, "BB": p.BB,
+             "PREC": prec, "num_warps": p.num_warps}
+    lens = lengths if lengths is not None else dummy
+    if p.path == "small":
+        bwd_small_kernel[p.grid](
+            xg, w_hh, w_hr if w_hr is not None else dummy, lens,
+            dout_c if dout_c is not None else dummy, dhn.contiguous(),
+            dcn.contiguous() if dcn is not None else dummy,
+            saved.hg, saved.sp, dxg, dhg, dhp if dhp is not None else dummy,
+            dh0, dc0 if dc0 is not None else dummy,
+            T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
+    else:
+        drbuf = _empty(2, B, GH, device=dev, dtype=f32)
+        bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
+        bwd_grid_kernel[p.grid](
+            xg, w_hh, lens, dout_c if dout_c is not None else dummy, dhn.contiguous(),
+            dcn.contiguous() if dcn is not None else dummy,
+            saved.hg, saved.sp, dxg, dhg, dh0, dc0 if dc0 is not None else dummy, drbuf, bar,
+            T, B, H, BN=p.BN, BK=p.BK, **flags)
+    # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
+    dw_hh = db_hh = dw_hr = None
+    if need_w:
+        hprev = saved.sp[:, 0, :, :HO].reshape(T * B, HO)
+        dw_hh = dhg.reshape(T * B, GH).t() @ hprev  # (G*H, HO)
+    if need_b:
+        db_hh = dhg.reshape(T * B, GH).sum(0)
+    if w_hr is not None and dhp is not None:
+        dw_hr = dhp.reshape(T * B, HO).t() @ saved.u.reshape(T * B, H)  # (HO, H)
+    return dxg, dh0, dc0, dw_hh, db_hh, dw_hr

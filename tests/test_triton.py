@@ -1,0 +1,331 @@
+"""The ``triton`` backend of ``scan`` against the reference loop.
+
+Without CUDA the kernels run on CPU tensors in Triton's interpreter: this module sets
+``TRITON_INTERPRET=1`` for its own duration, before it imports Triton (the interpreter only
+works when the variable is set before ``import triton``). With CUDA the same small matrix
+runs compiled on the GPU, and the ``gpu``-marked tests add the real sizes of issue 4.
+
+Every comparison runs with ``POISON`` on: outputs and workspaces start as NaN, so memory a
+kernel forgets to write fails the test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import pytest
+import torch
+
+from recur.cells import GRU, LSTM, RNN_RELU, RNN_TANH, Cell
+from recur.ops import scan
+
+HAS_CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                reason="triton is not installed")
+gpu = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
+
+# ``triton.language``, bound by the fixture below once the interpreter is set up (the Triton
+# functions of the user-cell test look it up in this module's globals)
+tl = None
+
+CELLS = {"rnn_tanh": RNN_TANH, "rnn_relu": RNN_RELU, "lstm": LSTM, "gru": GRU}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def triton_backend():
+    """Make the backend runnable here: interpreter on CPU, poisoned allocations."""
+    global tl
+    with pytest.MonkeyPatch.context() as mp:
+        if not HAS_CUDA:
+            if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+                pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set; "
+                            "run `pytest tests/test_triton.py` in its own process")
+            mp.setenv("TRITON_INTERPRET", "1")
+        import triton.language
+
+        from recur.ops.triton import _launch
+
+        tl = triton.language
+        mp.setattr(_launch, "POISON", True)
+        yield
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def make_inputs(cell: Cell, T: int, B: int, H: int, *, P: int | None = None, bias: bool = True,
+                dtype=torch.float32, device=DEVICE, seed: int = 0):
+    """Random inputs with the scales of an initialised layer: ``xg [T, B, G*H]``,
+    ``w_hh [G*H, HO]``, ``b_hh``, ``state0``, ``w_hr [P, H]`` (all leaves needing grad)."""
+    g = torch.Generator().manual_seed(seed)
+    G, HO = cell.num_gates, P or H
+    k = HO ** -0.5
+
+    def rnd(*shape, scale=1.0):
+        t = (torch.rand(*shape, generator=g) * 2 - 1) * scale
+        return t.to(device=device, dtype=dtype).requires_grad_()
+
+    xg = rnd(T, B, G * H, scale=1.5)
+    w_hh = rnd(G * H, HO, scale=k)
+    b_hh = rnd(G * H, scale=k) if bias else None
+    state0 = (rnd(B, HO),) + tuple(rnd(B, H) for _ in range(cell.num_states - 1))
+    w_hr = rnd(P, H, scale=H ** -0.5) if P else None
+    return xg, w_hh, b_hh, state0, w_hr
+
+
+def run(cell, inputs, *, backend, lengths=None, reverse=False, cast=None, grads=True):
+    """Outputs, final states and (optionally) the gradient of every input, as a dict.
+
+    The loss weighs every output and final state differently, so each gradient path counts.
+    ``cast`` runs the backend on converted copies (e.g. float64 for the oracle)."""
+    xg, w_hh, b_hh, state0, w_hr = inputs
+    leaves = {"xg": xg, "w_hh": w_hh, "b_hh": b_hh, "w_hr": w_hr}
+    leaves.update({f"state0[{i}]": s for i, s in enumerate(state0)})
+    leaves = {k: v for k, v in leaves.items() if v is not None}
+    args = {k: (v.detach().to(cast).requires_grad_() if cast else v) for k, v in leaves.items()}
+    st0 = tuple(args[f"state0[{i}]"] for i in range(len(state0)))
+    out, states = scan(cell, args["xg"], args["w_hh"], args.get("b_hh"), st0,
+                       w_hr=args.get("w_hr"), lengths=lengths, reverse=reverse, backend=backend)
+    res = {"out": out.detach()}
+    res.update({f"state[{i}]": s.detach() for i, s in enumerate(states)})
+    if grads:
+        g = torch.Generator().manual_seed(1)
+        wo = torch.randn(out.shape, generator=g).to(out)
+        loss = (out * wo).sum()
+        for i, s in enumerate(states):
+            loss = loss + (s * torch.randn(s.shape, generator=g).to(s)).sum()
+        gs = torch.autograd.grad(loss, list(args.values()))
+        res.update({f"d{k}": v for k, v in zip(args, gs)})
+    return res
+
+
+def assert_close(got: dict, want: dict, rtol: float) -> None:
+    """Every tensor of ``want`` matches ``got`` in relative norm (and ``got`` is finite)."""
+    assert got.keys() == want.keys()
+    for k, ref in want.items():
+        a, b = got[k].double(), ref.double()
+        assert a.shape == b.shape, f"{k}: shape {tuple(a.shape)} != {tuple(b.shape)}"
+        assert torch.isfinite(a).all(), f"{k}: non-finite values (unwritten memory?)"
+        err = (a - b).norm() / b.norm().clamp_min(1e-12)
+        assert err <= rtol, f"{k}: relative error {err:.3e} > {rtol:.1e}"
+
+
+# --- the CPU-CI matrix (interpreter on CPU, compiled on CUDA) -----------------------------------
+
+# (cell, T, B, H, P, lengths, reverse)
+CASES = [
+    ("rnn_tanh", 1, 1, 5, None, None, False),
+    ("rnn_tanh", 4, 3, 7, None, [4, 1, 3], True),
+    ("rnn_relu", 3, 2, 5, None, None, True),
+    ("rnn_relu", 4, 3, 7, None, [2, 4, 1], False),
+    ("lstm", 1, 1, 5, None, None, False),
+    ("lstm", 4, 2, 7, None, None, True),
+    ("lstm", 5, 3, 7, None, [5, 2, 3], False),
+    ("lstm", 5, 3, 5, None, [1, 5, 3], True),
+    ("lstm", 3, 2, 7, 3, None, False),
+    ("lstm", 4, 3, 6, 5, [4, 2, 1], True),
+    ("gru", 1, 1, 5, None, None, False),
+    ("gru", 4, 2, 7, None, None, True),
+    ("gru", 5, 3, 7, None, [3, 5, 1], False),
+    ("gru", 5, 3, 5, None, [2, 5, 4], True),
+    ("gru", 3, 17, 5, None, None, False),  # more rows than one batch tile of 16
+]
+
+
+def _case_id(c):
+    name, T, B, H, P, lengths, reverse = c
+    return (f"{name}-B{B}-T{T}-H{H}" + (f"-P{P}" if P else "") + ("-len" if lengths else "")
+            + ("-rev" if reverse else "") + "-float32")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_matches_reference(case):
+    name, T, B, H, P, lengths, reverse = case
+    cell = CELLS[name]
+    inputs = make_inputs(cell, T, B, H, P=P)
+    lens = torch.tensor(lengths) if lengths else None
+    got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse)
+    want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
+               cast=torch.float64)
+    assert_close(got, want, rtol=1e-5)
+
+
+def test_no_bias_and_final_state_only_gradient():
+    """b_hh=None and a loss on the final state alone (no gradient flows into ``out``)."""
+    inputs = make_inputs(LSTM, 4, 2, 5, bias=False)
+    xg, w_hh, _, (h0, c0), _ = inputs
+    got, want = [], []
+    for backend, dst in (("triton", got), ("reference", want)):
+        _, (_, c) = scan(LSTM, xg, w_hh, None, (h0, c0), backend=backend)
+        dst.extend(torch.autograd.grad(c.sum(), [xg, w_hh, h0, c0]))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_inference_under_no_grad():
+    inputs = make_inputs(GRU, 3, 2, 5)
+    with torch.no_grad():
+        got = run(GRU, inputs, backend="triton", grads=False)
+        want = run(GRU, inputs, backend="reference", grads=False)
+    assert not got["out"].requires_grad
+    assert_close(got, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_precision_inputs(dtype):
+    """16-bit inputs, fp32 accumulation: close to the float64 oracle, outputs in ``dtype``."""
+    inputs = make_inputs(LSTM, 4, 3, 7, dtype=dtype)
+    got = run(LSTM, inputs, backend="triton", lengths=torch.tensor([4, 2, 3]))
+    want = run(LSTM, inputs, backend="reference", lengths=torch.tensor([4, 2, 3]),
+               cast=torch.float64)
+    assert got["out"].dtype == dtype and got["dw_hh"].dtype == dtype
+    assert_close(got, want, rtol=2e-2)
+
+
+def test_user_cell_gets_the_fused_kernel():
+    """A cell declared outside the library, with its own Triton pointwise (issue 5's path):
+    a leaky tanh RNN, h' = 0.5 h + 0.5 tanh(x + r). The pointwise is given lazily, as a
+    'module:NAME' string, and as a direct pair."""
+    import triton
+
+    def leaky(xg, hg, states):
+        return (0.5 * states[0] + 0.5 * torch.tanh(xg + hg),)
+
+    @triton.jit
+    def fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0, s1):
+        a = 2.0 * tl.sigmoid(2.0 * (x0 + r0)) - 1.0
+        return 0.5 * s0 + 0.5 * a, s1
+
+    @triton.jit
+    def bwd(x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, d1):
+        a = 2.0 * tl.sigmoid(2.0 * (x0 + r0)) - 1.0
+        dp = 0.5 * d0 * (1.0 - a * a)
+        z = tl.zeros_like(x0)
+        return dp, z, z, z, dp, z, z, z, 0.5 * d0, z
+
+    from recur.ops.triton import pointwise_of, which_path
+
+    cell = Cell("leaky", num_gates=1, num_states=1, update=leaky, triton_update=(fwd, bwd))
+    lazy = Cell("lstm_lazy", num_gates=4, num_states=2, update=LSTM.update,
+                triton_update="recur.cells.triton_pointwise:LSTM")
+    assert pointwise_of(lazy).fwd is pointwise_of(LSTM).fwd
+    assert pointwise_of(Cell("plain", 1, 1, leaky)) is None
+    inputs = make_inputs(cell, 4, 3, 5)
+    assert which_path(cell, inputs[0], inputs[1]) == "small"
+    lens = torch.tensor([4, 1, 3])
+    got = run(cell, inputs, backend="triton", lengths=lens, reverse=True)
+    want = run(cell, inputs, backend="reference", lengths=lens, reverse=True, cast=torch.float64)
+    assert_close(got, want, rtol=1e-5)
+
+
+def test_reproducible_run_to_run():
+    inputs = make_inputs(GRU, 4, 3, 7)
+    a = run(GRU, inputs, backend="triton", lengths=torch.tensor([4, 2, 3]))
+    b = run(GRU, inputs, backend="triton", lengths=torch.tensor([4, 2, 3]))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_the_checker_catches_a_wrong_result():
+    """``assert_close`` must fail on a wrong gradient or an unwritten (NaN) output."""
+    inputs = make_inputs(RNN_TANH, 3, 2, 5)
+    got = run(RNN_TANH, inputs, backend="triton")
+    want = run(RNN_TANH, inputs, backend="reference", cast=torch.float64)
+    bad = dict(want, dw_hh=want["dw_hh"].clone())
+    bad["dw_hh"][0, 0] += 1e-2 * bad["dw_hh"].norm()
+    with pytest.raises(AssertionError, match="dw_hh"):
+        assert_close(got, bad, rtol=1e-5)
+    nan = dict(got, out=got["out"].clone())
+    nan["out"][-1, 0, 0] = float("nan")
+    with pytest.raises(AssertionError, match="non-finite"):
+        assert_close(nan, want, rtol=1e-5)
+
+
+def test_supports_and_preferred():
+    from recur.ops.triton import preferred, supports
+
+    x = torch.zeros(2, 2, 4, device=DEVICE)
+    assert supports(LSTM, x)
+    assert not supports(LSTM, x.double())  # float64 stays on the reference loop
+    big = Cell("five", num_gates=5, num_states=1, update=RNN_TANH.update,
+               triton_update="recur.cells.triton_pointwise:RNN_TANH")
+    assert not supports(big, x)
+    assert not supports(Cell("plain", 1, 1, RNN_TANH.update), x)
+    # nothing measured yet: auto keeps PyTorch's kernels
+    assert preferred(LSTM, x, native_ok=True) is False
+
+
+# --- GPU: real sizes (issue 4), a CUDA device only -------------------------------------------
+
+GPU_SIZES = [(B, H) for H in (64, 256, 512, 768, 1024) for B in (1, 16, 64, 256)]
+GPU_DTYPES = {"float32": (torch.float32, 1e-4), "bfloat16": (torch.bfloat16, 2e-2),
+              "float16": (torch.float16, 2e-2)}
+GPU_CELLS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+
+
+@gpu
+@needs_cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype_name", list(GPU_DTYPES))
+@pytest.mark.parametrize("B,H", GPU_SIZES, ids=[f"B{B}-T128-H{H}" for B, H in GPU_SIZES])
+@pytest.mark.parametrize("name", GPU_CELLS)
+def test_gpu_real_sizes(name, B, H, dtype_name, monkeypatch):
+    dtype, rtol = GPU_DTYPES[dtype_name]
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cell, T = CELLS[name], 128
+    inputs = make_inputs(cell, T, B, H, dtype=dtype)
+    lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(B))
+    for reverse in (False, True):
+        got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse)
+        want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
+                   cast=torch.float64)
+        assert_close(got, want, rtol=rtol)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("tf32", [False, True], ids=["tf32off", "tf32on"])
+@pytest.mark.parametrize("P", [None, 128], ids=["noproj", "P128"])
+def test_gpu_long_lstm(P, tf32, monkeypatch):
+    """T=1024, B=16, H=512 (the latency regime), float32, TF32 off (<= 1e-4) and on (5e-3)."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", tf32)
+    inputs = make_inputs(LSTM, 1024, 16, 512 if P is None else 256, P=P)
+    got = run(LSTM, inputs, backend="triton")
+    want = run(LSTM, inputs, backend="reference", cast=torch.float64)
+    assert_close(got, want, rtol=5e-3 if tf32 else 1e-4)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("name", GPU_CELLS)
+@pytest.mark.parametrize("B,H", [(16, 64), (16, 512), (256, 1024)],
+                         ids=["B16-T256-H64", "B16-T256-H512", "B256-T256-H1024"])
+def test_gpu_bitwise_reproducible(name, B, H):
+    cell = CELLS[name]
+    inputs = make_inputs(cell, 256, B, H, dtype=torch.bfloat16)
+    lens = torch.randint(1, 257, (B,), generator=torch.Generator().manual_seed(0))
+    a = run(cell, inputs, backend="triton", lengths=lens)
+    b = run(cell, inputs, backend="triton", lengths=lens)
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs between two runs"
+
+
+@gpu
+@needs_cuda
+def test_gpu_paths():
+    from recur.ops.triton import which_path
+
+    def path(cell, B, H, dtype, P=None):
+        xg, w_hh, _, _, w_hr = make_inputs(cell, 2, B, H, P=P, dtype=dtype)
+        return which_path(cell, xg, w_hh, w_hr)
+
+    assert path(LSTM, 16, 64, torch.float32) == "small"
+    assert path(LSTM, 16, 512, torch.bfloat16) == "grid"
+    assert path(GRU, 256, 256, torch.float16) == "grid"
+    # W_hh slices too large for shared memory: no fused path (the reference loop runs)
+    assert path(LSTM, 64, 1024, torch.float32) is None
