@@ -6,10 +6,15 @@ Triton kernels).
 """
 
 from . import cells, ops
-from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+from .export import export_onnx
+from .nn import (GRU, LSTM, RNN, CustomRNN, GRUCell, LayerNormGRU, LayerNormLSTM, LSTMCell,
+                 MinGRU, MinLSTM, RNNBase, RNNCell, RNNCellBase, VariantGRU, VariantLSTM,
+                 VariantRNN)
 from .ops import scan
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "RNNCellBase",
-           "scan", "cells", "ops", "__version__"]
+           "scan", "export_onnx", "cells", "ops", "__version__",
+           "CustomRNN", "VariantRNN", "VariantLSTM", "VariantGRU", "LayerNormLSTM",
+           "LayerNormGRU", "MinGRU", "MinLSTM"]

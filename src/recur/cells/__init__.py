@@ -1,10 +1,15 @@
 """Cell declarations: the math of each recurrent cell, written once."""
 
 from .base import Cell, States, UpdateFn
+from .declare import DeclaredCell, Param, check_cell, declare
 from .gru import GRU
+from .layernorm import LAYERNORM_GRU, LAYERNORM_LSTM
 from .lstm import LSTM
 from .rnn import RNN_RELU, RNN_TANH
+from .zoneout import with_zoneout
 
 BY_MODE = {"RNN_TANH": RNN_TANH, "RNN_RELU": RNN_RELU, "LSTM": LSTM, "GRU": GRU}
 
-__all__ = ["Cell", "States", "UpdateFn", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "BY_MODE"]
+__all__ = ["Cell", "States", "UpdateFn", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "BY_MODE",
+           "declare", "Param", "DeclaredCell", "check_cell", "LAYERNORM_LSTM", "LAYERNORM_GRU",
+           "with_zoneout"]

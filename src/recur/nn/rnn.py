@@ -9,6 +9,7 @@ torch.nn: ``forward(..., lengths=)`` for padded input without packing, and ``bac
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -22,9 +23,10 @@ from ..cells import Cell
 from ..ops import LayerWeights, run_stack
 from ..ops.dispatch import check_backend_name
 from ._layout import from_time_major, to_time_major
+from .streaming import StreamingMixin
 
 
-class RNNBase(nn.Module):
+class RNNBase(StreamingMixin, nn.Module):
     """Base of the multi-layer recurrent modules; the cell is the only per-class difference.
 
     Args:
@@ -39,6 +41,12 @@ class RNNBase(nn.Module):
         bidirectional: run a second, reversed direction per layer; outputs concatenated.
         proj_size: LSTM only: project h to this size (``h = h W_hr^T``); 0 disables.
         backend: ``"auto" | "reference" | "torch" | "triton"`` (see ``recur.ops.dispatch``).
+        stateful: a forward without ``hx`` starts from the previous call's final state,
+            detached (truncated BPTT); ``reset_state()`` forgets it. See ``step`` too
+            (``recur.nn.streaming``).
+
+    Under ``torch.autocast`` the recurrence runs, and the states are kept, in the weights'
+    dtype (float32): input and ``hx`` are cast to it and autocast is off inside the layer.
     """
 
     cell: Cell
@@ -46,7 +54,7 @@ class RNNBase(nn.Module):
     def __init__(self, mode: str | Cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
-                 *, backend: str = "auto") -> None:
+                 *, backend: str = "auto", stateful: bool = False) -> None:
         super().__init__()
         # ``mode`` may also be any declared ``Cell`` (variants, user cells): the layers,
         # directions, packing and lengths machinery below is the same for every cell.
@@ -69,6 +77,9 @@ class RNNBase(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.backend = check_backend_name(backend)
+        self.stateful = stateful
+        if stateful:
+            self._stateful_hx(None)  # raises for a bidirectional layer
         factory = {"device": device, "dtype": dtype}
         gate_size = self.cell.num_gates * hidden_size
         h_out = proj_size if proj_size > 0 else hidden_size
@@ -207,19 +218,33 @@ class RNNBase(nn.Module):
             ``output, h_n`` (LSTM: ``output, (h_n, c_n)``): ``output: [T, B, D*Hout]`` in the
             input's layout (a PackedSequence for packed input); ``h_n: [L*D, B, Hout]``.
         """
+        if self.stateful and hx is None:
+            hx = self._stateful_hx(input)
         x, lens, layout = to_time_major(type(self).__name__, input, self.batch_first, lengths)
         self._check_input(x)
+        amp = torch.is_autocast_enabled(x.device.type)
+        if amp:  # the recurrence and its states in the weights' dtype (float32), autocast off
+            x, hx = _cast_inputs(x, hx, self._parameters["weight_ih_l0"].dtype)
         states = self._prepare_hx(hx, x, layout.batched)
-        out, finals = run_stack(self.cell, x, states, self._stack_weights(x),
-                                num_layers=self.num_layers, bidirectional=self.bidirectional,
-                                dropout=self.dropout, training=self.training, lengths=lens,
-                                backend=self.backend)
+        with torch.autocast(x.device.type, enabled=False) if amp else contextlib.nullcontext():
+            out, finals = run_stack(self.cell, x, states, self._stack_weights(x),
+                                    num_layers=self.num_layers,
+                                    bidirectional=self.bidirectional, dropout=self.dropout,
+                                    training=self.training, lengths=lens, backend=self.backend)
         if not layout.batched:
             finals = tuple(s.squeeze(1) for s in finals)
         output = from_time_major(out, layout)
-        if self.cell.num_states == 1:
-            return output, finals[0]
-        return output, finals
+        state = finals[0] if self.cell.num_states == 1 else finals
+        if self.stateful:
+            self._carry(state)
+        return output, state
+
+
+def _cast_inputs(x: Tensor, hx, dtype: torch.dtype):
+    """``x: [T, B, I]`` and ``hx`` (None, a tensor or a tuple) cast to ``dtype``."""
+    if hx is not None:
+        hx = hx.to(dtype) if isinstance(hx, Tensor) else tuple(h.to(dtype) for h in hx)
+    return x.to(dtype), hx
 
 
 def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size):

@@ -24,8 +24,14 @@ def scan_reference(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     reverse: bool = False,
+    params: tuple[Tensor, ...] = (),
+    step_params: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over time with a Python loop. Arguments as in :func:`recur.ops.scan`.
+
+    Per step t: ``hg = (h_{t-1} * h_mask) W_hh^T + b_hh`` (no mask if ``h_mask`` is None) and
+    ``states_t = cell.update(xg[t], hg, states_{t-1}, *params, *(p[t] for p in step_params))``.
 
     Returns ``out: [T, B, Hout]`` and the final states.
     """
@@ -38,8 +44,9 @@ def scan_reference(
     outs: list[Tensor | None] = [None] * T
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
-        hg = F.linear(states[0], w_hh, b_hh)  # (B, G*H)
-        new = cell.update(xg[t], hg, states)
+        h = states[0] if h_mask is None else states[0] * h_mask  # (B, Hout)
+        hg = F.linear(h, w_hh, b_hh)  # (B, G*H)
+        new = cell.update(xg[t], hg, states, *params, *(p[t] for p in step_params))
         if w_hr is not None:
             new = (F.linear(new[0], w_hr),) + tuple(new[1:])  # h: (B, P)
         if valid is not None:

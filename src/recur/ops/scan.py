@@ -60,6 +60,9 @@ def scan(
     lengths: Tensor | None = None,
     reverse: bool = False,
     backend: str = "auto",
+    params: tuple[Tensor, ...] = (),
+    step_params: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over all T steps of one layer in one direction.
 
@@ -76,6 +79,13 @@ def scan(
         reverse: run from the last valid step of each row down to step 0.
         backend: ``"auto" | "reference" | "triton"`` (``RECUR_BACKEND`` overrides ``auto``).
             PyTorch's fused kernels run whole stacks, not a single scan: see ``run_stack``.
+        params: extra tensors handed to every step's update after the states
+            (``cell.update(xg_t, hg_t, states, *params, *step_slices)``), e.g. layer-norm gains.
+        step_params: extra ``[T, ...]`` tensors of which step t's slice ``p[t]`` is handed to
+            the update after ``params``, e.g. per-step zoneout masks ``[T, B, H]``.
+        h_mask: ``[B, Hout]`` multiplied onto ``h_{t-1}`` before ``W_hh`` at every step (a
+            recurrent-dropout mask), or None. Any of these three runs on the reference loop
+            (the fused kernels do not take them yet; ``backend="triton"`` raises).
 
     Returns:
         ``out: [T, B, Hout]`` every step's h (zero past a row's length) and the final states
@@ -89,7 +99,28 @@ def scan(
         (torch.Size([5, 2, 3]), torch.Size([2, 3]))
     """
     state0, lengths = _check(cell, xg, w_hh, b_hh, state0, w_hr, lengths)
+    extras = bool(params) or bool(step_params) or h_mask is not None
+    if h_mask is not None and tuple(h_mask.shape) != tuple(state0[0].shape):
+        raise ValueError(f"h_mask must have shape {tuple(state0[0].shape)}, "
+                         f"got {tuple(h_mask.shape)}")
+    for k, p in enumerate(step_params):
+        if p.shape[0] != xg.shape[0]:
+            raise ValueError(f"step_params[{k}] must have T={xg.shape[0]} rows, "
+                             f"got shape {tuple(p.shape)}")
     req = requested_backend(backend)
+    if extras:
+        # Extra per-layer / per-step tensors (variants, declared cells with parameters): only
+        # the reference loop takes them for now. A fused backend that learns to take them
+        # hooks in here.
+        if req == "triton":
+            raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
+                             "params / step_params / h_mask yet; use 'auto' or 'reference'")
+        if req == "torch":
+            raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a "
+                             "single scan; use 'auto', 'reference' or 'triton' here")
+        return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
+                              reverse=reverse, params=tuple(params),
+                              step_params=tuple(step_params), h_mask=h_mask)
     if req == "torch":
         raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a single "
                          "scan; use 'auto', 'reference' or 'triton' here")

@@ -7,7 +7,8 @@ between layers in training mode only.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,13 @@ def run_stack(
     D = 2 if bidirectional else 1
     has_bias = layers[0].b_ih is not None
     extras = any(lw.has_extras() for lw in layers)
+    if torch.compiler.is_compiling() and cell.native_mode is not None and not extras:
+        # torch.compile / torch.export: one opaque custom operator per layer (see custom_op)
+        from .custom_op import run_stack_op
+
+        return run_stack_op(cell.native_mode, x, hx, layers, num_layers=num_layers,
+                            bidirectional=bidirectional, dropout=dropout, training=training,
+                            lengths=lengths, backend=backend)
     native_ok = cell.native_mode is not None and not extras
     chosen = resolve_stack_backend(backend, cell, x, native_ok=native_ok)
     if extras and chosen == "triton":

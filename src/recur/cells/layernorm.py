@@ -1,0 +1,67 @@
+"""Layer-normalised LSTM and GRU cells (Ba et al. 2016), torch.nn's gate orders.
+
+The input part is normalised for all steps at once by the module, before the scan
+(``xg = LN_x(x W_ih^T) + b_ih``); the engine hands the update the raw recurrent product
+``hg = h W_hh^T`` (no bias), which the update normalises, then adds ``b_hh``::
+
+    LSTM:  i, f, g, o = split(xg + LN_h(hg) + b_hh)                       # each (B, H)
+           c' = s(f) c + s(i) tanh(g);   h' = s(o) tanh(LN_c(c'))
+    GRU:   r = s(xg_r + LN_h(hg)_r + b_hr);  z = s(xg_z + LN_h(hg)_z + b_hz)
+           n = tanh(xg_n + r (LN_h(hg)_n + b_hn));   h' = (1 - z) n + z h
+
+Each LN has a learnable gain and bias and normalises the whole G*H vector (H for c).
+Update signature: ``update(xg, hg, states, ln_h_weight, ln_h_bias, [ln_c_weight,
+ln_c_bias,] b_hh)`` with ``b_hh: [G*H]`` (zeros for a bias-free module).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import States
+from .declare import DeclaredCell, Param
+
+EPS = 1e-5
+
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """LN over the last dimension with gain ``weight`` and ``bias`` (eps 1e-5)."""
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, EPS)
+
+
+def _ln_lstm_update(xg: Tensor, hg: Tensor, states: States, ln_h_w: Tensor, ln_h_b: Tensor,
+                    ln_c_w: Tensor, ln_c_b: Tensor, b_hh: Tensor) -> States:
+    c = states[1]  # (B, H)
+    gates = xg + layer_norm(hg, ln_h_w, ln_h_b) + b_hh  # (B, 4H)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_new = torch.sigmoid(o) * torch.tanh(layer_norm(c_new, ln_c_w, ln_c_b))
+    return h_new, c_new
+
+
+def _ln_gru_update(xg: Tensor, hg: Tensor, states: States, ln_h_w: Tensor, ln_h_b: Tensor,
+                   b_hh: Tensor) -> States:
+    h = states[0]  # (B, H)
+    hg = layer_norm(hg, ln_h_w, ln_h_b) + b_hh  # (B, 3H)
+    xr, xz, xn = xg.chunk(3, dim=-1)
+    hr, hz, hn = hg.chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+_LN_H = (Param("ln_h_weight", ("G*H",), "ones"), Param("ln_h_bias", ("G*H",), "zeros"))
+
+LAYERNORM_LSTM = DeclaredCell(
+    "layernorm_lstm", num_gates=4, num_states=2, update=_ln_lstm_update,
+    params=_LN_H + (Param("ln_c_weight", ("H",), "ones"), Param("ln_c_bias", ("H",), "zeros")),
+    doc="g = LN_x(x W_ih^T) + LN_h(h W_hh^T) + b; c' = s(f) c + s(i) tanh(g); "
+        "h' = s(o) tanh(LN_c(c'))",
+)
+LAYERNORM_GRU = DeclaredCell(
+    "layernorm_gru", num_gates=3, num_states=1, update=_ln_gru_update, params=_LN_H,
+    doc="torch.nn's GRU with LN_x on x W_ih^T and LN_h on h W_hh^T",
+)

@@ -1,0 +1,41 @@
+"""Dataset adapters: files and packaged datasets → padded tensors with lengths.
+
+- :mod:`recur.data.aeon`: UCR/UEA classification problems shipped inside ``aeon`` (official
+  split, per-channel normalisation fitted on train, padded ``[N, T, C]`` + lengths).
+- :mod:`recur.data.series`: one univariate series from ``statsmodels`` or a CSV column, split
+  and windowed for one-step-ahead forecasting.
+- :mod:`recur.data.text`: labelled text from CSV / TSV / JSONL, tokeniser and vocabulary.
+- :func:`sample_path`: small files shipped with the package (``sentiment_sample.csv``: a tiny
+  hand-written sample of 302 short positive / negative sentences, for tests and demos only).
+
+This layer imports only ``torch``, ``numpy`` and the standard library at import time; aeon and
+statsmodels are imported when a loader that needs them is called.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .aeon import (ClassificationData, SequenceSplit, aeon_classification_names,
+                   fit_channel_norm, load_aeon_classification, pad_series)
+from .series import (FILLNA_METHODS, STATSMODELS_SERIES, Series, SeriesNorm, fill_missing,
+                     load_series, make_windows, read_csv_column, train_size)
+from .text import PAD, UNK, LabelledText, Vocabulary, read_labelled_text, tokenize
+
+__all__ = [
+    "ClassificationData", "SequenceSplit", "aeon_classification_names",
+    "load_aeon_classification", "fit_channel_norm", "pad_series",
+    "FILLNA_METHODS", "STATSMODELS_SERIES", "Series", "SeriesNorm", "fill_missing",
+    "load_series", "make_windows", "read_csv_column", "train_size",
+    "PAD", "UNK", "LabelledText", "Vocabulary", "read_labelled_text", "tokenize",
+    "sample_path",
+]
+
+
+def sample_path(name: str = "sentiment_sample.csv") -> str:
+    """Path of a sample file shipped in ``recur/data/samples`` (raises if there is none)."""
+    path = os.path.join(os.path.dirname(__file__), "samples", name)
+    if not os.path.isfile(path):
+        found = sorted(os.listdir(os.path.dirname(path)))
+        raise FileNotFoundError(f"no sample {name!r}; shipped samples: {found}")
+    return path

@@ -1,0 +1,217 @@
+"""Labelled text from a CSV, TSV or JSONL file, a tokeniser and a vocabulary.
+
+File formats (chosen by suffix: ``.csv``, ``.tsv`` / ``.tab``, ``.jsonl`` / ``.ndjson``):
+
+- CSV / TSV: a header line naming the columns, then one example per record (quoted fields
+  may contain the delimiter, quotes and newlines, as the ``csv`` module reads them);
+- JSONL: one JSON object per line; blank lines are skipped.
+
+Errors name the place: a malformed line gives its line number, a missing column lists the
+columns found. Typical use::
+
+    ex = read_labelled_text("reviews.csv", text_column="text", label_column="label")
+    vocab = Vocabulary.build((tokenize(t) for t in train_texts), min_freq=1)
+    ids, lengths = vocab.encode_batch([tokenize(t) for t in texts], max_len=64)
+    # ids: [N, T] int64 (0 = <pad>, 1 = <unk>), lengths: [N] int64 in [1, T]
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["LabelledText", "read_labelled_text", "tokenize", "Vocabulary", "PAD", "UNK"]
+
+PAD, UNK = "<pad>", "<unk>"
+_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
+
+
+@dataclass
+class LabelledText:
+    """Examples read from a file.
+
+    Attributes:
+        texts: the text of each example.
+        labels: the label of each example, as a string.
+        lines: the (first) line number of each example in the file, for messages.
+    """
+
+    texts: list[str]
+    labels: list[str]
+    lines: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _format_of(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".csv":
+        return "csv"
+    if ext in (".tsv", ".tab"):
+        return "tsv"
+    if ext in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise ValueError(f"cannot tell the format of {path}: expected a .csv, .tsv or .jsonl file")
+
+
+def _read_delimited(path: str, delim: str, text_col: str, label_col: str) -> LabelledText:
+    out = LabelledText([], [], [])
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f, delimiter=delim, strict=True)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise ValueError(f"{path} is empty; expected a header line") from None
+        except csv.Error as e:
+            raise ValueError(f"{path}, line {reader.line_num}: malformed header: {e}") from None
+        missing = [c for c in (text_col, label_col) if c not in header]
+        if missing:
+            raise ValueError(f"{path}: no column {', '.join(map(repr, missing))}; columns "
+                             f"found: {header}")
+        ti, li = header.index(text_col), header.index(label_col)
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                raise ValueError(f"{path}, line {start}: malformed line: {e}") from None
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                raise ValueError(f"{path}, line {start}: malformed line: expected "
+                                 f"{len(header)} fields (as in the header), got {len(row)}")
+            label = row[li].strip()
+            if not label:
+                raise ValueError(f"{path}, line {start}: empty label in column {label_col!r}")
+            out.texts.append(row[ti])
+            out.labels.append(label)
+            out.lines.append(start)
+    return out
+
+
+def _read_jsonl(path: str, text_col: str, label_col: str) -> LabelledText:
+    out = LabelledText([], [], [])
+    with open(path, encoding="utf-8") as f:
+        for k, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {k}: malformed JSON: {e.msg} "
+                                 f"(column {e.colno})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}, line {k}: expected a JSON object, got "
+                                 f"{type(obj).__name__}")
+            missing = [c for c in (text_col, label_col) if c not in obj]
+            if missing:
+                raise ValueError(f"{path}, line {k}: no column {', '.join(map(repr, missing))}"
+                                 f"; columns found: {sorted(obj)}")
+            text, label = obj[text_col], obj[label_col]
+            if not isinstance(text, str):
+                raise ValueError(f"{path}, line {k}: column {text_col!r} must be a string, "
+                                 f"got {type(text).__name__}")
+            if isinstance(label, (dict, list)) or label is None or str(label).strip() == "":
+                raise ValueError(f"{path}, line {k}: column {label_col!r} must be a non-empty "
+                                 f"string or number, got {label!r}")
+            out.texts.append(text)
+            out.labels.append(str(label).strip())
+            out.lines.append(k)
+    return out
+
+
+def read_labelled_text(path: str, text_column: str = "text",
+                       label_column: str = "label") -> LabelledText:
+    """Read ``(text, label)`` examples from a CSV, TSV or JSONL file.
+
+    Args:
+        path: the file; its suffix picks the format.
+        text_column, label_column: names of the two columns (CSV/TSV header, JSON keys).
+
+    Returns:
+        :class:`LabelledText` with one entry per example.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unknown suffix; a missing column (lists the columns found); a malformed
+            line, a wrong number of fields or an empty label (names the line); no examples.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"text file not found: {path}")
+    fmt = _format_of(path)
+    if fmt == "jsonl":
+        out = _read_jsonl(path, text_column, label_column)
+    else:
+        out = _read_delimited(path, "," if fmt == "csv" else "\t", text_column, label_column)
+    if not out.texts:
+        raise ValueError(f"{path} has no examples")
+    return out
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens (apostrophe forms kept: ``don't``) plus ``!`` and ``?``."""
+    return _TOKEN.findall(text.lower())
+
+
+class Vocabulary:
+    """Token ↔ index map with ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    Args:
+        tokens: the known tokens in index order, after the two specials.
+    """
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self.itos: list[str] = [PAD, UNK]
+        for t in tokens:
+            if t not in (PAD, UNK):
+                self.itos.append(t)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("duplicate tokens in the vocabulary")
+
+    @classmethod
+    def build(cls, tokenized: Iterable[list[str]], min_freq: int = 1,
+              max_size: int | None = None) -> Vocabulary:
+        """Vocabulary of the tokens seen at least ``min_freq`` times, most frequent first
+        (ties alphabetical), at most ``max_size`` tokens besides the specials."""
+        counts = Counter(t for toks in tokenized for t in toks)
+        kept = sorted((t for t, c in counts.items() if c >= min_freq),
+                      key=lambda t: (-counts[t], t))
+        return cls(kept[:max_size] if max_size is not None else kept)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        """Indices of ``tokens``; unknown tokens map to ``<unk>`` (1)."""
+        return [self.stoi.get(t, 1) for t in tokens]
+
+    def encode_batch(self, tokenized: list[list[str]],
+                     max_len: int | None = None) -> tuple[Tensor, Tensor]:
+        """Encode and pad a batch.
+
+        Args:
+            tokenized: ``N`` token lists.
+            max_len: keep at most the first ``max_len`` tokens of each.
+
+        Returns:
+            ``ids: [N, T]`` int64 padded with 0, ``T`` the longest kept length; and
+            ``lengths: [N]`` int64 >= 1 (an empty text becomes a single ``<unk>``).
+        """
+        rows = [self.encode(t[:max_len] if max_len else t) or [1] for t in tokenized]
+        T = max(len(r) for r in rows)
+        ids = torch.zeros(len(rows), T, dtype=torch.int64)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+        return ids, torch.tensor([len(r) for r in rows], dtype=torch.int64)

@@ -1,0 +1,86 @@
+"""Streaming for the multi-layer modules: ``step`` for online inference, ``stateful`` for
+truncated backpropagation through time.
+
+``y_t, state = layer.step(x_t, state)`` feeds one time step ``x_t: [B, I]`` (or a chunk
+``[T, B, I]``, ``[B, T, I]`` if batch_first) with the state carried by the caller; feeding a
+sequence step by step gives exactly the full-sequence ``forward``, since each call is a
+``forward`` over the step with ``hx`` = the previous state.
+
+With ``stateful=True`` (constructor keyword, or set the attribute) a ``forward`` called
+without ``hx`` starts from the final state of the previous call, detached from its graph
+(truncated BPTT: gradients flow within a call, not across calls). The carried state is not a
+parameter or buffer: it is not in ``state_dict`` and does not follow ``.to()``. Call
+:meth:`reset_state` at the start of every new sequence (new epoch, new batch of streams);
+a batch of a different size raises instead of silently reusing the wrong state.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+
+class StreamingMixin:
+    """``step``, ``stateful`` and ``reset_state`` for :class:`recur.nn.RNNBase`."""
+
+    stateful: bool = False
+    _carried = None  # the detached final state of the last stateful forward, or None
+
+    def step(self, x: Tensor, state=None):
+        """Advance by one step (or a chunk) from ``state``.
+
+        Args:
+            x: one step ``[B, I]``, or a chunk ``[T, B, I]`` (``[B, T, I]`` if batch_first).
+                For one unbatched stream use ``B = 1``.
+            state: the previous ``state`` returned by ``step`` / ``forward``
+                (``h: [L, B, Hout]``; LSTM ``(h, c)`` with ``c: [L, B, H]``); None: zeros
+                (or the carried state if ``stateful``).
+
+        Returns:
+            ``y, state``: ``y: [B, Hout]`` for one step (``[T, B, Hout]`` / ``[B, T, Hout]``
+            for a chunk, the last layer's h) and the new state, as from ``forward``.
+
+        Raises ``ValueError`` for a bidirectional module (its reverse direction needs the
+        whole sequence).
+        """
+        if self.bidirectional:
+            raise ValueError(f"{type(self).__name__}.step: a bidirectional layer cannot run "
+                             "step by step (its reverse direction reads the future); use "
+                             "forward on the whole sequence")
+        if not isinstance(x, Tensor) or x.dim() not in (2, 3):
+            got = f"{x.dim()}-D" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"{type(self).__name__}.step expects x of shape [B, I] (one "
+                             f"step) or a 3-D chunk, got {got}")
+        if x.dim() == 3:
+            return self(x, state)
+        time_dim = 1 if self.batch_first else 0
+        y, state = self(x.unsqueeze(time_dim), state)  # x: (1, B, I) or (B, 1, I)
+        return y.squeeze(time_dim), state
+
+    def reset_state(self) -> None:
+        """Forget the state carried by ``stateful``: the next forward starts from zeros."""
+        self._carried = None
+
+    def _stateful_hx(self, input):
+        """The ``hx`` for a stateful forward without ``hx``: the carried state or None."""
+        if self.bidirectional:
+            raise ValueError(f"{type(self).__name__}: stateful=True needs a unidirectional "
+                             "layer (the reverse direction's state cannot carry over)")
+        if self._carried is None:
+            return None
+        h = self._carried[0] if isinstance(self._carried, tuple) else self._carried
+        if isinstance(input, PackedSequence):
+            batch = int(input.batch_sizes[0])
+        else:
+            batch = input.shape[0 if self.batch_first else 1] if input.dim() == 3 else None
+        carried_batch = h.shape[1] if h.dim() == 3 else None
+        if batch != carried_batch:
+            raise ValueError(f"{type(self).__name__} (stateful): the carried state is for a "
+                             f"batch of {carried_batch}, this input has {batch}; call "
+                             "reset_state() before a new sequence or batch size")
+        return self._carried
+
+    def _carry(self, state) -> None:
+        """Keep ``state`` (``h`` or ``(h, c)``), detached, for the next stateful forward."""
+        self._carried = (tuple(s.detach() for s in state) if isinstance(state, tuple)
+                         else state.detach())

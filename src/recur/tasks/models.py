@@ -1,0 +1,92 @@
+"""Small models shared by the tasks: a recur recurrent stack with a linear head.
+
+``SeqModel`` maps a batch-first sequence to one output per step (sequence labelling,
+regression, next-step prediction); ``SeqModel(..., last=True)`` (or ``pool="last"``) maps it
+to one output per sequence (classification), reading each row's state at its last valid step
+when ``lengths`` is given. Both take ``--cell/--hidden/--layers/--bidirectional/--dropout/
+--backend`` from a task's config through :func:`from_config`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..nn import GRU, LSTM, RNN
+
+__all__ = ["CELLS", "make_recurrent", "SeqModel", "from_config"]
+
+#: ``--cell`` name → recur module class (exact drop-ins for torch.nn's).
+CELLS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+def make_recurrent(cell: str, input_size: int, hidden: int, *, layers: int = 1,
+                   bidirectional: bool = False, dropout: float = 0.0,
+                   backend: str = "auto") -> nn.Module:
+    """A batch-first recur ``RNN | LSTM | GRU`` (dropout only between layers, as torch.nn)."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+    return CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True,
+                       bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0,
+                       backend=backend)
+
+
+class SeqModel(nn.Module):
+    """Recurrent stack + linear head.
+
+    Args:
+        input_size: I, features per step.
+        output_size: O, outputs per step (or per sequence with ``pool="last"``).
+        cell, hidden, layers, bidirectional, dropout, backend: as :func:`make_recurrent`.
+        pool: ``"none"`` (one output per step) or ``"last"`` (one per sequence: the final
+            state of the last layer, both directions concatenated).
+        out_activation: ``"none" | "sigmoid" | "tanh"`` applied to the head's output.
+
+    Shapes:
+        ``forward(x, state=None, lengths=None)`` with ``x: [B, T, I]``, ``lengths: [B]``
+        returns ``(y, state)``: ``y: [B, T, O]`` (``pool="last"``: ``[B, O]``) and the final
+        recurrent state (``h_n: [L*D, B, H]``; LSTM ``(h_n, c_n)``), to carry into the next
+        window.
+    """
+
+    def __init__(self, input_size: int, output_size: int, *, cell: str = "lstm",
+                 hidden: int = 64, layers: int = 1, bidirectional: bool = False,
+                 dropout: float = 0.0, backend: str = "auto", pool: str = "none",
+                 out_activation: str = "none") -> None:
+        super().__init__()
+        if pool not in ("none", "last"):
+            raise ValueError(f"pool must be 'none' or 'last', got {pool!r}")
+        if out_activation not in ("none", "sigmoid", "tanh"):
+            raise ValueError(f"out_activation must be 'none', 'sigmoid' or 'tanh', "
+                             f"got {out_activation!r}")
+        self.pool = pool
+        self.out_activation = out_activation
+        self.rnn = make_recurrent(cell, input_size, hidden, layers=layers,
+                                  bidirectional=bidirectional, dropout=dropout, backend=backend)
+        self.directions = 2 if bidirectional else 1
+        self.head = nn.Linear(hidden * self.directions, output_size)
+
+    def forward(self, x: Tensor, state: Any = None, lengths: Tensor | None = None
+                ) -> tuple[Tensor, Any]:
+        if lengths is None:
+            out, state = self.rnn(x, state)                        # (B, T, D*H)
+        else:
+            out, state = self.rnn(x, state, lengths=lengths)
+        if self.pool == "last":
+            h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H)
+            out = torch.cat(list(h_n[-self.directions:]), dim=-1)  # (B, D*H)
+        y = self.head(out)
+        if self.out_activation == "sigmoid":
+            y = torch.sigmoid(y)
+        elif self.out_activation == "tanh":
+            y = torch.tanh(y)
+        return y, state
+
+
+def from_config(cfg: Any, input_size: int, output_size: int, **kwargs: Any) -> SeqModel:
+    """A :class:`SeqModel` with the common options of a task config (``cfg.cell`` ...)."""
+    return SeqModel(input_size, output_size, cell=cfg.cell, hidden=cfg.hidden,
+                    layers=cfg.layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                    backend=cfg.backend, **kwargs)

@@ -1,0 +1,128 @@
+"""A run directory on disk: the files every run writes, written so a crash never leaves half.
+
+Layout of ``RUN_DIR``::
+
+    config.json      the resolved configuration (every option, the task name, world size)
+    info.json        the task's JSON-able facts for rebuilding its model (sizes, vocabulary)
+    metrics.jsonl    one JSON object per finished epoch
+    metrics.json     the final metrics (task-specific keys, e.g. "loss", "prediction")
+    checkpoint.pt    model + optimizer + RNG states + history (see :mod:`.checkpoint`)
+    *.png            the loss curve and the task's own pictures
+
+Every whole-file write goes to a temporary file in the same directory, is flushed to disk and
+then renamed over the target with ``os.replace`` (atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+__all__ = ["RunDir", "atomic_write", "jsonable"]
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *,
+                 binary: bool = False) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    Readers see either the old file or the complete new one, never a partial write.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with tensors / numpy scalars turned into Python numbers, NaN/inf into strings
+    (strict JSON has no NaN), tuples into lists and paths into strings."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+class RunDir:
+    """Reads and writes the files of one run directory (created on first write)."""
+
+    CONFIG = "config.json"
+    INFO = "info.json"
+    METRICS_LOG = "metrics.jsonl"
+    METRICS = "metrics.json"
+    CHECKPOINT = "checkpoint.pt"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / self.CHECKPOINT
+
+    def exists(self) -> bool:
+        return (self.path / self.CONFIG).is_file()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        text = json.dumps(jsonable(obj), indent=2, sort_keys=False) + "\n"
+        atomic_write(self.path / name, lambda f: f.write(text))
+        return self.path / name
+
+    def read_json(self, name: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: is {self.path} a recur run directory?")
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    def write_history(self, records: Iterable[dict[str, Any]]) -> None:
+        """Rewrite ``metrics.jsonl`` with ``records`` (used when a run resumes)."""
+        text = "".join(json.dumps(jsonable(r)) + "\n" for r in records)
+        atomic_write(self.path / self.METRICS_LOG, lambda f: f.write(text))
+
+    def append_history(self, record: dict[str, Any]) -> None:
+        """Append one epoch's record to ``metrics.jsonl``."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / self.METRICS_LOG, "a", encoding="utf-8") as f:
+            f.write(json.dumps(jsonable(record)) + "\n")
+            f.flush()
+
+    def read_history(self) -> list[dict[str, Any]]:
+        """The records of ``metrics.jsonl``; a malformed line raises with its number."""
+        path = self.path / self.METRICS_LOG
+        if not path.is_file():
+            return []
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}, line {number}: not JSON ({err.msg})") from None
+        return records

@@ -1,0 +1,94 @@
+"""Streaming: ``step`` equals the full-sequence forward; ``stateful`` carries detached state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import recur
+
+I, H, T, B = 3, 5, 7, 2
+CASES = {
+    "RNN": lambda **kw: recur.RNN(I, H, **kw),
+    "LSTM": lambda **kw: recur.LSTM(I, H, **kw),
+    "LSTM-proj": lambda **kw: recur.LSTM(I, H, proj_size=2, **kw),
+    "GRU": lambda **kw: recur.GRU(I, H, **kw),
+}
+
+
+def _make(name, **kw):
+    torch.manual_seed(0)
+    return CASES[name](num_layers=2, **kw)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_step_by_step_equals_forward(name, batch_first):
+    m = _make(name, batch_first=batch_first)
+    x = torch.randn(B, T, I) if batch_first else torch.randn(T, B, I)
+    tdim = 1 if batch_first else 0
+    want_out, want_state = m(x)
+    state, ys = None, []
+    for t in range(T):
+        y, state = m.step(x.select(tdim, t), state)  # x_t: (B, I)
+        ys.append(y)
+    torch.testing.assert_close(torch.stack(ys, dim=tdim), want_out)
+    torch.testing.assert_close(state, want_state)
+    # chunks of 3, 1 and 3 steps
+    state, ys = None, []
+    for chunk in x.split([3, 1, 3], dim=tdim):
+        y, state = m.step(chunk, state)
+        ys.append(y)
+    torch.testing.assert_close(torch.cat(ys, dim=tdim), want_out)
+    torch.testing.assert_close(state, want_state)
+
+
+def test_stateful_carries_detached_state_and_resets():
+    m = _make("LSTM", stateful=True)
+    x = torch.randn(2 * T, B, I)
+    ref = _make("LSTM")  # same seed: same weights
+    want, (wh, wc) = ref(x)
+    out1, _ = m(x[:T])
+    out2, (h, c) = m(x[T:])
+    torch.testing.assert_close(torch.cat([out1, out2]), want)
+    torch.testing.assert_close((h, c), (wh, wc))
+    assert m._carried[0].grad_fn is None  # detached: truncated BPTT
+    out2.sum().backward()  # does not reach back into the first call's graph
+    assert "_carried" not in m.state_dict()
+    # a different batch size is an error, not a silent reuse
+    with pytest.raises(ValueError, match="batch of 2.*has 3.*reset_state"):
+        m(torch.randn(T, 3, I))
+    m.reset_state()
+    torch.testing.assert_close(m(x[:T])[0], want[:T])
+    # an explicit hx wins over the carried state
+    hx = (torch.zeros(2, B, H), torch.zeros(2, B, H))
+    torch.testing.assert_close(m(x[:T], hx)[0], want[:T])
+
+
+def test_stateful_truncated_bptt_trains():
+    """The sine->cos lesson's loop, without carrying state by hand."""
+    torch.manual_seed(0)
+    m, head = recur.GRU(1, 8, stateful=True), torch.nn.Linear(8, 1)
+    opt = torch.optim.Adam([*m.parameters(), *head.parameters()], lr=0.02)
+    t = torch.linspace(0, 12, 240).view(-1, 1, 1)
+    losses = []
+    for _ in range(15):
+        m.reset_state()
+        total = 0.0
+        for xs, ys in zip(torch.sin(t).split(40), torch.cos(t).split(40)):
+            loss = torch.nn.functional.mse_loss(head(m(xs)[0]), ys)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(total)
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_step_errors():
+    with pytest.raises(ValueError, match="bidirectional layer cannot run step by step"):
+        recur.GRU(I, H, bidirectional=True).step(torch.randn(B, I))
+    with pytest.raises(ValueError, match="stateful=True needs a unidirectional"):
+        recur.GRU(I, H, bidirectional=True, stateful=True)
+    with pytest.raises(ValueError, match=r"\[B, I\].*got 1-D"):
+        recur.GRU(I, H).step(torch.randn(I))
