@@ -1,6 +1,6 @@
 """Benchmark the variants, a custom cell and MinGRU/MinLSTM against recur's plain cells.
 
-Forward + backward time (median of ``--repeat`` runs) of each module on one batch, and its
+Forward + backward time (best of ``--repeat`` runs) of each module on one batch, and its
 ratio to the baselines measured in the same run:
 
 - ``loop``: recur.LSTM / GRU on the reference backend (the eager PyTorch loop);
@@ -11,7 +11,7 @@ MinGRU/MinLSTM rows compare the parallel log-space scan (``doubling``, ``heinsen
 their sequential form and with recur.GRU at equal hidden size. Runs on CUDA when present
 (``--device``), else on the CPU. Prints a table; ``--json PATH`` writes the rows. Run::
 
-    python benchmarks/variants.py                       # CPU defaults, ~1 minute on 2 cores
+    python benchmarks/variants.py                       # CPU defaults, ~2 minutes on 2 cores
     python benchmarks/variants.py --device cuda --T 512 --min-T 4096 --json out.json
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import time
 
@@ -47,7 +46,8 @@ def _sync(device: torch.device) -> None:
 
 
 def time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, repeat: int) -> float:
-    """Median seconds of one forward + backward (after one warm-up)."""
+    """Best (minimum) seconds of one forward + backward over ``repeat`` runs after one
+    warm-up: on a shared machine the minimum is the least disturbed by other processes."""
     model.train()
     times = []
     for k in range(repeat + 1):
@@ -59,7 +59,7 @@ def time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, repeat: int) -> float:
         if k:
             times.append(time.perf_counter() - t0)
         model.zero_grad(set_to_none=True)
-    return statistics.median(times)
+    return min(times)
 
 
 def variant_rows(args, device) -> list[dict]:
@@ -128,9 +128,9 @@ def main() -> None:
     p.add_argument("--I", type=int, default=64)
     p.add_argument("--H", type=int, default=128)
     p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--min-T", type=int, nargs="+", default=[1024, 4096],
+    p.add_argument("--min-T", type=int, nargs="+", default=[256, 1024],
                    help="sequence lengths of the MinGRU/MinLSTM rows")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--json", default=None, help="write the rows and the machine here")
     args = p.parse_args()
     device = torch.device(args.device)

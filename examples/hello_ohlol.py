@@ -2,9 +2,10 @@
 
 The task: read the characters of "hello" one at a time and, at each step, predict the
 character of "ohlol" at the same position. Encoding: the vocabulary is h, e, l, o; each input
-character is a one-hot vector of size 4, each target a class index in 0..3. The hidden state
-has size 4 too and serves directly as the 4 class scores (logits), so the whole model is one
-recurrent layer with 4 + 4 + 4 + 4 = ... 40 parameters: no output layer.
+character is a one-hot vector of size 4, each target a class index in 0..3. The model is one
+recurrent layer (hidden size 8) and a linear layer from the hidden state to the 4 class scores.
+(The oldest version of this lesson uses a hidden state of size 4 as the scores directly; with
+tanh bounding them to [-1, 1], whether it gets past "ohlll" depends on the random seed.)
 
 The same model is trained twice, side by side, from the same initial weights (same seed):
 
@@ -12,8 +13,8 @@ The same model is trained twice, side by side, from the same initial weights (sa
 - ``recur.RNN`` over the whole sequence: one call takes all 5 steps.
 
 Both compute the same thing, so both learn the same thing: each prints its predicted string
-every epoch and both reach "ohlol". Note the input of "l" at steps 2 and 3 must give "l" then
-"o": only the hidden state (the memory of what came before) can tell them apart.
+every epoch and both reach "ohlol". Note the "l" at steps 2 and 3 must give "l" then "o":
+only the hidden state, the memory of what came before, can tell them apart.
 
 Run::
 
@@ -24,12 +25,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import recur
 
 VOCAB = "helo"
 SOURCE, TARGET = "hello", "ohlol"
-EPOCHS = 15
+HIDDEN = 8
+EPOCHS = 10
 LR = 0.1
 SEED = 0
 
@@ -47,50 +50,62 @@ def decode(logits: torch.Tensor) -> str:
     return "".join(VOCAB[i] for i in logits.argmax(dim=-1).tolist())
 
 
-def cell_step(cell: recur.RNNCell, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """One epoch's forward with the cell stepped by hand; returns the mean loss and prediction."""
-    h = torch.zeros(1, len(VOCAB))  # (1, V): batch 1, hidden = V class scores
-    logits = []
-    for x_t in x:  # x_t: (1, V), one character
-        h = cell(x_t, h)  # (1, V)
-        logits.append(h)
-    logits = torch.cat(logits)  # (T, V)
-    return F.cross_entropy(logits, y), decode(logits)
+class ByHand(nn.Module):
+    """An RNNCell stepped over the sequence by a Python loop, then the linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = recur.RNNCell(len(VOCAB), HIDDEN)
+        self.head = nn.Linear(HIDDEN, len(VOCAB))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, 1, V) -> logits (T, V)
+        h = torch.zeros(1, HIDDEN)  # (1, H): batch 1
+        hs = []
+        for x_t in x:  # x_t: (1, V), one character
+            h = self.cell(x_t, h)  # (1, H)
+            hs.append(h)
+        return self.head(torch.cat(hs))  # (T, V)
 
 
-def rnn_step(rnn: recur.RNN, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """One epoch's forward with the RNN over the whole sequence; mean loss and prediction."""
-    out, _ = rnn(x)  # (T, 1, V): every step's hidden state
-    logits = out.squeeze(1)  # (T, V)
-    return F.cross_entropy(logits, y), decode(logits)
+class WholeSequence(nn.Module):
+    """An RNN that runs all steps in one call, then the linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = recur.RNN(len(VOCAB), HIDDEN)
+        self.head = nn.Linear(HIDDEN, len(VOCAB))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, 1, V) -> logits (T, V)
+        out, _ = self.rnn(x)  # (T, 1, H): every step's hidden state
+        return self.head(out.squeeze(1))  # (T, V)
 
 
 def main() -> dict[str, str]:
     """Train both models; returns their final predictions by name ("cell", "rnn")."""
     x, y = encode()
-    V = len(VOCAB)
-    torch.manual_seed(SEED)
-    cell = recur.RNNCell(V, V)
-    torch.manual_seed(SEED)
-    rnn = recur.RNN(V, V)  # same parameter shapes and init order: same starting weights
-    models = {"cell": (cell, cell_step), "rnn": (rnn, rnn_step)}
-    optims = {k: torch.optim.Adam(m.parameters(), lr=LR) for k, (m, _) in models.items()}
+    models = {}
+    for key, cls in (("cell", ByHand), ("rnn", WholeSequence)):
+        torch.manual_seed(SEED)  # same parameter shapes, same init order: same start
+        models[key] = cls()
+    optims = {k: torch.optim.Adam(m.parameters(), lr=LR) for k, m in models.items()}
 
-    print(f'learn "{SOURCE}" -> "{TARGET}": chars {", ".join(VOCAB)} one-hot, hidden size {V} '
-          f"= the class scores; Adam lr {LR}")
-    print(f"{'epoch':>5}  {'RNNCell, by hand':<24}  {'RNN, whole sequence':<24}")
+    print(f'learn "{SOURCE}" -> "{TARGET}": chars {", ".join(VOCAB)} one-hot, hidden size '
+          f"{HIDDEN}, Adam lr {LR}")
+    print(f"{'epoch':>5}  {'RNNCell, by hand':<22}  RNN, whole sequence")
     preds = {}
     for epoch in range(1, EPOCHS + 1):
         cols = []
-        for key, (model, step) in models.items():
-            loss, preds[key] = step(model, x, y)
+        for key, model in models.items():
+            logits = model(x)  # (T, V)
+            loss = F.cross_entropy(logits, y)
             optims[key].zero_grad()
             loss.backward()
             optims[key].step()
+            preds[key] = decode(logits)
             cols.append(f"{preds[key]}  loss {loss.item():.3f}")
-        print(f"{epoch:>5}  {cols[0]:<24}  {cols[1]:<24}")
+        print(f"{epoch:>5}  {cols[0]:<22}  {cols[1]}")
     with torch.no_grad():  # after the last update
-        preds = {key: step(model, x, y)[1] for key, (model, step) in models.items()}
+        preds = {key: decode(model(x)) for key, model in models.items()}
     print(f'final: RNNCell "{preds["cell"]}", RNN "{preds["rnn"]}"')
     return preds
 

@@ -183,7 +183,7 @@ class Trainer:
             self.optimizer.step()
             carry = detach(carry)
             self.global_step += 1
-            value = float(loss)
+            value = loss.detach().item()
             total += value
             count += 1
             self.reporter.on_step(epoch=self.epoch + 1, step=i, loss=value)

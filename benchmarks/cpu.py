@@ -1,0 +1,244 @@
+"""CPU benchmark: recur's RNN / LSTM / GRU (backend "auto" and "reference") against torch.nn.
+
+All in one process, with the same weights (torch.nn's ``state_dict`` loaded into recur) and
+the same input, one layer, one direction, input size = hidden size H, time-major float32:
+
+- torch.nn: ``torch.nn.RNN / LSTM / GRU``;
+- auto: ``recur.RNN / LSTM / GRU`` with the default ``backend="auto"``, which on a CPU runs
+  PyTorch's fused kernels (so the gap to torch.nn is recur's Python overhead per call);
+- reference: ``backend="reference"``, recur's plain PyTorch loop over time.
+
+Passes: ``fwd`` (forward under ``no_grad``) and ``fwd+bwd`` (forward, then ``backward()`` of
+``output.sum()``; gradients are reset to None before each call). Grid: B in {1, 32, 64} x T in
+{100, 200} x H in {32, 128, 256}. Each time is the median of repeated calls after warm-up;
+the implementations are timed in turn, round after round (the order rotating), so drift on a
+shared machine hits them alike; the number of calls adapts to each one's speed (``--budget``
+seconds each). The ratios are throughputs, torch.nn time / recur time: above 1, recur is
+faster; the target for ``auto`` is >= 0.95.
+
+    python benchmarks/cpu.py                              # full grid
+    python benchmarks/cpu.py --quick                      # a small grid, under a minute
+    python benchmarks/cpu.py --cells LSTM --batch 64 --seq 200 --hidden 256 --json out.json
+    python benchmarks/compare.py old.json new.json        # compare two runs
+
+Before timing, each configuration checks that recur's outputs equal torch.nn's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import recur
+
+CELLS = {"RNN": (torch.nn.RNN, recur.RNN), "LSTM": (torch.nn.LSTM, recur.LSTM),
+         "GRU": (torch.nn.GRU, recur.GRU)}
+PASSES = ("fwd", "fwd+bwd")
+GRID = {"batch": [1, 32, 64], "seq": [100, 200], "hidden": [32, 128, 256]}
+QUICK = {"batch": [1, 32], "seq": [100], "hidden": [32, 128]}
+IMPLS = ("torch", "auto", "reference")
+TARGET = 0.95
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine_info() -> dict:
+    """Where and when the numbers were taken."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "command": " ".join(["python", "benchmarks/cpu.py", *sys.argv[1:]]),
+    }
+
+
+def _git(*args: str) -> str:
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # read only: never refresh the index
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT,
+                             env=env, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def build(cell: str, H: int) -> dict[str, torch.nn.Module]:
+    """torch.nn's module and recur's two, holding the same weights."""
+    torch_cls, recur_cls = CELLS[cell]
+    ref = torch_cls(H, H)
+    models = {"torch": ref}
+    for backend in ("auto", "reference"):
+        m = recur_cls(H, H, backend=backend)
+        m.load_state_dict(ref.state_dict(), strict=True)
+        models[backend] = m
+    return models
+
+
+def check_same(models: dict[str, torch.nn.Module], x: torch.Tensor) -> None:
+    """Raise if recur's outputs differ from torch.nn's on ``x``."""
+    with torch.no_grad():
+        want = models["torch"](x)[0]
+        for name in ("auto", "reference"):
+            got = models[name](x)[0]
+            if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
+                err = (got - want).abs().max().item()
+                raise AssertionError(f"{name} differs from torch.nn by {err:.2e}")
+
+
+def make_call(model: torch.nn.Module, x: torch.Tensor, pass_: str) -> Callable[[], None]:
+    """One timed call: a forward under no_grad, or forward + backward of output.sum()."""
+    if pass_ == "fwd":
+        def call() -> None:
+            with torch.no_grad():
+                model(x)
+        return call
+    params = list(model.parameters())
+
+    def call() -> None:
+        for p in params:
+            p.grad = None
+        out, _ = model(x)  # (T, B, H)
+        out.sum().backward()
+    return call
+
+
+def _time(fn: Callable[[], None]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(calls: dict[str, Callable[[], None]], budget: float, min_reps: dict[str, int],
+            max_reps: int) -> dict[str, list[float]]:
+    """Seconds per call of each callable, interleaved round by round.
+
+    Warm-up: one call each, then one more timed to estimate the cost; each callable then
+    gets ``budget / cost`` calls, clamped to ``[min_reps, max_reps]``.
+    """
+    names = list(calls)
+    reps = {}
+    for name in names:
+        calls[name]()
+        est = _time(calls[name])
+        reps[name] = max(min_reps[name], min(max_reps, int(budget / max(est, 1e-6))))
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(max(reps.values())):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            if len(times[name]) < reps[name]:
+                times[name].append(_time(calls[name]))
+    return times
+
+
+def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...],
+            budget: float, max_reps: int) -> dict:
+    torch.manual_seed(0)
+    models = build(cell, H)
+    x = torch.randn(T, B, H)  # (T, B, I), I = H
+    check_same(models, x)
+    calls = {name: make_call(models[name], x, pass_) for name in impls}
+    min_reps = {"torch": 7, "auto": 7, "reference": 3}
+    gc.collect()
+    times = measure(calls, budget, min_reps, max_reps)
+    row = {"cell": cell, "pass": pass_, "B": B, "T": T, "H": H, "input_size": H}
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+        row[f"{name}_ms"] = 1e3 * statistics.median(ts)
+        row[f"{name}_iqr_ms"] = 1e3 * (q[2] - q[0])
+        row[f"{name}_n"] = len(ts)
+    for name in ("auto", "reference"):
+        if name in times:
+            row[f"ratio_{name}"] = row["torch_ms"] / row[f"{name}_ms"]
+    return row
+
+
+HEADER = ("| cell | pass | B | T | H | torch.nn ms | auto ms | torch/auto | reference ms "
+          "| torch/ref |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def format_row(row: dict) -> str:
+    def ms(key: str) -> str:
+        return f"{row[key]:.3g}" if key in row else "-"
+
+    ratio_auto = row.get("ratio_auto")
+    mark = "" if ratio_auto is None or ratio_auto >= TARGET else " **<**"
+    ra = "-" if ratio_auto is None else f"{ratio_auto:.2f}{mark}"
+    rr = f"{row['ratio_reference']:.2f}" if "ratio_reference" in row else "-"
+    return (f"| {row['cell']} | {row['pass']} | {row['B']} | {row['T']} | {row['H']} | "
+            f"{ms('torch_ms')} | {ms('auto_ms')} | {ra} | {ms('reference_ms')} | {rr} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
+    ap.add_argument("--passes", nargs="+", default=list(PASSES), choices=list(PASSES))
+    ap.add_argument("--batch", nargs="+", type=int, help=f"default {GRID['batch']}")
+    ap.add_argument("--seq", nargs="+", type=int, help=f"default {GRID['seq']}")
+    ap.add_argument("--hidden", nargs="+", type=int, help=f"default {GRID['hidden']}")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"grid {QUICK} (explicit --batch/--seq/--hidden still win)")
+    ap.add_argument("--no-reference", action="store_true", help="time torch.nn and auto only")
+    ap.add_argument("--budget", type=float, default=0.3,
+                    help="seconds of timed calls per implementation and row (default 0.3)")
+    ap.add_argument("--max-reps", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write rows here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    grid = QUICK if args.quick else GRID
+    Bs, Ts, Hs = (args.batch or grid["batch"], args.seq or grid["seq"],
+                  args.hidden or grid["hidden"])
+    impls = ("torch", "auto") if args.no_reference else IMPLS
+    meta = machine_info()
+    print(f"# {meta['date']}  {meta['cpu']}  ({meta['threads']} threads)  torch "
+          f"{meta['torch']}  commit {meta['commit']}{' (dirty)' if meta['dirty'] else ''}")
+    print(f"# median ms per call; ratio = torch.nn time / recur time (>= {TARGET} is the "
+          "target for auto); input size = H; **<** marks auto below target")
+    print(HEADER, flush=True)
+    rows = []
+    start = time.perf_counter()
+    for cell in args.cells:
+        for pass_ in args.passes:
+            for B in Bs:
+                for T in Ts:
+                    for H in Hs:
+                        row = run_row(cell, pass_, B, T, H, impls, args.budget, args.max_reps)
+                        rows.append(row)
+                        print(format_row(row), flush=True)
+    meta["wall_s"] = round(time.perf_counter() - start, 1)
+    below = [r for r in rows if r.get("ratio_auto", 1.0) < TARGET]
+    print(f"# {len(rows)} rows in {meta['wall_s']} s; auto below {TARGET}x torch.nn on "
+          f"{len(below)} row(s)")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        print(f"# wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``recur env``: what this machine offers recur (versions, devices, backends)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+
+__all__ = ["report"]
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def report() -> dict[str, str]:
+    """``{"python": "3.12.3", "torch": "2.x", "cuda": "...", "backends": "...", ...}``."""
+    import torch
+
+    from .. import __version__
+    from ..ops.dispatch import BACKENDS, ENV_VAR
+
+    info: dict[str, str] = {
+        "recur": __version__,
+        "python": f"{platform.python_version()} ({sys.executable})",
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "triton": _version("triton"),
+    }
+    for package in ("numpy", "matplotlib", "tqdm", "safetensors", "aeon", "statsmodels"):
+        info[package] = _version(package)
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["cuda"] = f"{torch.version.cuda}, {len(names)} device(s): {', '.join(names)}"
+        info["cudnn"] = str(torch.backends.cudnn.version())
+    else:
+        info["cuda"] = f"not available (torch built with CUDA {torch.version.cuda})"
+    info["cpu threads"] = str(torch.get_num_threads())
+    info["mkldnn (oneDNN)"] = str(torch.backends.mkldnn.is_available())
+    info["distributed"] = ", ".join(
+        name for name, ok in (("gloo", torch.distributed.is_gloo_available()),
+                              ("nccl", torch.distributed.is_nccl_available()))
+        if ok) if torch.distributed.is_available() else "not available"
+    triton_ok = info["triton"] != "not installed"
+    available = {
+        "reference": "yes (any device)",
+        "torch": "yes (PyTorch's fused kernels" + (", cuDNN" if torch.cuda.is_available()
+                                                    else ", CPU") + ")",
+        "triton": ("yes (CUDA)" if triton_ok and torch.cuda.is_available() else
+                   "interpreter only (no CUDA device)" if triton_ok else "no (not installed)"),
+    }
+    info["backends"] = "; ".join(f"{b}: {available[b]}" for b in BACKENDS if b != "auto")
+    info[ENV_VAR] = os.environ.get(ENV_VAR) or "unset (backend='auto' picks per device)"
+    return info
