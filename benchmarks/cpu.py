@@ -128,15 +128,16 @@ def make_call(model: torch.nn.Module, x: torch.Tensor, pass_: str) -> Callable[[
     return call
 
 
-def _time(fn: Callable[[], None]) -> float:
-    t0 = time.perf_counter()
+def _time(fn: Callable[[], None]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (all of this process's threads) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
 def measure(calls: dict[str, Callable[[], None]], budget: float, min_reps: dict[str, int],
-            max_reps: int) -> dict[str, list[float]]:
-    """Seconds per call of each callable, interleaved round by round.
+            max_reps: int) -> dict[str, dict[str, list[float]]]:
+    """Wall and CPU seconds per call of each callable, interleaved round by round.
 
     Warm-up: one call each, then one more timed to estimate the cost; each callable then
     gets ``budget / cost`` calls, clamped to ``[min_reps, max_reps]``.
@@ -145,18 +146,20 @@ def measure(calls: dict[str, Callable[[], None]], budget: float, min_reps: dict[
     reps = {}
     for name in names:
         calls[name]()
-        est = _time(calls[name])
+        est = _time(calls[name])[0]
         reps[name] = max(min_reps[name], min(max_reps, int(budget / max(est, 1e-6))))
-    times: dict[str, list[float]] = {n: [] for n in names}
+    times = {n: {"wall": [], "cpu": []} for n in names}
     for r in range(max(reps.values())):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            if len(times[name]) < reps[name]:
-                times[name].append(_time(calls[name]))
+            if len(times[name]["wall"]) < reps[name]:
+                wall, cpu = _time(calls[name])
+                times[name]["wall"].append(wall)
+                times[name]["cpu"].append(cpu)
     return times
 
 
 def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...],
-            budget: float, max_reps: int) -> dict:
+            budget: float, max_reps: int, clock: str) -> dict:
     torch.manual_seed(0)
     models = build(cell, H)
     x = torch.randn(T, B, H)  # (T, B, I), I = H
@@ -165,12 +168,15 @@ def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...
     min_reps = {"torch": 7, "auto": 7, "reference": 3}
     gc.collect()
     times = measure(calls, budget, min_reps, max_reps)
-    row = {"cell": cell, "pass": pass_, "B": B, "T": T, "H": H, "input_size": H}
-    for name, ts in times.items():
-        q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-        row[f"{name}_ms"] = 1e3 * statistics.median(ts)
-        row[f"{name}_iqr_ms"] = 1e3 * (q[2] - q[0])
-        row[f"{name}_n"] = len(ts)
+    row = {"cell": cell, "pass": pass_, "B": B, "T": T, "H": H, "input_size": H,
+           "clock": clock}
+    for name, by_clock in times.items():
+        for clk, ts in by_clock.items():
+            q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+            key = name if clk == clock else f"{name}_{clk}"
+            row[f"{key}_ms"] = 1e3 * statistics.median(ts)
+            row[f"{key}_iqr_ms"] = 1e3 * (q[2] - q[0])
+        row[f"{name}_n"] = len(by_clock["wall"])
     for name in ("auto", "reference"):
         if name in times:
             row[f"ratio_{name}"] = row["torch_ms"] / row[f"{name}_ms"]
@@ -206,7 +212,11 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=0.3,
                     help="seconds of timed calls per implementation and row (default 0.3)")
     ap.add_argument("--max-reps", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch.set_num_threads (default 1, see the docstring); 0: torch's default")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                    help="what the table reports: process CPU time (default) or wall time; "
+                         "the JSON holds both")
     ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write rows here")
     args = ap.parse_args()
     if args.threads:
@@ -216,9 +226,10 @@ def main() -> None:
                   args.hidden or grid["hidden"])
     impls = ("torch", "auto") if args.no_reference else IMPLS
     meta = machine_info()
+    meta["clock"] = args.clock
     print(f"# {meta['date']}  {meta['cpu']}  ({meta['threads']} threads)  torch "
           f"{meta['torch']}  commit {meta['commit']}{' (dirty)' if meta['dirty'] else ''}")
-    print(f"# median ms per call; ratio = torch.nn time / recur time (>= {TARGET} is the "
+    print(f"# median {args.clock} ms per call; ratio = torch.nn time / recur time (>= {TARGET} is the "
           "target for auto); input size = H; **<** marks auto below target")
     print(HEADER, flush=True)
     rows = []
@@ -228,7 +239,8 @@ def main() -> None:
             for B in Bs:
                 for T in Ts:
                     for H in Hs:
-                        row = run_row(cell, pass_, B, T, H, impls, args.budget, args.max_reps)
+                        row = run_row(cell, pass_, B, T, H, impls, args.budget, args.max_reps,
+                                      args.clock)
                         rows.append(row)
                         print(format_row(row), flush=True)
     meta["wall_s"] = round(time.perf_counter() - start, 1)

@@ -144,12 +144,13 @@ def main() -> None:
           f"{meta['torch']}, commit {meta['commit']}, {meta['date']}; fwd+bwd, float32")
     print(f"{'module':<34}{'T':>6}{'ms':>10}{'vs loop':>9}{'vs plain':>9}{'vs seq':>8}"
           f"{'vs GRU':>8}")
+    def f(r, key):
+        v = r.get(key)
+        return f"{v:.2f}" if v is not None else "-"
+
     for r in rows:
-        def f(key):
-            v = r.get(key)
-            return f"{v:.2f}" if v is not None else "-"
-        print(f"{r['name']:<34}{r['T']:>6}{r['ms']:>10.2f}{f('vs_loop'):>9}{f('vs_plain'):>9}"
-              f"{f('vs_sequential'):>8}{f('vs_gru'):>8}")
+        print(f"{r['name']:<34}{r['T']:>6}{r['ms']:>10.2f}{f(r, 'vs_loop'):>9}"
+              f"{f(r, 'vs_plain'):>9}{f(r, 'vs_sequential'):>8}{f(r, 'vs_gru'):>8}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(meta=meta, args=vars(args), rows=rows), fh, indent=1)

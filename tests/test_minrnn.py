@@ -22,7 +22,7 @@ def _g(v):
 
 def _paper_loop(m, x, h0, lengths):
     """minGRU / minLSTM from the paper's equations, one step at a time."""
-    T, B = x.shape[:2]
+    T = x.shape[0]
     inp, finals = x, []
     for k in range(m.num_layers):
         h, outs = h0[k], []

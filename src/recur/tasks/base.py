@@ -124,6 +124,8 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("momentum", float, 0.0, "SGD momentum"),
     Option("weight_decay", float, 0.0, "weight decay"),
     Option("clip", float, 0.0, "clip the gradient norm to this value (0: off)"),
+    Option("schedule", str, "constant", "learning rate over the run: constant, or cosine "
+           "decay to 0 at the last step", ("constant", "cosine")),
     Option("seed", int, 0, "random seed (data, init, order, dropout)"),
     Option("device", str, "auto", "where to train", ("auto", "cpu", "cuda")),
     Option("backend", str, "auto", "recur scan backend", ("auto", "reference", "torch", "triton")),

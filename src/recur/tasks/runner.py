@@ -65,7 +65,8 @@ def _saved_options(task_cls: type[Task], run: RunDir) -> dict[str, Any]:
 def _trainer_config(cfg: Config, task_cls: type[Task]) -> TrainerConfig:
     return TrainerConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                          optimizer=cfg.optimizer, momentum=cfg.momentum,
-                         weight_decay=cfg.weight_decay, clip=cfg.clip, seed=cfg.seed,
+                         weight_decay=cfg.weight_decay, clip=cfg.clip, schedule=cfg.schedule,
+                         seed=cfg.seed,
                          shuffle=task_cls.shuffle)
 
 

@@ -20,6 +20,7 @@ after epoch k and resumed ends bit for bit where an uninterrupted run ends.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from .distributed import DistInfo, all_mean, gather_objects, unwrap
 from .progress import Reporter
 from .rundir import RunDir
 
-__all__ = ["TrainerConfig", "Trainer", "make_optimizer", "to_device", "detach"]
+__all__ = ["TrainerConfig", "Trainer", "make_optimizer", "scheduled_lr", "to_device", "detach"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class TrainerConfig:
     momentum: float = 0.0            # sgd only
     weight_decay: float = 0.0
     clip: float = 0.0                # max gradient norm; 0 = no clipping
+    schedule: str = "constant"       # constant | cosine (lr -> 0 at the last step of the run)
     seed: int = 0                    # data order
     shuffle: bool = True             # reshuffle the training set each epoch
 
@@ -67,6 +69,16 @@ def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
+
+
+def scheduled_lr(cfg: TrainerConfig, step: int, total_steps: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) of ``total_steps``: a function of
+    the step alone, so a resumed run needs no scheduler state."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+    raise ValueError(f"schedule must be 'constant' or 'cosine', got {cfg.schedule!r}")
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -170,7 +182,11 @@ class Trainer:
         self.sampler.set_epoch(self.epoch)
         model.train()
         carry, total, count = None, 0.0, 0
+        total_steps = cfg.epochs * len(self.loader)
         for i, batch in enumerate(self.loader, 1):
+            if cfg.schedule != "constant":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = scheduled_lr(cfg, self.global_step, total_steps)
             batch = to_device(batch, self.device)
             loss, carry = self.step_fn(model, batch, carry)
             if not torch.isfinite(loss):
