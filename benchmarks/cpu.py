@@ -1,7 +1,8 @@
 """CPU benchmark: recur's RNN / LSTM / GRU (backend "auto" and "reference") against torch.nn.
 
 All in one process, with the same weights (torch.nn's ``state_dict`` loaded into recur) and
-the same input, one layer, one direction, input size = hidden size H, time-major float32:
+the same input, one layer, one direction, input size = hidden size H, time-major float32,
+zero initial state:
 
 - torch.nn: ``torch.nn.RNN / LSTM / GRU``;
 - auto: ``recur.RNN / LSTM / GRU`` with the default ``backend="auto"``, which on a CPU runs
@@ -10,15 +11,27 @@ the same input, one layer, one direction, input size = hidden size H, time-major
 
 Passes: ``fwd`` (forward under ``no_grad``) and ``fwd+bwd`` (forward, then ``backward()`` of
 ``output.sum()``; gradients are reset to None before each call). Grid: B in {1, 32, 64} x T in
-{100, 200} x H in {32, 128, 256}. Each time is the median of repeated calls after warm-up;
-the implementations are timed in turn, round after round (the order rotating), so drift on a
-shared machine hits them alike; the number of calls adapts to each one's speed (``--budget``
-seconds each). The ratios are throughputs, torch.nn time / recur time: above 1, recur is
-faster; the target for ``auto`` is >= 0.95.
+{100, 200} x H in {32, 128, 256}.
+
+How it times, for a 2-core machine shared with other work:
+
+- one thread by default (``--threads``): with two, every OpenMP barrier stalls whenever
+  another process holds the other core, and calls slow down by orders of magnitude;
+- process CPU time by default (``--clock cpu``; the JSON holds wall time too), which leaves
+  out the time other processes hold the core;
+- the implementations run in turn, round after round (the order rotating), torch.nn and auto
+  the same number of calls; a time is the median over calls after warm-up, and a ratio is the
+  median over rounds of (torch.nn time / recur time) in the same round, which cancels drift.
+  The number of calls adapts to each one's speed (``--budget`` seconds each, at least 7 for
+  torch.nn and auto, 3 for reference).
+
+Ratios are throughputs, torch.nn time / recur time: above 1, recur is faster; the target for
+``auto`` is >= 0.95.
 
     python benchmarks/cpu.py                              # full grid
     python benchmarks/cpu.py --quick                      # a small grid, under a minute
     python benchmarks/cpu.py --cells LSTM --batch 64 --seq 200 --hidden 256 --json out.json
+    python benchmarks/cpu.py --overhead                   # Python us per call, kernel stubbed
     python benchmarks/compare.py old.json new.json        # compare two runs
 
 Before timing, each configuration checks that recur's outputs equal torch.nn's.
@@ -139,15 +152,18 @@ def measure(calls: dict[str, Callable[[], None]], budget: float, min_reps: dict[
             max_reps: int) -> dict[str, dict[str, list[float]]]:
     """Wall and CPU seconds per call of each callable, interleaved round by round.
 
-    Warm-up: one call each, then one more timed to estimate the cost; each callable then
-    gets ``budget / cost`` calls, clamped to ``[min_reps, max_reps]``.
+    Warm-up: one call each, then two more timed to estimate the cost; each callable then gets
+    ``budget / cost`` calls, clamped to ``[min_reps, max_reps]``, except that "torch" and "auto"
+    get the same number, so that every one of their calls has a partner in the same round.
     """
     names = list(calls)
     reps = {}
     for name in names:
         calls[name]()
-        est = _time(calls[name])[0]
+        est = min(_time(calls[name])[0] for _ in range(2))
         reps[name] = max(min_reps[name], min(max_reps, int(budget / max(est, 1e-6))))
+    if "torch" in reps and "auto" in reps:
+        reps["torch"] = reps["auto"] = max(reps["torch"], reps["auto"])
     times = {n: {"wall": [], "cpu": []} for n in names}
     for r in range(max(reps.values())):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -156,6 +172,12 @@ def measure(calls: dict[str, Callable[[], None]], budget: float, min_reps: dict[
                 times[name]["wall"].append(wall)
                 times[name]["cpu"].append(cpu)
     return times
+
+
+def paired_ratio(base: list[float], other: list[float]) -> float:
+    """Median over rounds of ``base[i] / other[i]`` (calls of the same round side by side),
+    which cancels drift slower than a round."""
+    return statistics.median(b / o for b, o in zip(base, other))
 
 
 def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...],
@@ -179,8 +201,54 @@ def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...
         row[f"{name}_n"] = len(by_clock["wall"])
     for name in ("auto", "reference"):
         if name in times:
-            row[f"ratio_{name}"] = row["torch_ms"] / row[f"{name}_ms"]
+            row[f"ratio_{name}"] = paired_ratio(times["torch"][clock], times[name][clock])
     return row
+
+
+def python_overhead(rounds: int = 25, block: int = 2000) -> dict[str, dict[str, float]]:
+    """Microseconds of Python per forward call, torch.nn's and recur auto's, with the kernel
+    replaced by a stub that returns a cached result (T=1, B=1, H=8, no_grad): what each module
+    spends around the kernel. The best (minimum) block mean of ``rounds`` interleaved blocks."""
+    import types
+
+    import torch.nn.modules.rnn as torch_rnn
+
+    from recur.ops import native
+
+    saved = torch_rnn._VF, dict(native._FUNCS)
+    result = {}
+    try:
+        for cell in CELLS:
+            models = build(cell, 8)
+            x = torch.randn(1, 1, 8)  # (T, B, I)
+            with torch.no_grad():
+                out, state = models["torch"](x)
+            cached = (out, *state) if isinstance(state, tuple) else (out, state)
+
+            def stub(*args, _cached=cached, **kwargs):
+                return _cached
+            torch_rnn._VF = types.SimpleNamespace(lstm=stub, gru=stub, rnn_tanh=stub,
+                                                  rnn_relu=stub)
+            native._FUNCS.update({k: stub for k in native._FUNCS})
+            calls = {"torch": models["torch"], "auto": models["auto"]}
+            best = {k: float("inf") for k in calls}
+            with torch.no_grad():
+                for m in calls.values():
+                    for _ in range(200):
+                        m(x)
+                for _ in range(rounds):
+                    for k, m in calls.items():
+                        t0 = time.perf_counter()
+                        for _ in range(block):
+                            m(x)
+                        best[k] = min(best[k], (time.perf_counter() - t0) / block * 1e6)
+            result[cell] = {"torch_us": best["torch"], "auto_us": best["auto"],
+                            "extra_us": best["auto"] - best["torch"]}
+    finally:
+        torch_rnn._VF = saved[0]
+        native._FUNCS.clear()
+        native._FUNCS.update(saved[1])
+    return result
 
 
 HEADER = ("| cell | pass | B | T | H | torch.nn ms | auto ms | torch/auto | reference ms "
@@ -217,6 +285,9 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="what the table reports: process CPU time (default) or wall time; "
                          "the JSON holds both")
+    ap.add_argument("--overhead", action="store_true",
+                    help="only measure the Python time per forward call around the kernel "
+                         "(torch.nn vs auto, the kernel stubbed out)")
     ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write rows here")
     args = ap.parse_args()
     if args.threads:
@@ -229,8 +300,17 @@ def main() -> None:
     meta["clock"] = args.clock
     print(f"# {meta['date']}  {meta['cpu']}  ({meta['threads']} threads)  torch "
           f"{meta['torch']}  commit {meta['commit']}{' (dirty)' if meta['dirty'] else ''}")
-    print(f"# median {args.clock} ms per call; ratio = torch.nn time / recur time (>= {TARGET} is the "
-          "target for auto); input size = H; **<** marks auto below target")
+    if args.overhead:
+        res = python_overhead()
+        print("# Python us per forward call around the kernel (stubbed), T=1 B=1 H=8, no_grad")
+        print("| cell | torch.nn us/call | auto us/call | auto - torch.nn us |\n|---|---|---|---|")
+        for cell, r in res.items():
+            print(f"| {cell} | {r['torch_us']:.1f} | {r['auto_us']:.1f} | {r['extra_us']:+.1f} |")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"meta": meta, "overhead": res}, indent=1))
+        return
+    print(f"# median {args.clock} ms per call; ratio = torch.nn time / recur time (>= {TARGET} "
+          "is the target for auto); input size = H; **<** marks auto below target")
     print(HEADER, flush=True)
     rows = []
     start = time.perf_counter()

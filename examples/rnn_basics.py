@@ -77,7 +77,7 @@ def weight_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     names = list(shapes["RNN"])
     print(f"   {'parameter':<13}" + "".join(f"{n:>10}" for n in classes))
     for p in names:
-        row = "".join(f"{str(list(shapes[n][p])):>10}" for n in classes)
+        row = "".join(f"{list(shapes[n][p])!s:>10}" for n in classes)
         print(f"   {p:<13}{row}")
     rows = {n: shapes[n]["weight_ih_l0"][0] for n in classes}
     print(f"   rows: LSTM/RNN = {rows['LSTM'] // rows['RNN']} (gates i, f, g, o), "

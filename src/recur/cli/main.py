@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..tasks import COMMON_OPTIONS, Option, all_tasks, get_task, resolve_config
 from ..train.progress import Reporter, format_value
@@ -107,9 +108,12 @@ def _task_parser(name: str) -> argparse.ArgumentParser:
 
 
 def _train(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(_train_usage())
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        print(_train_usage(), file=sys.stderr)
+        _usage_error("recur train", "the following arguments are required: TASK")
     name, rest = argv[0], argv[1:]
     tasks = all_tasks()
     if name not in tasks:
@@ -120,14 +124,22 @@ def _train(argv: list[str]) -> int:
     _setup_logging(ns.verbose)
     overrides = {k: v for k, v in vars(ns).items() if k != "verbose" and v is not None}
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    from ..tasks.runner import train_task
+    from ..tasks.runner import default_out, train_task
 
+    if not overrides.get("out") and not overrides.get("resume"):
+        overrides["out"] = str(default_out(name))  # known here, to say how to resume
     try:
         result = train_task(name, overrides,
                             reporter=TerminalReporter() if main_rank else Reporter())
     except (ValueError, FileNotFoundError) as err:
         log.debug("train failed", exc_info=True)
         parser.error(str(err))
+    except KeyboardInterrupt:
+        if main_rank:
+            print(f"\ninterrupted; the last finished epoch is saved. Continue with:\n"
+                  f"  recur train {name} --out {overrides.get('out')} --resume",
+                  file=sys.stderr)
+        return 130
     if result.dist.is_main:
         epochs = result.history[-1]["epoch"] if result.history else 0
         world = f" x {result.dist.world_size} processes" if result.dist.enabled else ""
@@ -140,9 +152,11 @@ def _train(argv: list[str]) -> int:
 # ---- predict ----------------------------------------------------------------------------
 def _predict(argv: list[str]) -> int:
     usage = "usage: recur predict RUN_DIR [options]  (`recur predict RUN_DIR --help` for them)"
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-h", "--help"):
         print(usage)
-        return 0 if argv else 2
+        return 0
+    if not argv:
+        _usage_error("recur predict", "the following arguments are required: RUN_DIR")
     run_dir, rest = argv[0], argv[1:]
     from ..tasks.runner import predict_run
     from ..train import RunDir

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import os
 
-from .aeon import (ClassificationData, SequenceSplit, aeon_classification_names,
-                   fit_channel_norm, load_aeon_classification, pad_series)
+from .aeon import (AeonSeries, ClassificationData, SequenceSplit, aeon_classification_names,
+                   fit_channel_norm, load_aeon_classification, load_aeon_series, pad_series)
 from .series import (FILLNA_METHODS, STATSMODELS_SERIES, Series, SeriesNorm, fill_missing,
                      load_series, make_windows, read_csv_column, train_size)
 from .text import PAD, UNK, LabelledText, Vocabulary, read_labelled_text, tokenize
 
 __all__ = [
-    "ClassificationData", "SequenceSplit", "aeon_classification_names",
-    "load_aeon_classification", "fit_channel_norm", "pad_series",
+    "AeonSeries", "ClassificationData", "SequenceSplit", "aeon_classification_names",
+    "load_aeon_series", "load_aeon_classification", "fit_channel_norm", "pad_series",
     "FILLNA_METHODS", "STATSMODELS_SERIES", "Series", "SeriesNorm", "fill_missing",
     "load_series", "make_windows", "read_csv_column", "train_size",
     "PAD", "UNK", "LabelledText", "Vocabulary", "read_labelled_text", "tokenize",

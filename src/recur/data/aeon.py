@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SequenceSplit", "ClassificationData", "aeon_classification_names",
-           "load_aeon_classification", "fit_channel_norm", "pad_series"]
+__all__ = ["SequenceSplit", "ClassificationData", "AeonSeries", "aeon_classification_names",
+           "load_aeon_series", "load_aeon_classification", "fit_channel_norm", "pad_series"]
 
 log = logging.getLogger(__name__)
 
@@ -180,19 +180,34 @@ def _trim_trailing_nan(s: np.ndarray) -> np.ndarray:
     return s[:, :last]
 
 
-def load_aeon_classification(name: str, *, normalize: bool = True) -> ClassificationData:
-    """Load a classification problem shipped with aeon, with its official train/test split.
+@dataclass
+class AeonSeries:
+    """A problem as aeon ships it, before normalisation and padding.
+
+    Attributes:
+        name: the dataset's name as aeon spells it.
+        train, test: lists of ``[C, T_i]`` float64 arrays (no NaN, trailing padding cut).
+        y_train, y_test: label strings per series.
+        classes: the declared class labels, in the file's order.
+    """
+
+    name: str
+    train: list[np.ndarray]
+    y_train: np.ndarray
+    test: list[np.ndarray]
+    y_test: np.ndarray
+    classes: list[str]
+
+
+def load_aeon_series(name: str) -> AeonSeries:
+    """Read a classification problem shipped with aeon: official split, raw values.
 
     Args:
         name: dataset name, e.g. ``"JapaneseVowels"`` (case-insensitive).
-        normalize: standardise each channel with the mean and std of the train split.
-
-    Returns:
-        :class:`ClassificationData` with padded ``[N, T, C]`` tensors and lengths.
 
     Raises:
         ValueError: unknown name (the message lists the valid ones), missing values inside a
-            series, or test labels that never occur in train.
+            series, or labels that are not among the declared classes.
     """
     shipped = _shipped()
     by_lower = {k.lower(): k for k in shipped}
@@ -212,23 +227,39 @@ def load_aeon_classification(name: str, *, normalize: bool = True) -> Classifica
                                  "impute UCR/UEA data")
     if not classes:
         classes = sorted(set(tr_y))
-    unknown = sorted(set(te_y) - set(classes))
-    if unknown or set(tr_y) - set(classes):
-        raise ValueError(f"{key}: labels {unknown or sorted(set(tr_y) - set(classes))} are "
-                         f"not among the declared classes {classes}")
-    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted((set(tr_y) | set(te_y)) - set(classes))
+    if unknown:
+        raise ValueError(f"{key}: labels {unknown} are not among the declared classes {classes}")
+    return AeonSeries(key, tr_s, tr_y, te_s, te_y, list(classes))
+
+
+def load_aeon_classification(name: str, *, normalize: bool = True) -> ClassificationData:
+    """Load a classification problem shipped with aeon, with its official train/test split.
+
+    Args:
+        name: dataset name, e.g. ``"JapaneseVowels"`` (case-insensitive).
+        normalize: standardise each channel with the mean and std of the train split.
+
+    Returns:
+        :class:`ClassificationData` with padded ``[N, T, C]`` tensors and lengths.
+
+    Raises:
+        ValueError: as :func:`load_aeon_series`.
+    """
+    raw = load_aeon_series(name)
+    index = {c: i for i, c in enumerate(raw.classes)}
     if normalize:
-        mean, std = fit_channel_norm(tr_s)
+        mean, std = fit_channel_norm(raw.train)
     else:
-        C = tr_s[0].shape[0]
+        C = raw.train[0].shape[0]
         mean, std = np.zeros(C), np.ones(C)
     splits = []
-    for ss, yy in ((tr_s, tr_y), (te_s, te_y)):
+    for ss, yy in ((raw.train, raw.y_train), (raw.test, raw.y_test)):
         x, lengths = pad_series(ss, mean, std)
         y = torch.tensor([index[v] for v in yy], dtype=torch.int64)
         splits.append(SequenceSplit(x, lengths, y))
-    log.info("aeon %s: %d train / %d test, %d channels, lengths %d-%d, %d classes", key,
+    log.info("aeon %s: %d train / %d test, %d channels, lengths %d-%d, %d classes", raw.name,
              len(splits[0]), len(splits[1]), splits[0].x.shape[-1],
              int(min(splits[0].lengths.min(), splits[1].lengths.min())),
-             int(max(splits[0].lengths.max(), splits[1].lengths.max())), len(classes))
-    return ClassificationData(key, splits[0], splits[1], list(classes), mean, std)
+             int(max(splits[0].lengths.max(), splits[1].lengths.max())), len(raw.classes))
+    return ClassificationData(raw.name, splits[0], splits[1], raw.classes, mean, std)

@@ -37,9 +37,12 @@ def _load_all() -> None:
 
 
 def all_tasks() -> dict[str, type[Task]]:
-    """Every registered task, by name, in :data:`TASK_MODULES` order."""
+    """Every registered task, by name, in :data:`TASK_MODULES` order (tasks registered from
+    other modules last), whatever order the modules were imported in."""
     _load_all()
-    return dict(REGISTRY)
+    order = {f"{__name__}.{m}": i for i, m in enumerate(TASK_MODULES)}
+    ranked = sorted(REGISTRY.items(), key=lambda kv: order.get(kv[1].__module__, len(order)))
+    return dict(ranked)
 
 
 def task_names() -> list[str]:

@@ -50,14 +50,22 @@ Rules: a task never prints (use ``logging``); ``build_data`` is deterministic gi
 (seed your own ``torch.Generator`` from ``cfg.seed``); in ``training_step`` call the model only
 as ``model(...)`` (it may be wrapped in ``DistributedDataParallel``); in ``evaluate`` and later
 hooks the model is unwrapped and in ``eval()`` mode. Find the device with :func:`model_device`.
+Bad user input (a malformed file, a missing column, an impossible option value) raises
+``ValueError`` with the expected and the received value: the CLI turns it into an
+argparse-style error with exit status 2. ``evaluate``/``final_metrics``/``plots``/``predict``
+run under ``torch.no_grad()``; ``batch_len`` (used by the default ``evaluate``) assumes
+batch-first batches. Models: :class:`recur.tasks.models.SeqModel` (recur ``RNN``/``LSTM``/``GRU``
++ linear head, per step or pooled at each row's last valid step with ``lengths=``) and
+:func:`recur.tasks.models.from_config` build one from the common options.
 """
 
 from __future__ import annotations
 
 import types
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -128,6 +136,8 @@ COMMON_OPTIONS: tuple[Option, ...] = (
            "decay to 0 at the last step", ("constant", "cosine")),
     Option("seed", int, 0, "random seed (data, init, order, dropout)"),
     Option("device", str, "auto", "where to train", ("auto", "cpu", "cuda")),
+    Option("threads", int, 0, "CPU threads for PyTorch's ops (0: PyTorch's default); "
+           "small models run fastest with 1"),
     Option("backend", str, "auto", "recur scan backend", ("auto", "reference", "torch", "triton")),
     Option("out", str, None, "run directory (default: runs/TASK-DATE-TIME)"),
     Option("resume", bool, False, "continue the run in --out from its checkpoint"),

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from ..nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from ..train import RunDir, new_figure, save_figure
 from .base import Option
+from .runner import cpu_threads
 
 __all__ = ["OPTIONS", "adding_problem", "diagnose_gradients", "gradient_norms"]
 
@@ -55,6 +56,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("forget_bias", float, 1.0, "LSTM forget-gate bias at init (b_ih + b_hh)"),
     Option("cells", str, "rnn,lstm,gru", "comma-separated cells to compare"),
     Option("seed", int, 0, "random seed"),
+    Option("threads", int, 1, "CPU threads for PyTorch's ops (0: PyTorch's default)"),
     Option("out", str, None, "output directory (default: runs/diagnose-gradients-DATE-TIME)"),
 )
 
@@ -137,7 +139,7 @@ def eigenvalues(model: AddingModel) -> dict[str, list[list[float]]]:
     w = model.rnn.weight_hh_l0.detach().double()
     blocks = w.split(model.hidden, dim=0)
     return {gate: torch.view_as_real(torch.linalg.eigvals(block)).tolist()
-            for gate, block in zip(GATES[model.kind], blocks)}
+            for gate, block in zip(GATES[model.kind], blocks, strict=True)}
 
 
 def _train(model: AddingModel, steps: int, batch: int, seq_len: int, gen: torch.Generator) -> None:
@@ -153,7 +155,7 @@ def _train(model: AddingModel, steps: int, batch: int, seq_len: int, gen: torch.
 
 def diagnose_gradients(*, seq_len: int = 100, hidden: int = 64, batch_size: int = 64,
                        train_steps: int = 100, forget_bias: float = 1.0,
-                       cells: str = "rnn,lstm,gru", seed: int = 0,
+                       cells: str = "rnn,lstm,gru", seed: int = 0, threads: int = 1,
                        out: str | None = None) -> dict[str, Any]:
     """Measure, plot and save; returns what ``gradients.json`` holds (plus ``"out"``).
 
@@ -163,34 +165,41 @@ def diagnose_gradients(*, seq_len: int = 100, hidden: int = 64, batch_size: int 
     names = [c.strip() for c in cells.split(",") if c.strip()]
     bad = [c for c in names if c not in CELL_CLASSES]
     if bad or not names:
-        raise ValueError(f"--cells: unknown {bad or cells!r}; choose from {', '.join(CELL_CLASSES)}")
+        raise ValueError(f"--cells: unknown {bad or cells!r}; "
+                         f"choose from {', '.join(CELL_CLASSES)}")
     if seq_len < 2 or hidden < 1 or batch_size < 1 or train_steps < 0:
         raise ValueError(f"need --seq-len >= 2, --hidden >= 1, --batch-size >= 1, "
                          f"--train-steps >= 0; got {seq_len}, {hidden}, {batch_size}, "
                          f"{train_steps}")
     run = RunDir(out or Path("runs") / f"diagnose-gradients-{time.strftime('%Y%m%d-%H%M%S')}")
-    results: dict[str, Any] = {}
-    for name in names:
-        started = time.perf_counter()
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
-        model = AddingModel(name, 2, hidden, forget_bias)
-        _train(model, train_steps, batch_size, seq_len, gen)
-        x, y = adding_problem(batch_size, seq_len, torch.Generator().manual_seed(seed + 1))
-        norms, loss = gradient_norms(model, x, y)
-        eig = eigenvalues(model)
-        radius = {g: max(math.hypot(re, im) for re, im in v) for g, v in eig.items()}
-        results[name] = {"norms": norms, "ratio": norms[0] / norms[-1] if norms[-1] else 0.0,
-                         "loss": loss, "eigenvalues": eig, "spectral_radius_by_gate": radius,
-                         "spectral_radius": max(radius.values())}
-        log.info("%s: ratio %.3g, %.1f s", name, results[name]["ratio"],
-                 time.perf_counter() - started)
+    with cpu_threads(threads):
+        results = {name: _measure(name, seq_len, hidden, batch_size, train_steps, forget_bias,
+                                  seed) for name in names}
     report = {"seq_len": seq_len, "hidden": hidden, "batch_size": batch_size,
               "train_steps": train_steps, "forget_bias": forget_bias, "seed": seed,
               "cells": results}
     run.write_json("gradients.json", report)
     _plot(results, seq_len, train_steps, run.path / "gradients.png")
     return {**report, "out": str(run.path)}
+
+
+def _measure(name: str, seq_len: int, hidden: int, batch_size: int, train_steps: int,
+             forget_bias: float, seed: int) -> dict[str, Any]:
+    """Train one cell's model, then measure its gradient norms and eigenvalues."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = AddingModel(name, 2, hidden, forget_bias)
+    _train(model, train_steps, batch_size, seq_len, gen)
+    x, y = adding_problem(batch_size, seq_len, torch.Generator().manual_seed(seed + 1))
+    norms, loss = gradient_norms(model, x, y)
+    eig = eigenvalues(model)
+    radius = {g: max(math.hypot(re, im) for re, im in v) for g, v in eig.items()}
+    ratio = norms[0] / norms[-1] if norms[-1] else 0.0
+    log.info("%s: ratio %.3g, %.1f s", name, ratio, time.perf_counter() - started)
+    return {"norms": norms, "ratio": ratio, "loss": loss,
+            "eigenvalues": eig, "spectral_radius_by_gate": radius,
+            "spectral_radius": max(radius.values())}
 
 
 def _plot(results: dict[str, Any], seq_len: int, train_steps: int, path: Path) -> Path:
@@ -213,7 +222,7 @@ def _plot(results: dict[str, Any], seq_len: int, train_steps: int, path: Path) -
         eax = fig.add_subplot(grid[0, i])
         eax.plot(circle.cos(), circle.sin(), color="0.6", lw=1, ls="--")
         for gate, values in r["eigenvalues"].items():
-            re, im = zip(*values)
+            re, im = zip(*values, strict=True)
             eax.scatter(re, im, s=8, alpha=0.7, label=gate)
         eax.set_aspect("equal")
         eax.set_title(f"eig(W_hh) {name.upper()}\nspectral radius {r['spectral_radius']:.2f}",

@@ -13,11 +13,13 @@ rank 0 writes the run directory (see :mod:`recur.train.distributed`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,12 +27,13 @@ from torch import nn
 from ..train import (RunDir, Trainer, TrainerConfig, plot_history, seed_everything, setup,
                      teardown, wrap)
 from ..train.checkpoint import load_checkpoint
-from ..train.distributed import DistInfo, gather_objects, resolve_device
+from ..train.distributed import DistInfo, env_info, gather_objects, resolve_device
 from ..train.progress import Reporter
 from . import get_task
 from .base import COMMON_OPTIONS, Config, Task, TaskData, resolve_config
 
-__all__ = ["RunResult", "train_task", "load_run", "eval_run", "predict_run", "default_out"]
+__all__ = ["RunResult", "cpu_threads", "train_task", "load_run", "eval_run", "predict_run",
+           "default_out"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,23 @@ def _saved_options(task_cls: type[Task], run: RunDir) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if k in names}
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """``torch.set_num_threads(threads)`` inside the block (0 leaves PyTorch's setting).
+
+    Small recurrent models gain nothing from more intra-op threads, and on a busy machine
+    OpenMP threads that wait for each other can make each step 100x slower (measured on a
+    loaded 2-core machine: lagged-sine, 21 s per epoch with 2 threads, 0.1 s with 1).
+    """
+    before = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _trainer_config(cfg: Config, task_cls: type[Task]) -> TrainerConfig:
     return TrainerConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                          optimizer=cfg.optimizer, momentum=cfg.momentum,
@@ -91,47 +111,55 @@ def train_task(name: str, overrides: Mapping[str, Any] | None = None, *,
         given = {**_saved_options(task_cls, run), **given}
     cfg = resolve_config(task_cls, given)
 
+    if env_info().enabled and not task_cls.distributed:
+        raise ValueError(f"task {name!r} cannot be split across processes "
+                         f"({task_cls.__doc__.strip().splitlines()[0].lower()}); run it in "
+                         f"one process")
     dist, device = setup(cfg.device)
     try:
-        if dist.enabled and not task_cls.distributed:
-            raise ValueError(f"task {name!r} cannot be split across processes "
-                             f"({task_cls.__doc__.strip().splitlines()[0]}); run it alone")
-        out = cfg.out or str(default_out(name))
-        cfg.out = gather_objects(out, dist)[0]  # every rank uses rank 0's directory
-        run = RunDir(cfg.out)
-        if not cfg.resume and run.checkpoint.exists():
-            raise ValueError(f"{run.path} already holds a run: pass --resume to continue it "
-                             f"or choose another --out")
-
-        seed_everything(cfg.seed)
-        task = task_cls(cfg)
-        data = task.build_data()
-        model = task.build_model(data.info).to(device)
-        if dist.enabled:  # same initial weights everywhere, a different dropout stream per rank
-            torch.manual_seed(cfg.seed + 1_000_003 * dist.rank)
-        if dist.is_main:
-            run.write_json(RunDir.CONFIG, {**cfg.to_dict(), "world_size": dist.world_size,
-                                           "device_used": str(device)})
-            run.write_json(RunDir.INFO, data.info)
-
-        trainer = Trainer(wrap(model, dist, device), data.train, _trainer_config(cfg, task_cls),
-                          step=task.training_step,
-                          evaluate=lambda m: task.evaluate(m, data),
-                          device=device, collate=data.collate,
-                          callbacks=task.callbacks(data), reporter=reporter, run=run, dist=dist)
-        history = trainer.fit(resume_from=run.checkpoint if cfg.resume else None)
-
-        metrics = None
-        if dist.is_main:
-            model.eval()
-            with torch.no_grad():
-                metrics = task.final_metrics(model, data)
-                run.write_json(RunDir.METRICS, metrics)
-                plot_history(history, run / "loss.png", title=f"{name}: loss")
-                task.plots(model, data, run.path)
+        with cpu_threads(cfg.threads):
+            run, metrics, history = _run(task_cls, cfg, dist, device, reporter)
     finally:
         teardown()
     return RunResult(cfg, run.path, metrics, history, time.perf_counter() - started, dist)
+
+
+def _run(task_cls: type[Task], cfg: Config, dist: DistInfo, device: torch.device,
+         reporter: Reporter | None) -> tuple[RunDir, dict[str, Any] | None, list[dict]]:
+    """Build, train, measure and plot (every rank; only rank 0 writes)."""
+    out = cfg.out or str(default_out(task_cls.name))
+    cfg.out = gather_objects(out, dist)[0]  # every rank uses rank 0's directory
+    run = RunDir(cfg.out)
+    if not cfg.resume and run.checkpoint.exists():
+        raise ValueError(f"{run.path} already holds a run: pass --resume to continue it "
+                         f"or choose another --out")
+
+    seed_everything(cfg.seed)
+    task = task_cls(cfg)
+    data = task.build_data()
+    model = task.build_model(data.info).to(device)
+    if dist.enabled:  # same initial weights everywhere, a different dropout stream per rank
+        torch.manual_seed(cfg.seed + 1_000_003 * dist.rank)
+    if dist.is_main:
+        run.write_json(RunDir.CONFIG, {**cfg.to_dict(), "world_size": dist.world_size,
+                                       "device_used": str(device)})
+        run.write_json(RunDir.INFO, data.info)
+
+    trainer = Trainer(wrap(model, dist, device), data.train, _trainer_config(cfg, task_cls),
+                      step=task.training_step, evaluate=lambda m: task.evaluate(m, data),
+                      device=device, collate=data.collate, callbacks=task.callbacks(data),
+                      reporter=reporter, run=run, dist=dist)
+    history = trainer.fit(resume_from=run.checkpoint if cfg.resume else None)
+
+    metrics = None
+    if dist.is_main:
+        model.eval()
+        with torch.no_grad():
+            metrics = task.final_metrics(model, data)
+            run.write_json(RunDir.METRICS, metrics)
+            plot_history(history, run / "loss.png", title=f"{task_cls.name}: loss")
+            task.plots(model, data, run.path)
+    return run, metrics, history
 
 
 def load_run(run_dir: str | Path, device: str = "auto"
@@ -154,8 +182,8 @@ def eval_run(run_dir: str | Path, device: str = "auto") -> tuple[Config, dict[st
     """Rebuild the data of a run, load its checkpoint and recompute its final metrics."""
     task, model, _, _ = load_run(run_dir, device)
     seed_everything(task.cfg.seed)
-    data: TaskData = task.build_data()
-    with torch.no_grad():
+    with cpu_threads(task.cfg.threads), torch.no_grad():
+        data: TaskData = task.build_data()
         metrics = task.final_metrics(model, data)
     return task.cfg, metrics
 
@@ -173,5 +201,5 @@ def predict_run(run_dir: str | Path, args: Mapping[str, Any],
         if value is not None:
             values[key] = value
     checked = Config(**{k: options[k].check(v) for k, v in values.items()})
-    with torch.no_grad():
+    with cpu_threads(task.cfg.threads), torch.no_grad():
         return task, task.predict(model, info, checked, run.path)

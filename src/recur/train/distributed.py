@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "setup", "teardown", "resolve_device", "wrap", "unwrap",
+__all__ = ["DistInfo", "env_info", "setup", "teardown", "resolve_device", "wrap", "unwrap",
            "all_mean", "gather_objects"]
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -189,8 +190,9 @@ class Trainer:
                     group["lr"] = scheduled_lr(cfg, self.global_step, total_steps)
             batch = to_device(batch, self.device)
             loss, carry = self.step_fn(model, batch, carry)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {float(loss)} at epoch {self.epoch + 1}, "
+            value = loss.detach().item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss is {value} at epoch {self.epoch + 1}, "
                                          f"step {i}: lower --lr or set --clip")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -199,7 +201,6 @@ class Trainer:
             self.optimizer.step()
             carry = detach(carry)
             self.global_step += 1
-            value = loss.detach().item()
             total += value
             count += 1
             self.reporter.on_step(epoch=self.epoch + 1, step=i, loss=value)

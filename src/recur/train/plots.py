@@ -8,8 +8,9 @@ in the ``tasks`` extra), with the non-interactive Agg canvas, so nothing opens a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["new_figure", "save_figure", "plot_history"]
 

@@ -19,8 +19,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 __all__ = ["RunDir", "atomic_write", "jsonable"]
 
@@ -35,7 +36,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        mode = {"mode": "wb"} if binary else {"mode": "w", "encoding": "utf-8"}
+        with os.fdopen(fd, **mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

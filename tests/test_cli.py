@@ -1,0 +1,179 @@
+"""The ``recur`` command: subcommands, the files of a run, output format, bad input.
+
+Most tests call ``recur.cli.main.main(argv)`` in-process (fast); one runs ``python -m recur``
+in a subprocess to check the module entry point.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recur.cli.main import main
+from recur.cli.progress import TerminalReporter
+from recur.tasks import task_names
+
+LESSONS = ["hello", "sine-cos", "lagged-sine", "next-frame"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The CI machine has 2 shared cores: one intra-op thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hello_run(tmp_path_factory):
+    """One ``recur train hello`` with the defaults, shared by the tests that read it."""
+    out = tmp_path_factory.mktemp("runs") / "hello"
+    capture = io.StringIO()
+    sys_stdout, sys.stdout = sys.stdout, capture
+    try:
+        code = main(["train", "hello", "--out", str(out)])
+    finally:
+        sys.stdout = sys_stdout
+    return out, code, capture.getvalue()
+
+
+def run_cli(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``recur ARGV``."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_tasks_lists_every_lesson_with_one_line(capsys):
+    code, out, _ = run_cli(capsys, "tasks")
+    lines = out.strip().splitlines()
+    assert code == 0
+    assert [line.split()[0] for line in lines] == task_names()
+    assert set(LESSONS) <= set(task_names())
+    assert all(len(line.split(None, 1)) == 2 for line in lines)  # name + summary
+
+
+def test_train_hello_writes_every_file_and_ends_with_a_summary(hello_run):
+    out, code, stdout = hello_run
+    assert code == 0
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "info.json", "metrics.jsonl", "metrics.json", "checkpoint.pt",
+            "loss.png", "hello.png"} <= files
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["prediction"] == "ohlol" and metrics["loss"] < 0.5
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "hello" and config["cell"] == "rnn" and config["hidden"] == 4
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == list(range(1, config["epochs"] + 1))
+    lines = stdout.strip().splitlines()
+    assert lines[-1].startswith("hello: prediction=ohlol loss=")
+    assert str(out) in lines[-1]
+    # the predicted string after every epoch, as plain lines (stdout is not a terminal here)
+    predicted = [line for line in lines if "predicted string" in line]
+    assert len(predicted) == config["epochs"] and "\r" not in stdout
+    for png in ("loss.png", "hello.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_recomputes_the_final_metrics(hello_run, capsys):
+    out = hello_run[0]
+    code, stdout, _ = run_cli(capsys, "eval", str(out))
+    assert code == 0
+    saved = json.loads((out / "metrics.json").read_text())
+    assert f"prediction: {saved['prediction']}" in stdout
+    assert stdout.strip().splitlines()[-1].startswith("hello: prediction=ohlol")
+
+
+def test_predict_uses_the_trained_run(hello_run, capsys):
+    out = hello_run[0]
+    code, stdout, _ = run_cli(capsys, "predict", str(out), "--text", "hello")
+    assert code == 0 and json.loads(stdout) == {"input": "hello", "prediction": "ohlol"}
+    code, _, err = run_cli(capsys, "predict", str(out), "--text", "hex")
+    assert code == 2 and "not in the vocabulary" in err
+    code, _, err = run_cli(capsys, "predict", str(out), "--windows", "3")
+    assert code == 2 and "unrecognized arguments: --windows" in err
+
+
+def test_unknown_task_lists_the_valid_ones(capsys):
+    code, _, err = run_cli(capsys, "train", "helo")
+    assert code == 2
+    assert "invalid choice: 'helo'" in err
+    for name in LESSONS:
+        assert name in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "hello", "--cell", "transformer"], "invalid choice: 'transformer'"),
+    (["train", "hello", "--hidden", "many"], "invalid int value: 'many'"),
+    (["train", "hello", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["train", "hello", "--source", "abc", "--target", "ab", "--out", "{tmp}/x"],
+     "equal length"),
+    (["train", "sine-cos", "--resume"], "--resume needs --out"),
+    (["train"], "TASK"),
+    (["eval", "{tmp}/not-a-run"], "not found"),
+    (["predict", "{tmp}/not-a-run"], "not found"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+], ids=["bad-choice", "bad-int", "unknown-flag", "task-check", "resume-no-out", "no-task",
+        "eval-missing", "predict-missing", "bad-command"])
+def test_bad_input_exits_2_with_a_message(capsys, tmp_path, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err + out
+
+
+def test_help_of_a_task_shows_its_options_and_defaults(capsys):
+    code, out, _ = run_cli(capsys, "train", "sine-cos", "--help")
+    assert code == 0
+    assert "--points" in out and "--hidden" in out and "(default: 32)" in out
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0 and all(name in out for name in LESSONS)
+
+
+def test_env_reports_versions_and_backends(capsys):
+    code, out, _ = run_cli(capsys, "env")
+    assert code == 0
+    assert f"torch: {torch.__version__}" in out
+    for key in ("python:", "triton:", "cuda:", "backends:"):
+        assert key in out
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch, capsys):
+    lines = io.StringIO()
+    plain = TerminalReporter(out=lines, bar=False)
+    plain.on_fit_start(start_epoch=0, epochs=2, steps_per_epoch=3)
+    for step in range(1, 4):
+        plain.on_step(epoch=1, step=step, loss=0.5)
+    plain.on_epoch_end({"epoch": 1, "step": 3, "train_loss": 0.5})
+    plain.on_fit_end([])
+    assert lines.getvalue() == "epoch 1/2 train_loss=0.5\n"
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert TerminalReporter().use_bar
+    bar = TerminalReporter(out=io.StringIO(), bar=True)
+    bar.on_fit_start(start_epoch=0, epochs=1, steps_per_epoch=2)
+    bar.on_step(epoch=1, step=1, loss=0.25)
+    bar.on_fit_end([])
+    assert "step" in capsys.readouterr().err  # tqdm drew on stderr
+
+
+@pytest.mark.slow
+def test_python_dash_m_recur(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "recur", "tasks"], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == task_names()[0]
+    proc = subprocess.run([sys.executable, "-m", "recur", "train", "nope"], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "invalid choice: 'nope'" in proc.stderr

@@ -1,0 +1,233 @@
+"""The model-agnostic trainer: atomic files, safe checkpoints, bit-exact resume, TBPTT carry.
+
+Resume is checked end to end through the task runner: a run stopped after 2 epochs and
+resumed to 4 must end with exactly the metrics, history and weights of an uninterrupted
+4-epoch run (dropout between two layers makes the RNG state matter, shuffling makes the data
+order matter, Adam makes the optimizer state matter). A control run that resumes without
+restoring the RNG shows the comparison can fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from recur.tasks.runner import train_task
+from recur.train import (RunDir, Trainer, TrainerConfig, atomic_write, detach, load_checkpoint,
+                         save_checkpoint)
+from recur.train import checkpoint as checkpoint_mod
+from recur.train.loop import scheduled_lr
+
+# Small lagged-sine runs: 2 LSTM layers with dropout, shuffled batches, Adam.
+SMALL = {"samples": 64, "seq_len": 12, "lag": 2, "hidden": 8, "layers": 2, "dropout": 0.3,
+         "batch_size": 16, "seed": 3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The CI machine has 2 shared cores: one intra-op thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---- files ------------------------------------------------------------------------------
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def half_then_crash(f):
+        f.write("new, but only half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, half_then_crash)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]  # no temp file left
+    atomic_write(target, lambda f: f.write("new"))
+    assert target.read_text() == "new"
+
+
+def test_history_names_the_malformed_line(tmp_path):
+    run = RunDir(tmp_path)
+    run.append_history({"epoch": 1, "train_loss": 0.5})
+    with open(tmp_path / RunDir.METRICS_LOG, "a") as f:
+        f.write("{not json\n")
+    with pytest.raises(ValueError, match="line 2"):
+        run.read_history()
+
+
+def test_json_files_are_strict_json(tmp_path):
+    path = RunDir(tmp_path).write_json("m.json", {"loss": float("nan"), "t": torch.tensor(2.5),
+                                                  "xs": (1, 2)})
+    assert json.loads(path.read_text(), parse_constant=pytest.fail) == \
+        {"loss": "nan", "t": 2.5, "xs": [1, 2]}
+
+
+# ---- checkpoints ------------------------------------------------------------------------
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    model = nn.GRU(3, 4)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(5, 2, 3))[0].sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "c.pt", model=model, optimizer=opt, epoch=2, step=7,
+                           rng=[checkpoint_mod.rng_state()], history=[{"epoch": 1}])
+    ckpt = load_checkpoint(path)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["history"]) == (2, 7, [{"epoch": 1}])
+    for key, value in model.state_dict().items():
+        assert torch.equal(ckpt["model"][key], value)
+    assert ckpt["optimizer"]["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+
+
+class Payload:
+    """Stands for arbitrary pickled code inside a malicious checkpoint."""
+
+    def __reduce__(self):
+        return (os.system, ("echo owned",))
+
+
+def test_checkpoint_loading_refuses_pickled_code(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model": {}, "x": Payload()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path)
+
+
+def test_checkpoint_rejects_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a recur checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_rng_state_round_trip():
+    import random
+
+    import numpy as np
+
+    state = checkpoint_mod.rng_state()
+    first = (torch.rand(3), np.random.rand(2), random.random())
+    checkpoint_mod.set_rng_state(state)
+    second = (torch.rand(3), np.random.rand(2), random.random())
+    assert torch.equal(first[0], second[0])
+    assert (first[1] == second[1]).all() and first[2] == second[2]
+
+
+# ---- the loop ---------------------------------------------------------------------------
+def test_carry_is_passed_on_detached_and_reset_each_epoch():
+    seen = []
+
+    def step(model, batch, carry):
+        seen.append(carry)
+        (x,) = batch
+        out = model(x).sum()
+        state = out.unsqueeze(0) * 2  # part of the graph: must come back detached
+        return out ** 2, state
+
+    data = TensorDataset(torch.randn(6, 2))
+    trainer = Trainer(nn.Linear(2, 1), data, TrainerConfig(epochs=2, batch_size=2, shuffle=False),
+                      step=step)
+    history = trainer.fit()
+    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["step"] == 6
+    assert seen[0] is None and seen[3] is None                 # each epoch starts afresh
+    carried = [c for c in seen if c is not None]
+    assert len(carried) == 4 and not any(c.requires_grad for c in carried)
+
+
+def test_non_finite_loss_stops_with_advice():
+    data = TensorDataset(torch.randn(4, 2))
+    trainer = Trainer(nn.Linear(2, 1), data, TrainerConfig(epochs=1, batch_size=2),
+                      step=lambda m, b, c: (m(b[0]).sum() * float("nan"), None))
+    with pytest.raises(FloatingPointError, match="--lr"):
+        trainer.fit()
+
+
+def test_cosine_schedule_goes_from_lr_to_zero():
+    cfg = TrainerConfig(lr=0.2, schedule="cosine")
+    assert scheduled_lr(cfg, 0, 100) == pytest.approx(0.2)
+    assert scheduled_lr(cfg, 50, 100) == pytest.approx(0.1)
+    assert scheduled_lr(cfg, 100, 100) == pytest.approx(0.0)
+    assert scheduled_lr(TrainerConfig(lr=0.2), 50, 100) == 0.2
+
+
+def test_detach_keeps_structure():
+    a = torch.ones(2, requires_grad=True) * 2
+    out = detach({"h": (a, [a]), "n": 3})
+    assert not out["h"][0].requires_grad and isinstance(out["h"], tuple)
+    assert not out["h"][1][0].requires_grad and out["n"] == 3
+
+
+# ---- resume -----------------------------------------------------------------------------
+def _final(run_dir):
+    run = RunDir(run_dir)
+    history = [{k: v for k, v in r.items() if k != "seconds"} for r in run.read_history()]
+    return run.read_json(RunDir.METRICS), history, load_checkpoint(run.checkpoint)["model"]
+
+
+def test_resume_ends_exactly_where_an_uninterrupted_run_ends(tmp_path):
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    train_task("lagged-sine", {**SMALL, "epochs": 4, "out": str(straight)})
+    train_task("lagged-sine", {**SMALL, "epochs": 2, "out": str(part)})
+    first_half = _final(part)[1]
+    result = train_task("lagged-sine", {"epochs": 4, "out": str(part), "resume": True})
+    assert result.config.dropout == SMALL["dropout"]    # the rest came from config.json
+    metrics_a, history_a, weights_a = _final(straight)
+    metrics_b, history_b, weights_b = _final(part)
+    assert history_b[:2] == first_half and len(history_b) == 4
+    assert metrics_a == metrics_b
+    assert history_a == history_b
+    for key in weights_a:
+        assert torch.equal(weights_a[key], weights_b[key]), key
+
+
+def test_resume_without_the_rng_state_differs(tmp_path, monkeypatch):
+    """Control for the test above: the comparison does see a missing piece of state."""
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    train_task("lagged-sine", {**SMALL, "epochs": 3, "out": str(straight)})
+    train_task("lagged-sine", {**SMALL, "epochs": 2, "out": str(part)})
+    monkeypatch.setattr("recur.train.loop.set_rng_state", lambda state: torch.manual_seed(0))
+    train_task("lagged-sine", {"epochs": 3, "out": str(part), "resume": True})
+    assert _final(straight)[0] != _final(part)[0]
+
+
+def test_resume_refusals(tmp_path):
+    with pytest.raises(ValueError, match="needs --out"):
+        train_task("lagged-sine", {"resume": True})
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train_task("lagged-sine", {"resume": True, "out": str(tmp_path / "nothing")})
+    train_task("hello", {"epochs": 1, "out": str(tmp_path / "h")})
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_task("hello", {"epochs": 1, "out": str(tmp_path / "h")})
+    with pytest.raises(ValueError, match="task 'hello', not 'lagged-sine'"):
+        train_task("lagged-sine", {"resume": True, "out": str(tmp_path / "h")})
+
+
+def test_a_run_interrupted_mid_epoch_resumes_to_the_same_end(tmp_path, monkeypatch):
+    """Ctrl-C during epoch 3 of 4 (after epoch 2's checkpoint), then ``--resume``."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    options = {**SMALL, "epochs": 4}
+    train_task("lagged-sine", {**options, "out": str(straight)})
+    real_epoch = Trainer.train_epoch
+
+    def interrupted(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_task("lagged-sine", {**options, "out": str(broken)})
+    assert len(RunDir(broken).read_history()) == 2 and not (broken / "metrics.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    train_task("lagged-sine", {"out": str(broken), "resume": True})
+    a, b = _final(straight), _final(broken)
+    assert a[0] == b[0] and a[1] == b[1]
+    assert all(torch.equal(a[2][k], b[2][k]) for k in a[2])
