@@ -177,3 +177,41 @@ def test_python_dash_m_recur(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "recur", "train", "nope"], capture_output=True,
                           text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2 and "invalid choice: 'nope'" in proc.stderr
+
+
+def test_export_writes_the_runs_recurrent_layer_as_onnx(hello_run, tmp_path, capsys):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import recur
+    from recur.tasks.runner import load_run
+
+    run_dir = hello_run[0]
+    out = tmp_path / "hello.onnx"
+    assert main(["export", str(run_dir), str(out)]) == 0
+    assert "exported" in capsys.readouterr().out.strip().splitlines()[-1]
+    _, model, _, _ = load_run(run_dir, device="cpu")
+    layer = next(m for m in model.modules() if isinstance(m, recur.RNNBase))
+    x = torch.randn((2, 5, layer.input_size) if layer.batch_first else (5, 2, layer.input_size))
+    with torch.no_grad():
+        want, h_want = layer(x)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    feed = {"input": x.numpy()}  # the graph takes the layer's own layout
+    if "lengths" in names:
+        feed["lengths"] = np.full(2, 5, dtype=np.int32)
+    for name in names:
+        if name.startswith(("h0", "c0")):
+            shape = [layer.num_layers * (2 if layer.bidirectional else 1), 2, layer.hidden_size]
+            feed[name] = np.zeros(shape, dtype=np.float32)
+    got, h_got = sess.run(None, feed)[:2]
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+    np.testing.assert_allclose(h_got, h_want.numpy(), atol=1e-5)
+
+
+def test_export_of_a_missing_run_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(tmp_path / "nope"), str(tmp_path / "x.onnx")])
+    assert exc.value.code == 2
+    assert "recur export: error:" in capsys.readouterr().err

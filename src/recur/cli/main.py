@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("predict", help="use a trained run: recur predict RUN_DIR [options]",
                    add_help=False)
     sub.add_parser("env", help="versions of python, torch, triton; devices; backends")
+    p = sub.add_parser("export", help="export a run's recurrent layer to ONNX's own "
+                       "RNN/LSTM/GRU operators: recur export RUN_DIR OUT.onnx")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("out", metavar="OUT.onnx", help="path of the ONNX file to write")
     p = sub.add_parser("diagnose", help="diagnostics: recur diagnose gradients")
     dsub = p.add_subparsers(dest="diagnosis", metavar="DIAGNOSIS", required=True)
     g = dsub.add_parser("gradients", help="||dL/dh_t|| over t and eig(W_hh) for RNN/LSTM/GRU "
@@ -208,6 +212,27 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+    from ..nn import RNNBase
+    from ..tasks.runner import load_run
+
+    try:
+        _, model, _, _ = load_run(args.run_dir, device="cpu")
+        layers = [m for m in model.modules() if isinstance(m, RNNBase)]
+        if len(layers) != 1:
+            raise ValueError(f"expected the run's model to hold one recur recurrent layer, "
+                             f"found {len(layers)}")
+        export_onnx(layers[0].eval(), args.out)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _usage_error("recur export", str(err))
+    layer = layers[0]
+    print(f"exported {type(layer).__name__}({layer.input_size}, {layer.hidden_size}, "
+          f"num_layers={layer.num_layers}, bidirectional={layer.bidirectional}) of "
+          f"{args.run_dir} to {args.out}", flush=True)
+    return 0
+
+
 def _diagnose(args: argparse.Namespace) -> int:
     from ..tasks.diagnose import OPTIONS, diagnose_gradients
 
@@ -261,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "diagnose":
         return _diagnose(args)
+    if args.command == "export":
+        return _export(args)
     raise AssertionError(args.command)  # argparse rejects unknown commands before this
 
 
