@@ -9,7 +9,6 @@ torch.nn: ``forward(..., lengths=)`` for padded input without packing, and ``bac
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import warnings
@@ -21,7 +20,8 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import cells
 from ..cells import Cell
 from ..ops import LayerWeights, run_stack
-from ..ops.dispatch import check_backend_name
+from ..ops.dispatch import check_backend_name, resolve_stack_backend
+from ..ops.native import stack_native
 from ._layout import from_time_major, to_time_major
 from .streaming import StreamingMixin
 
@@ -107,6 +107,9 @@ class RNNBase(StreamingMixin, nn.Module):
                 self._layer_names.append(tuple(
                     f"{base}_l{layer}{suffix}" if base in shapes else None
                     for base in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")))
+        # a standard cell whose subclass adds no per-layer extras: the fast path in ``_run``
+        self._plain_native = (cell.native_mode is not None
+                              and type(self)._stack_weights is RNNBase._stack_weights)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -226,11 +229,11 @@ class RNNBase(StreamingMixin, nn.Module):
         if amp:  # the recurrence and its states in the weights' dtype (float32), autocast off
             x, hx = _cast_inputs(x, hx, self._parameters["weight_ih_l0"].dtype)
         states = self._prepare_hx(hx, x, layout.batched)
-        with torch.autocast(x.device.type, enabled=False) if amp else contextlib.nullcontext():
-            out, finals = run_stack(self.cell, x, states, self._stack_weights(x),
-                                    num_layers=self.num_layers,
-                                    bidirectional=self.bidirectional, dropout=self.dropout,
-                                    training=self.training, lengths=lens, backend=self.backend)
+        if amp:
+            with torch.autocast(x.device.type, enabled=False):
+                out, finals = self._run(x, states, lens)
+        else:
+            out, finals = self._run(x, states, lens)
         if not layout.batched:
             finals = tuple(s.squeeze(1) for s in finals)
         output = from_time_major(out, layout)
@@ -238,6 +241,23 @@ class RNNBase(StreamingMixin, nn.Module):
         if self.stateful:
             self._carry(state)
         return output, state
+
+    def _run(self, x: Tensor, states: tuple[Tensor, ...], lens: Tensor | None):
+        """``x: [T, B, I]`` through the stack; returns ``out, finals`` as ``run_stack``."""
+        if (self._plain_native and not torch.compiler.is_compiling()
+                and resolve_stack_backend(self.backend, self.cell, x, native_ok=True) == "torch"):
+            # torch.nn's own cell with nothing added: its flat weights go straight to PyTorch's
+            # kernels, without building LayerWeights (a few us per call; see benchmarks/cpu.py)
+            params = self._parameters
+            return stack_native(self.cell.native_mode, x, states,
+                                [params[n] for n in self._flat_weights_names],
+                                has_biases=self.bias, has_proj=self.proj_size > 0,
+                                num_layers=self.num_layers, bidirectional=self.bidirectional,
+                                dropout=self.dropout, training=self.training, lengths=lens)
+        return run_stack(self.cell, x, states, self._stack_weights(x),
+                         num_layers=self.num_layers, bidirectional=self.bidirectional,
+                         dropout=self.dropout, training=self.training, lengths=lens,
+                         backend=self.backend)
 
 
 def _cast_inputs(x: Tensor, hx, dtype: torch.dtype):
