@@ -17,6 +17,16 @@ if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for training-heavy tests: the CI machine has 2 shared cores, and
+    two OpenMP threads wait on each other whenever another process holds a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     if HAS_CUDA:
         return

@@ -21,14 +21,7 @@ from recur.tasks import task_names
 
 LESSONS = ["hello", "sine-cos", "lagged-sine", "next-frame"]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI machine has 2 shared cores: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ from recur.tasks.runner import eval_run, predict_run, train_task
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI machine has 2 shared cores: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- the interface ----------------------------------------------------------------------

@@ -28,14 +28,7 @@ from recur.train.loop import scheduled_lr
 SMALL = {"samples": 64, "seq_len": 12, "lag": 2, "hidden": 8, "layers": 2, "dropout": 0.3,
          "batch_size": 16, "seed": 3}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The CI machine has 2 shared cores: one intra-op thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- files ------------------------------------------------------------------------------
