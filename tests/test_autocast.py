@@ -20,17 +20,25 @@ def _states(st):
     return st if isinstance(st, tuple) else (st,)
 
 
+AMP = [
+    pytest.param("cpu", torch.bfloat16, id="cpu-bf16"),
+    pytest.param("cuda", torch.bfloat16, id="cuda-bf16", marks=pytest.mark.gpu),
+    pytest.param("cuda", torch.float16, id="cuda-fp16", marks=pytest.mark.gpu),
+]
+
+
+@pytest.mark.parametrize("device, amp_dtype", AMP)
 @pytest.mark.parametrize("backend", ["auto", "reference"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_bf16_autocast_runs_in_float32(name, backend):
+def test_autocast_runs_in_float32(name, backend, device, amp_dtype):
     torch.manual_seed(0)
-    m = CASES[name](num_layers=2, bidirectional=True, backend=backend)
-    proj = torch.nn.Linear(I, I)
-    x = torch.randn(T, B, I)
+    m = CASES[name](num_layers=2, bidirectional=True, backend=backend, device=device)
+    proj = torch.nn.Linear(I, I, device=device)
+    x = torch.randn(T, B, I, device=device)
     lens = torch.tensor([5, 2, 4])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        xb = proj(x)  # bfloat16 under autocast, as a real model's input would be
-        assert xb.dtype == torch.bfloat16
+    with torch.autocast(device, dtype=amp_dtype):
+        xb = proj(x)  # half precision under autocast, as a real model's input would be
+        assert xb.dtype == amp_dtype
         out, st = m(xb, lengths=lens)
         # the state fed back (float32) with a bfloat16 input is accepted
         out2, st2 = m(xb, st, lengths=lens)
