@@ -154,3 +154,8 @@ def test_lstm_cell_hx_must_be_pair():
     with pytest.raises(ValueError, match="LSTMCell: Expected hx to be a tuple \\(h, c\\), got "
                                          "Tensor"):
         recur.LSTMCell(3, 4)(torch.randn(2, 3), torch.zeros(2, 4))
+
+
+def test_cell_modules_refuse_triton():
+    with pytest.raises(ValueError, match="backend='triton' runs whole sequences"):
+        recur.LSTMCell(3, 4, backend="triton")

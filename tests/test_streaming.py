@@ -56,7 +56,7 @@ def test_stateful_carries_detached_state_and_resets():
     out2.sum().backward()  # does not reach back into the first call's graph
     assert "_carried" not in m.state_dict()
     # a different batch size is an error, not a silent reuse
-    with pytest.raises(ValueError, match="batch of 2.*has 3.*reset_state"):
+    with pytest.raises(ValueError, match="batch of 2, this input is a batch of 3.*reset_state"):
         m(torch.randn(T, 3, I))
     m.reset_state()
     torch.testing.assert_close(m(x[:T])[0], want[:T])

@@ -42,6 +42,9 @@ class RNNCellBase(nn.Module):
         self.hidden_size = hidden_size
         self.bias = bias
         self.backend = check_backend_name(backend)
+        if backend == "triton":
+            raise ValueError("backend='triton' runs whole sequences (recur.RNN/LSTM/GRU); a "
+                             "cell module runs one step: use 'auto', 'torch' or 'reference'")
         factory = {"device": device, "dtype": dtype}
         G = cell.num_gates
         self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
@@ -107,7 +110,8 @@ class RNNCellBase(nn.Module):
                                        f"{list(h.shape)}, expected {[B, self.hidden_size]}")
                 states.append(h)
             states = tuple(states)
-        if requested_backend(self.backend) in ("auto", "torch"):
+        # RECUR_BACKEND=triton asks for the fused kernels; one step has none, so it means auto
+        if requested_backend(self.backend) in ("auto", "torch", "triton"):
             fn = _VF_CELLS[self.cell.native_mode]
             arg = states if self.cell.num_states > 1 else states[0]
             res = fn(x, arg, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)

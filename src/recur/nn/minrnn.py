@@ -113,10 +113,17 @@ class _MinRNN(nn.Module):
         L, H = self.num_layers, self.hidden_size
         if hx is None:
             hx = x.new_zeros(L, B, H)
-        elif not layout.batched:
-            hx = hx.unsqueeze(1)
-        if tuple(hx.shape) != (L, B, H):
-            raise RuntimeError(f"Expected hidden size {(L, B, H)}, got {list(hx.shape)}")
+        else:
+            want = (L, B, H) if layout.batched else (L, H)  # in the caller's layout
+            if tuple(hx.shape) != want:
+                kind = "batched 3-D" if layout.batched else "unbatched 2-D"
+                raise RuntimeError(f"For {kind} input, expected hidden size {want}, got "
+                                   f"{list(hx.shape)}")
+            if hx.dtype != x.dtype or hx.device != x.device:
+                raise ValueError(f"hx must match the input's dtype and device "
+                                 f"({x.dtype}, {x.device}), got ({hx.dtype}, {hx.device})")
+            if not layout.batched:
+                hx = hx.unsqueeze(1)
         finals = []
         inp = x
         for k in range(L):

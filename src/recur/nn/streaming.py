@@ -75,8 +75,10 @@ class StreamingMixin:
             batch = input.shape[0 if self.batch_first else 1] if input.dim() == 3 else None
         carried_batch = h.shape[1] if h.dim() == 3 else None
         if batch != carried_batch:
-            raise ValueError(f"{type(self).__name__} (stateful): the carried state is for a "
-                             f"batch of {carried_batch}, this input has {batch}; call "
+            def said(n):
+                return "unbatched input" if n is None else f"a batch of {n}"
+            raise ValueError(f"{type(self).__name__} (stateful): the carried state is for "
+                             f"{said(carried_batch)}, this input is {said(batch)}; call "
                              "reset_state() before a new sequence or batch size")
         return self._carried
 

@@ -126,7 +126,7 @@ class VariantRNN(CustomRNN):
                 raise ValueError(f"forget_bias needs a cell with a forget gate (LSTM), got "
                                  f"{type(self).__name__} with cell {cell.name!r}")
             if not bias:
-                raise ValueError("forget_bias needs bias=True")
+                raise ValueError(f"forget_bias={forget_bias} needs bias=True, got bias=False")
         self.forget_bias = forget_bias
         if backend == "torch" and (cell.native_mode is None or zoned
                                    or self.recurrent_dropout > 0):
