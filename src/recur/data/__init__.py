@@ -6,7 +6,7 @@
   and windowed for one-step-ahead forecasting.
 - :mod:`recur.data.text`: labelled text from CSV / TSV / JSONL, tokeniser and vocabulary.
 - :func:`sample_path`: small files shipped with the package (``sentiment_sample.csv``: a tiny
-  hand-written sample of 302 short positive / negative sentences, for tests and demos only).
+  hand-written sample of 502 short positive / negative sentences, for tests and demos only).
 
 This layer imports only ``torch``, ``numpy`` and the standard library at import time; aeon and
 statsmodels are imported when a loader that needs them is called.
@@ -16,19 +16,54 @@ from __future__ import annotations
 
 import os
 
-from .aeon import (AeonSeries, ClassificationData, SequenceSplit, aeon_classification_names,
-                   fit_channel_norm, load_aeon_classification, load_aeon_series, pad_series)
-from .series import (FILLNA_METHODS, STATSMODELS_SERIES, Series, SeriesNorm, fill_missing,
-                     load_series, make_windows, read_csv_column, train_size)
+from .aeon import (
+    AeonSeries,
+    ClassificationData,
+    SequenceSplit,
+    aeon_classification_names,
+    fit_channel_norm,
+    load_aeon_classification,
+    load_aeon_series,
+    pad_series,
+)
+from .series import (
+    FILLNA_METHODS,
+    STATSMODELS_SERIES,
+    Series,
+    SeriesNorm,
+    fill_missing,
+    load_series,
+    make_windows,
+    read_csv_column,
+    train_size,
+)
 from .text import PAD, UNK, LabelledText, Vocabulary, read_labelled_text, tokenize
 
 __all__ = [
-    "AeonSeries", "ClassificationData", "SequenceSplit", "aeon_classification_names",
-    "load_aeon_series", "load_aeon_classification", "fit_channel_norm", "pad_series",
-    "FILLNA_METHODS", "STATSMODELS_SERIES", "Series", "SeriesNorm", "fill_missing",
-    "load_series", "make_windows", "read_csv_column", "train_size",
-    "PAD", "UNK", "LabelledText", "Vocabulary", "read_labelled_text", "tokenize",
+    "FILLNA_METHODS",
+    "PAD",
+    "STATSMODELS_SERIES",
+    "UNK",
+    "AeonSeries",
+    "ClassificationData",
+    "LabelledText",
+    "SequenceSplit",
+    "Series",
+    "SeriesNorm",
+    "Vocabulary",
+    "aeon_classification_names",
+    "fill_missing",
+    "fit_channel_norm",
+    "load_aeon_classification",
+    "load_aeon_series",
+    "load_series",
+    "make_windows",
+    "pad_series",
+    "read_csv_column",
+    "read_labelled_text",
     "sample_path",
+    "tokenize",
+    "train_size",
 ]
 
 

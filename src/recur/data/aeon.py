@@ -31,8 +31,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["SequenceSplit", "ClassificationData", "AeonSeries", "aeon_classification_names",
-           "load_aeon_series", "load_aeon_classification", "fit_channel_norm", "pad_series"]
+__all__ = [
+    "AeonSeries",
+    "ClassificationData",
+    "SequenceSplit",
+    "aeon_classification_names",
+    "fit_channel_norm",
+    "load_aeon_classification",
+    "load_aeon_series",
+    "pad_series",
+]
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +235,7 @@ def load_aeon_series(name: str) -> AeonSeries:
                                  "impute UCR/UEA data")
     if not classes:
         classes = sorted(set(tr_y))
-    unknown = sorted((set(tr_y) | set(te_y)) - set(classes))
+    unknown = sorted(str(v) for v in (set(tr_y) | set(te_y)) - set(classes))
     if unknown:
         raise ValueError(f"{key}: labels {unknown} are not among the declared classes {classes}")
     return AeonSeries(key, tr_s, tr_y, te_s, te_y, list(classes))

@@ -34,8 +34,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["STATSMODELS_SERIES", "FILLNA_METHODS", "Series", "SeriesNorm", "load_series",
-           "read_csv_column", "fill_missing", "train_size", "make_windows"]
+__all__ = [
+    "FILLNA_METHODS",
+    "STATSMODELS_SERIES",
+    "Series",
+    "SeriesNorm",
+    "fill_missing",
+    "load_series",
+    "make_windows",
+    "read_csv_column",
+    "train_size",
+]
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +249,7 @@ def train_size(n: int, test_fraction: float = 0.2) -> int:
     """Number of leading values used for fitting: ``floor(n * (1 - test_fraction))``."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_train = int(math.floor(n * (1.0 - test_fraction) + 1e-9))
+    n_train = math.floor(n * (1.0 - test_fraction) + 1e-9)
     if n_train < 2 or n_train >= n:
         raise ValueError(f"a series of {n} values is too short to split with "
                          f"test_fraction={test_fraction}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LabelledText", "read_labelled_text", "tokenize", "Vocabulary", "PAD", "UNK"]
+__all__ = ["PAD", "UNK", "LabelledText", "Vocabulary", "read_labelled_text", "tokenize"]
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
@@ -100,6 +100,12 @@ def _read_delimited(path: str, delim: str, text_col: str, label_col: str) -> Lab
     return out
 
 
+def _line_error(path: str, line: int, what: str) -> ValueError:
+    """A ``ValueError`` for bad content at ``line`` of ``path`` (a data error, not a type
+    error in the caller's code)."""
+    return ValueError(f"{path}, line {line}: {what}")
+
+
 def _read_jsonl(path: str, text_col: str, label_col: str) -> LabelledText:
     out = LabelledText([], [], [])
     with open(path, encoding="utf-8") as f:
@@ -112,16 +118,15 @@ def _read_jsonl(path: str, text_col: str, label_col: str) -> LabelledText:
                 raise ValueError(f"{path}, line {k}: malformed JSON: {e.msg} "
                                  f"(column {e.colno})") from None
             if not isinstance(obj, dict):
-                raise ValueError(f"{path}, line {k}: expected a JSON object, got "
-                                 f"{type(obj).__name__}")
+                raise _line_error(path, k, f"expected a JSON object, got {type(obj).__name__}")
             missing = [c for c in (text_col, label_col) if c not in obj]
             if missing:
                 raise ValueError(f"{path}, line {k}: no column {', '.join(map(repr, missing))}"
                                  f"; columns found: {sorted(obj)}")
             text, label = obj[text_col], obj[label_col]
             if not isinstance(text, str):
-                raise ValueError(f"{path}, line {k}: column {text_col!r} must be a string, "
-                                 f"got {type(text).__name__}")
+                raise _line_error(path, k, f"column {text_col!r} must be a string, got "
+                                           f"{type(text).__name__}")
             if isinstance(label, (dict, list)) or label is None or str(label).strip() == "":
                 raise ValueError(f"{path}, line {k}: column {label_col!r} must be a non-empty "
                                  f"string or number, got {label!r}")

@@ -1,0 +1,194 @@
+"""The real-data tasks end to end with tiny settings: classify / vowels, forecast, sentiment.
+
+The full-accuracy runs (vowels >= 0.98, sunspots below AR(9)) are measurements reported with
+the defaults; only the forecast one is short enough to be a test here (marked slow).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recur.cli.main import main
+from recur.nn import GRU
+from recur.tasks import get_task, resolve_config
+from recur.tasks.classify import SequenceClassifier, confusion_matrix
+from recur.tasks.forecast import ar_forecast, naive_forecast, rmse
+from recur.tasks.runner import eval_run, predict_run, train_task
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# ---- classify / vowels ------------------------------------------------------------------
+def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
+    cfg = resolve_config(get_task("vowels"))
+    assert (cfg.data, cfg.cell, cfg.bidirectional, cfg.ensemble) == \
+        ("aeon:JapaneseVowels", "gru", True, 3)
+    assert resolve_config(get_task("classify")).data is None
+
+
+def test_classifier_uses_lengths_so_padding_changes_nothing():
+    torch.manual_seed(0)
+    for pool in ("last", "mean", "both"):
+        model = SequenceClassifier(3, 4, cell="gru", hidden=5, bidirectional=True, pool=pool)
+        assert isinstance(model.rnn, GRU)                     # recur's module, not torch.nn's
+        x = torch.randn(2, 9, 3)
+        lengths = torch.tensor([9, 4])
+        both = model(x, lengths)
+        alone = model(x[1:, :4], torch.tensor([4]))
+        torch.testing.assert_close(both[1], alone[0])
+        x[1, 4:] = 100.0                                       # garbage in the padding
+        torch.testing.assert_close(model(x, lengths), both)
+
+
+def test_classify_end_to_end_tiny(tmp_path):
+    out = tmp_path / "run"
+    result = train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 8, "epochs": 2,
+                                     "ensemble": 2, "out": str(out)})
+    m = result.metrics
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 370
+    assert len(m["member_test_accuracy"]) == 2
+    assert m["test_errors"] == round((1 - m["test_accuracy"]) * 370)
+    assert (out / "confusion.png").read_bytes()[:8] == PNG
+    info = json.loads((out / "info.json").read_text())
+    assert info["input_size"] == 12 and (info["min_length"], info["max_length"]) == (7, 29)
+    _, again = eval_run(out, device="cpu")
+    assert again["test_accuracy"] == pytest.approx(m["test_accuracy"])
+
+
+def test_classify_univariate_equal_length(tmp_path):
+    result = train_task("classify", {"data": "aeon:GunPoint", "hidden": 4, "epochs": 1,
+                                     "bidirectional": False, "out": str(tmp_path)})
+    assert result.metrics["test_size"] == 150 and "member_test_accuracy" not in result.metrics
+
+
+def test_confusion_matrix_counts():
+    cm = confusion_matrix(torch.tensor([0, 0, 1, 2]), torch.tensor([0, 1, 1, 1]), 3)
+    assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+
+
+# ---- forecast ---------------------------------------------------------------------------
+def test_baselines_reproduce_the_measured_peers():
+    from recur.data import load_series
+
+    y = load_series("statsmodels:sunspots").values
+    truth = y[247:]
+    assert rmse(naive_forecast(y, 247), truth) == pytest.approx(33.28, abs=0.01)
+    assert rmse(ar_forecast(y, 247, 9), truth) == pytest.approx(19.44, abs=0.01)
+    with pytest.raises(ValueError, match="--ar-lags must be in"):
+        ar_forecast(y, 247, 200)
+
+
+def _series_csv(tmp_path, values, name="s.csv"):
+    path = tmp_path / name
+    lines = ["t,v"] + [f"{i},{'' if np.isnan(v) else v}" for i, v in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_forecast_fits_on_the_first_part_only(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.sin(np.arange(100) / 3) * 10 + rng.normal(size=100)
+    changed = y.copy()
+    changed[80:] += 500.0                                      # only the test part differs
+    task_cls = get_task("forecast")
+    datas = []
+    for i, values in enumerate((y, changed)):
+        cfg = resolve_config(task_cls, {"data": _series_csv(tmp_path, values, f"{i}.csv"),
+                                        "column": "v", "window": 10})
+        datas.append(task_cls(cfg).build_data())
+    a, b = datas
+    assert a.info["n_train"] == 80 and len(a.test) == 20
+    assert (a.info["mean"], a.info["std"]) == (b.info["mean"], b.info["std"])
+    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.train.y, b.train.y)
+    assert a.train.index.max() == 79                           # no target from the test part
+    assert not torch.equal(a.test.y, b.test.y)
+
+
+def test_forecast_csv_with_gaps_end_to_end(tmp_path):
+    y = np.sin(np.arange(60) / 4.0) * 5 + 10
+    y[[7, 30]] = np.nan
+    path = _series_csv(tmp_path, y)
+    with pytest.raises(ValueError, match=r"2 missing value\(s\), the first at line 9"):
+        train_task("forecast", {"data": path, "column": "v", "out": str(tmp_path / "a")})
+    out = tmp_path / "b"
+    result = train_task("forecast", {"data": path, "column": "v", "fillna": "interpolate",
+                                     "window": 8, "ar_lags": 3, "epochs": 2, "hidden": 8,
+                                     "out": str(out)})
+    m = result.metrics
+    assert {"test_rmse", "naive_rmse", "ar_rmse"} <= set(m) and m["n_test"] == 12
+    assert all(np.isfinite(m[k]) for k in ("test_rmse", "naive_rmse", "ar_rmse"))
+    assert (out / "forecast.png").read_bytes()[:8] == PNG
+    _, nxt = predict_run(out, {}, device="cpu")
+    assert np.isfinite(nxt["next_value"])
+
+
+@pytest.mark.slow
+def test_forecast_defaults_beat_ar9_on_sunspots(tmp_path):
+    m = train_task("forecast", {"out": str(tmp_path)}).metrics
+    assert m["ar_rmse"] == pytest.approx(19.44, abs=0.01)
+    assert m["test_rmse"] < m["ar_rmse"] < m["naive_rmse"]
+
+
+# ---- sentiment --------------------------------------------------------------------------
+def test_sentiment_on_the_shipped_sample_tiny(tmp_path):
+    out = tmp_path / "run"
+    result = train_task("sentiment", {"epochs": 2, "hidden": 8, "embed": 8, "out": str(out)})
+    m = result.metrics
+    assert 0.0 <= m["accuracy"] <= 1.0 and m["heldout_size"] == 100
+    assert m["majority_accuracy"] == 0.5
+    assert (out / "confusion.png").read_bytes()[:8] == PNG
+    _, pred = predict_run(out, {"text": "great food, friendly staff"}, device="cpu")
+    assert pred["label"] in ("positive", "negative")
+    assert sum(pred["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_sentiment_jsonl_three_classes(tmp_path):
+    rows = [{"review": f"{w} {w} thing number {i}", "mood": m}
+            for i in range(12) for w, m in (("good", "up"), ("bad", "down"), ("meh", "flat"))]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = train_task("sentiment", {"data": str(path), "text_column": "review",
+                                      "label_column": "mood", "epochs": 15, "hidden": 8,
+                                      "embed": 8, "out": str(tmp_path / "run")})
+    assert result.metrics["accuracy"] == 1.0                   # one word decides the class
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "classify", "--data", "aeon:Nope"],
+     ("unknown aeon dataset 'Nope'; the classification datasets shipped with the installed "
+      "aeon are: ")),
+    (["train", "classify"], "--data must be aeon:NAME"),
+    (["train", "forecast", "--data", "statsmodels:moon"], "valid: statsmodels:sunspots"),
+    (["train", "forecast", "--data", "{tmp}/s.csv", "--column", "price"],
+     "no column 'price'; columns found: ['t', 'v']"),
+    (["train", "forecast", "--data", "{tmp}/s.csv", "--column", "v"],
+     "missing value(s), the first at line 3"),
+    (["train", "sentiment", "--data", "{tmp}/bad.csv"], "bad.csv, line 3: malformed line"),
+    (["train", "sentiment", "--data", "{tmp}/bad.csv", "--text-column", "body"],
+     "no column 'body'; columns found: ['text', 'label']"),
+], ids=["aeon-unknown", "aeon-missing", "statsmodels-unknown", "csv-column", "csv-nan",
+        "text-malformed", "text-column"])
+def test_bad_input_exits_2_with_a_message(capsys, tmp_path, argv, message):
+    (tmp_path / "s.csv").write_text("t,v\n0,1\n1,nan\n2,3\n")
+    (tmp_path / "bad.csv").write_text('text,label\nfine,pos\n"oops" x,neg\n')
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv] + ["--out", str(tmp_path / "r")]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert message in err + out
+    if argv[1] == "classify":                                  # the valid names are listed
+        assert "BasicMotions, " in err and "JapaneseVowels" in err
