@@ -37,7 +37,7 @@ def run_cli(capsys, *argv):
 def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
     cfg = resolve_config(get_task("vowels"))
     assert (cfg.data, cfg.cell, cfg.bidirectional, cfg.ensemble) == \
-        ("aeon:JapaneseVowels", "gru", True, 3)
+        ("aeon:JapaneseVowels", "gru", True, 5)
     assert resolve_config(get_task("classify")).data is None
 
 
