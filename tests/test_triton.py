@@ -77,19 +77,24 @@ def make_inputs(cell: Cell, T: int, B: int, H: int, *, P: int | None = None, bia
     return xg, w_hh, b_hh, state0, w_hr
 
 
-def run(cell, inputs, *, backend, lengths=None, reverse=False, cast=None, grads=True):
+def run(cell, inputs, *, backend, lengths=None, reverse=False, cast=None, grads=True,
+        h_mask=None, zoneout=None):
     """Outputs, final states and (optionally) the gradient of every input, as a dict.
 
     The loss weighs every output and final state differently, so each gradient path counts.
-    ``cast`` runs the backend on converted copies (e.g. float64 for the oracle)."""
+    ``cast`` runs the backend on converted copies (e.g. float64 for the oracle), masks too."""
     xg, w_hh, b_hh, state0, w_hr = inputs
     leaves = {"xg": xg, "w_hh": w_hh, "b_hh": b_hh, "w_hr": w_hr}
     leaves.update({f"state0[{i}]": s for i, s in enumerate(state0)})
     leaves = {k: v for k, v in leaves.items() if v is not None}
     args = {k: (v.detach().to(cast).requires_grad_() if cast else v) for k, v in leaves.items()}
     st0 = tuple(args[f"state0[{i}]"] for i in range(len(state0)))
+    if cast is not None:
+        h_mask = None if h_mask is None else h_mask.to(cast)
+        zoneout = None if zoneout is None else tuple(m.to(cast) for m in zoneout)
     out, states = scan(cell, args["xg"], args["w_hh"], args.get("b_hh"), st0,
-                       w_hr=args.get("w_hr"), lengths=lengths, reverse=reverse, backend=backend)
+                       w_hr=args.get("w_hr"), lengths=lengths, reverse=reverse, backend=backend,
+                       h_mask=h_mask, zoneout=zoneout)
     res = {"out": out.detach()}
     res.update({f"state[{i}]": s.detach() for i, s in enumerate(states)})
     if grads:
@@ -152,6 +157,99 @@ def test_matches_reference(case):
     want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
                cast=torch.float64)
     assert_close(got, want, rtol=1e-5)
+
+
+def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mask: bool,
+               device=DEVICE, seed: int = 2):
+    """A recurrent-dropout mask ``[B, H]`` (scaled by 1/(1-p), p=0.3) and zoneout masks per
+    state: ``"train"`` Bernoulli ``[T, B, H]`` draws, ``"eval"`` expanded rates."""
+    g = torch.Generator().manual_seed(seed)
+    hm = None
+    if h_mask:
+        hm = ((torch.rand(B, H, generator=g) > 0.3).float() / 0.7).to(device)
+    rates = (0.3, 0.6)[: cell.num_states]
+    zo = None
+    if zoneout == "train":
+        zo = tuple(torch.bernoulli(torch.full((T, B, H), p), generator=g).to(device)
+                   for p in rates)
+    elif zoneout == "eval":
+        zo = tuple(torch.full((1, 1, 1), p, device=device).expand(T, B, H) for p in rates)
+    return hm, zo
+
+
+# (cell, T, B, H, lengths, reverse, zoneout, h_mask)
+MASK_CASES = [
+    ("lstm", 4, 3, 7, None, False, "train", True),
+    ("lstm", 5, 3, 5, [5, 2, 1], True, "eval", True),
+    ("lstm", 4, 2, 6, [1, 4], False, "train", False),
+    ("gru", 4, 3, 7, None, True, "train", True),
+    ("gru", 5, 3, 5, [3, 5, 1], False, "eval", False),
+    ("gru", 3, 2, 5, None, False, None, True),
+    ("rnn_tanh", 4, 3, 7, [4, 1, 3], True, "train", True),
+    ("rnn_relu", 3, 2, 5, None, False, "eval", True),
+]
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=[
+    f"{c[0]}-T{c[1]}-B{c[2]}-H{c[3]}" + ("-len" if c[4] else "") + ("-rev" if c[5] else "")
+    + (f"-zoneout_{c[6]}" if c[6] else "") + ("-hmask" if c[7] else "") for c in MASK_CASES])
+def test_masks_match_reference(case):
+    """Recurrent dropout (``h_mask``) and zoneout, fused, against the float64 loop."""
+    name, T, B, H, lengths, reverse, zoneout, h_mask = case
+    cell = CELLS[name]
+    inputs = make_inputs(cell, T, B, H)
+    hm, zo = make_masks(cell, T, B, H, zoneout=zoneout, h_mask=h_mask)
+    lens = torch.tensor(lengths) if lengths else None
+    got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse, h_mask=hm,
+              zoneout=zo)
+    want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
+               cast=torch.float64, h_mask=hm, zoneout=zo)
+    assert_close(got, want, rtol=1e-5)
+    # the masks do act: without them the result is different
+    plain = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse)
+    assert not torch.allclose(plain["out"], got["out"], atol=1e-4)
+
+
+def test_variant_modules_on_the_fused_kernels(monkeypatch):
+    """recur.nn's zoneout / recurrent-dropout / DropConnect variants with backend='triton'
+    equal the same modules on the reference loop, in training (same seed, same masks) and in
+    eval; the layer-norm cells (parameters in the update) are refused with a clear error."""
+    from recur.nn.variants import LayerNormLSTM, VariantGRU, VariantLSTM
+    from recur.ops.triton import _launch
+
+    launches = []
+    real_forward = _launch.forward
+    monkeypatch.setattr(_launch, "forward",
+                        lambda *a, **k: launches.append(1) or real_forward(*a, **k))
+
+    x = torch.randn(5, 3, 4, device=DEVICE)
+    for cls, kw in ((VariantLSTM, {"zoneout": (0.2, 0.4), "recurrent_dropout": 0.25,
+                                   "weight_drop": 0.3}),
+                    (VariantGRU, {"zoneout": 0.3, "recurrent_dropout": 0.2,
+                                  "bidirectional": True, "num_layers": 2})):
+        torch.manual_seed(0)
+        ref = cls(4, 6, backend="reference", device=DEVICE, **kw)
+        fused = cls(4, 6, backend="triton", device=DEVICE, **kw)
+        fused.load_state_dict(ref.state_dict())
+        for train in (True, False):
+            ref.train(train)
+            fused.train(train)
+            res = []
+            for m in (ref, fused):
+                m.zero_grad()
+                torch.manual_seed(7)
+                out, _ = m(x)
+                (out * torch.linspace(-1, 1, out.numel(), device=DEVICE).view_as(out)).sum() \
+                    .backward()
+                res.append((out.detach(), {n: p.grad.clone() for n, p in m.named_parameters()}))
+            torch.testing.assert_close(res[1][0], res[0][0], rtol=1e-5, atol=1e-6)
+            for n in res[0][1]:
+                torch.testing.assert_close(res[1][1][n], res[0][1][n], rtol=1e-4, atol=1e-6,
+                                           msg=f"grad of {n} ({cls.__name__}, train={train})")
+    assert len(launches) == 2 * (1 + 4)  # train + eval: 1 LSTM layer, 2x2 GRU layers
+    ln = LayerNormLSTM(4, 6, backend="triton", device=DEVICE)
+    with pytest.raises(ValueError, match="no Triton pointwise"):
+        ln(x)
 
 
 def test_no_bias_and_final_state_only_gradient():
@@ -298,6 +396,24 @@ def test_gpu_long_lstm(P, tf32, monkeypatch):
     got = run(LSTM, inputs, backend="triton")
     want = run(LSTM, inputs, backend="reference", cast=torch.float64)
     assert_close(got, want, rtol=5e-3 if tf32 else 1e-4)
+
+
+@gpu
+@needs_cuda
+@pytest.mark.parametrize("name", GPU_CELLS)
+@pytest.mark.parametrize("B,H", [(16, 64), (16, 512)], ids=["B16-T128-H64", "B16-T128-H512"])
+def test_gpu_masks_real_sizes(name, B, H, monkeypatch):
+    """Zoneout and recurrent dropout on both kernel paths (small and grid) at real sizes."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cell = CELLS[name]
+    inputs = make_inputs(cell, 128, B, H)
+    lens = torch.randint(1, 129, (B,), generator=torch.Generator().manual_seed(0))
+    for zoneout in ("train", "eval"):
+        hm, zo = make_masks(cell, 128, B, H, zoneout=zoneout, h_mask=True)
+        got = run(cell, inputs, backend="triton", lengths=lens, h_mask=hm, zoneout=zo)
+        want = run(cell, inputs, backend="reference", lengths=lens, cast=torch.float64,
+                   h_mask=hm, zoneout=zo)
+        assert_close(got, want, rtol=1e-4)
 
 
 @gpu

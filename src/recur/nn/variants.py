@@ -20,9 +20,12 @@ machinery of ``recur.LSTM``; the options combine freely (e.g. a LayerNormLSTM wi
   ``[T, B, Hout]``). Inner layers always pass the concatenation on, so the parameters keep
   torch.nn's shapes; ``h_n`` keeps one entry per direction.
 
-Zoneout and recurrent dropout run on the reference loop (``backend="auto"``; the Triton
-backend once it takes masks); ``backend="torch"`` raises ``ValueError`` for them and for
-the layer-norm cells.
+Zoneout and recurrent dropout are masks the engine applies (``recur.ops.scan``'s ``zoneout``
+and ``h_mask``): the reference loop and the fused Triton kernels (``backend="triton"``, for
+cells with a Triton pointwise: LSTM, GRU, RNN, declared cells) run them; ``backend="auto"``
+runs the reference loop (the fused kernels are not chosen by ``auto`` until timed on a GPU).
+``backend="torch"`` raises ``ValueError`` for them and for the layer-norm cells, whose
+update takes parameters (reference loop only).
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from .. import cells
 from ..cells import Cell
 from ..cells.declare import Param
 from ..cells.layernorm import LAYERNORM_GRU, LAYERNORM_LSTM, layer_norm
-from ..cells.zoneout import with_zoneout
 from ..ops import LayerWeights
 from .custom import CustomRNN
 
@@ -136,7 +138,7 @@ class VariantRNN(CustomRNN):
                              f"{', recurrent_dropout' if self.recurrent_dropout else ''}; "
                              "use backend='auto' or 'reference'")
         self.base_cell = cell
-        super().__init__(with_zoneout(cell) if zoned else cell, input_size, hidden_size,
+        super().__init__(cell, input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, backend=backend)
         self._ln_x_names: list[tuple[str, str]] = []
@@ -219,8 +221,7 @@ class VariantRNN(CustomRNN):
                 b_ih = b_hh = None
             w_hh = lw.w_hh if m.w_hh_mask is None else lw.w_hh * m.w_hh_mask
             out.append(LayerWeights(lw.w_ih, w_hh, b_ih, b_hh, lw.w_hr, params=params,
-                                    step_params=m.zoneout or (), h_mask=m.h_mask,
-                                    xg_fn=xg_fn))
+                                    h_mask=m.h_mask, xg_fn=xg_fn, zoneout=m.zoneout))
         return out
 
     def forward(self, input: Tensor | PackedSequence, hx=None, *, lengths=None):

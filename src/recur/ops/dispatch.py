@@ -49,6 +49,15 @@ def triton_available(cell: Cell, x: Tensor) -> bool:
     return _tr.supports(cell, x)
 
 
+def triton_unavailable_reason(cell: Cell, x: Tensor) -> str:
+    """Why ``backend='triton'`` cannot run ``cell`` on ``x`` (for error messages)."""
+    if cell.triton_update is None and not _has_triton_builtin(cell):
+        return (f"cell {cell.name!r} has no Triton pointwise (declare it with triton_update=; "
+                "cells whose update takes parameters run on the reference loop)")
+    return (f"cell {cell.name!r} on device {x.device}, dtype {x.dtype} needs the triton "
+            "package, float32/bfloat16/float16, and a CUDA device or TRITON_INTERPRET=1")
+
+
 def _has_triton_builtin(cell: Cell) -> bool:
     return cell.native_mode is not None
 
@@ -73,10 +82,8 @@ def resolve_stack_backend(backend: str, cell: Cell, x: Tensor, *, native_ok: boo
         return "torch"
     if req == "triton":
         if not triton_available(cell, x):
-            raise ValueError(
-                f"backend='triton' is not available for cell {cell.name!r} on device "
-                f"{x.device} (needs the triton package, and a CUDA device or TRITON_INTERPRET=1)"
-            )
+            raise ValueError(f"backend='triton' is not available: "
+                             f"{triton_unavailable_reason(cell, x)}")
         return "triton"
     if req == "reference":
         return "reference"

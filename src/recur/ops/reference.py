@@ -27,11 +27,14 @@ def scan_reference(
     params: tuple[Tensor, ...] = (),
     step_params: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over time with a Python loop. Arguments as in :func:`recur.ops.scan`.
 
-    Per step t: ``hg = (h_{t-1} * h_mask) W_hh^T + b_hh`` (no mask if ``h_mask`` is None) and
-    ``states_t = cell.update(xg[t], hg, states_{t-1}, *params, *(p[t] for p in step_params))``.
+    Per step t: ``hg = (h_{t-1} * h_mask) W_hh^T + b_hh`` (no mask if ``h_mask`` is None),
+    ``new = cell.update(xg[t], hg, states_{t-1}, *params, *(p[t] for p in step_params))``,
+    then with ``zoneout`` masks ``m_k [T, B, H]``: ``states_t[k] = m_k[t] * states_{t-1}[k] +
+    (1 - m_k[t]) * new[k]``.
 
     Returns ``out: [T, B, Hout]`` and the final states.
     """
@@ -47,6 +50,8 @@ def scan_reference(
         h = states[0] if h_mask is None else states[0] * h_mask  # (B, Hout)
         hg = F.linear(h, w_hh, b_hh)  # (B, G*H)
         new = cell.update(xg[t], hg, states, *params, *(p[t] for p in step_params))
+        if zoneout is not None:
+            new = tuple(m[t] * s + (1 - m[t]) * n for m, s, n in zip(zoneout, states, new))
         if w_hr is not None:
             new = (F.linear(new[0], w_hr),) + tuple(new[1:])  # h: (B, P)
         if valid is not None:

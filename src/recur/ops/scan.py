@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ..cells import Cell, States
-from .dispatch import requested_backend, triton_available
+from .dispatch import requested_backend, triton_available, triton_unavailable_reason
 from .reference import scan_reference
 
 
@@ -49,6 +49,23 @@ def _check(cell: Cell, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, state0: St
     return state0, lengths
 
 
+def _check_zoneout(cell: Cell, zoneout, xg: Tensor, w_hr: Tensor | None) -> tuple[Tensor, ...]:
+    zoneout = tuple(zoneout)
+    if len(zoneout) != cell.num_states:
+        raise ValueError(f"zoneout needs one mask per state ({cell.num_states} for cell "
+                         f"{cell.name!r}), got {len(zoneout)}")
+    if w_hr is not None:
+        raise ValueError("zoneout mixes h_{t-1} and the new h unit by unit, which needs no "
+                         "projection (w_hr=None)")
+    T, B, GH = xg.shape
+    want = (T, B, GH // cell.num_gates)
+    for k, m in enumerate(zoneout):
+        if not isinstance(m, Tensor) or tuple(m.shape) != want:
+            got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+            raise ValueError(f"zoneout[{k}] must have shape {want} [T, B, H], got {got}")
+    return zoneout
+
+
 def scan(
     cell: Cell,
     xg: Tensor,
@@ -63,6 +80,7 @@ def scan(
     params: tuple[Tensor, ...] = (),
     step_params: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over all T steps of one layer in one direction.
 
@@ -84,8 +102,14 @@ def scan(
         step_params: extra ``[T, ...]`` tensors of which step t's slice ``p[t]`` is handed to
             the update after ``params``, e.g. per-step zoneout masks ``[T, B, H]``.
         h_mask: ``[B, Hout]`` multiplied onto ``h_{t-1}`` before ``W_hh`` at every step (a
-            recurrent-dropout mask), or None. Any of these three runs on the reference loop
-            (the fused kernels do not take them yet; ``backend="triton"`` raises).
+            recurrent-dropout mask), or None.
+        zoneout: one mask ``[T, B, H]`` per state (``[T, B, H]``-broadcastable views such as
+            ``p.expand(T, B, H)`` are fine), or None: after the update,
+            ``s_k = m_k[t] * s_k(t-1) + (1 - m_k[t]) * new_k`` (Krueger et al. 2016; 1 keeps
+            the old value). Not with ``w_hr``.
+
+        ``params`` and ``step_params`` run on the reference loop only (``backend="triton"``
+        raises); ``h_mask`` and ``zoneout`` run on the reference loop and the fused kernels.
 
     Returns:
         ``out: [T, B, Hout]`` every step's h (zero past a row's length) and the final states
@@ -99,7 +123,7 @@ def scan(
         (torch.Size([5, 2, 3]), torch.Size([2, 3]))
     """
     state0, lengths = _check(cell, xg, w_hh, b_hh, state0, w_hr, lengths)
-    extras = bool(params) or bool(step_params) or h_mask is not None
+    extras = bool(params) or bool(step_params)
     if h_mask is not None and tuple(h_mask.shape) != tuple(state0[0].shape):
         raise ValueError(f"h_mask must have shape {tuple(state0[0].shape)}, "
                          f"got {tuple(h_mask.shape)}")
@@ -107,31 +131,32 @@ def scan(
         if p.shape[0] != xg.shape[0]:
             raise ValueError(f"step_params[{k}] must have T={xg.shape[0]} rows, "
                              f"got shape {tuple(p.shape)}")
+    if zoneout is not None:
+        zoneout = _check_zoneout(cell, zoneout, xg, w_hr)
     req = requested_backend(backend)
     if extras:
-        # Extra per-layer / per-step tensors (variants, declared cells with parameters): only
-        # the reference loop takes them for now. A fused backend that learns to take them
-        # hooks in here.
+        # Extra tensors handed to the cell's update (variants, declared cells with
+        # parameters): only the reference loop takes them for now.
         if req == "triton":
             raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
-                             "params / step_params / h_mask yet; use 'auto' or 'reference'")
+                             "params / step_params yet; use 'auto' or 'reference'")
         if req == "torch":
             raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a "
                              "single scan; use 'auto', 'reference' or 'triton' here")
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                               reverse=reverse, params=tuple(params),
-                              step_params=tuple(step_params), h_mask=h_mask)
+                              step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
     if req == "torch":
         raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a single "
                          "scan; use 'auto', 'reference' or 'triton' here")
     use_triton = req == "triton" or (req == "auto" and xg.is_cuda and triton_available(cell, xg))
     if req == "triton" and not triton_available(cell, xg):
-        raise ValueError(f"backend='triton' is not available for cell {cell.name!r} on device "
-                         f"{xg.device} (needs triton, and CUDA or TRITON_INTERPRET=1)")
+        raise ValueError(f"backend='triton' is not available: "
+                         f"{triton_unavailable_reason(cell, xg)}")
     if use_triton:
         from .triton import scan_triton
 
         return scan_triton(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                           reverse=reverse)
+                           reverse=reverse, h_mask=h_mask, zoneout=zoneout)
     return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                          reverse=reverse)
+                          reverse=reverse, h_mask=h_mask, zoneout=zoneout)

@@ -27,8 +27,12 @@ class LayerWeights(NamedTuple):
     Optional extras, for variants and declared cells (all default to "none"; any of them
     makes the stack run on the reference loop, see :func:`recur.ops.scan`):
     ``params`` handed to every step's update, ``step_params`` (``[T, ...]``, sliced per step),
-    ``h_mask [B, Hout]`` on ``h_{t-1}`` before ``W_hh``, and ``xg_fn`` applied once to the
-    whole input projection ``xg [T, B, G*H]`` before the scan (e.g. a layer norm).
+    ``h_mask [B, Hout]`` on ``h_{t-1}`` before ``W_hh``, ``zoneout`` masks (one ``[T, B, H]``
+    per state, see :func:`recur.ops.scan`), and ``xg_fn`` applied once to the whole input
+    projection ``xg [T, B, G*H]`` before the scan (e.g. a layer norm).
+
+    PyTorch's kernels take none of them; the fused Triton kernels take ``h_mask``,
+    ``zoneout`` and ``xg_fn`` (see :meth:`fusable`).
     """
 
     w_ih: Tensor
@@ -40,6 +44,7 @@ class LayerWeights(NamedTuple):
     step_params: tuple[Tensor, ...] = ()
     h_mask: Tensor | None = None
     xg_fn: Callable[[Tensor], Tensor] | None = None
+    zoneout: tuple[Tensor, ...] | None = None
 
     def flat(self) -> list[Tensor]:
         """torch.nn's weights only (``w_ih, w_hh, b_ih, b_hh, w_hr``), the Nones left out."""
@@ -48,7 +53,12 @@ class LayerWeights(NamedTuple):
     def has_extras(self) -> bool:
         """Whether anything beyond torch.nn's weights takes part (PyTorch's kernels can't)."""
         return (bool(self.params) or bool(self.step_params) or self.h_mask is not None
-                or self.xg_fn is not None)
+                or self.xg_fn is not None or self.zoneout is not None)
+
+    def fusable(self) -> bool:
+        """Whether the fused Triton kernels can take this layer's extras (all but
+        ``params`` and ``step_params``, which only the reference loop hands to an update)."""
+        return not self.params and not self.step_params
 
 
 def run_stack(
@@ -88,12 +98,12 @@ def run_stack(
                             lengths=lengths, backend=backend)
     native_ok = cell.native_mode is not None and not extras
     chosen = resolve_stack_backend(backend, cell, x, native_ok=native_ok)
-    if extras and chosen == "triton":
-        # The fused kernels take no extra params / masks yet (see recur.ops.scan).
+    if chosen == "triton" and not all(lw.fusable() for lw in layers):
+        # The fused kernels hand no extra tensors to a cell's update (see recur.ops.scan).
         if backend != "auto":
             raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
-                             "params / step_params / h_mask / xg_fn yet; use 'auto' or "
-                             "'reference'")
+                             "params / step_params yet (it takes h_mask, zoneout and xg_fn); "
+                             "use 'auto' or 'reference'")
         chosen = "reference"
     if chosen == "torch":
         flat = [w for lw in layers for w in lw.flat()]
@@ -114,7 +124,7 @@ def run_stack(
             out, states = scan(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
                                w_hr=lw.w_hr, lengths=lengths, reverse=d == 1, backend=chosen,
                                params=lw.params, step_params=lw.step_params,
-                               h_mask=lw.h_mask)
+                               h_mask=lw.h_mask, zoneout=lw.zoneout)
             outs.append(out)
             for j, s in enumerate(states):
                 finals[j].append(s)

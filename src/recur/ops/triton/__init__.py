@@ -113,6 +113,8 @@ def scan_triton(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     reverse: bool = False,
+    h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over the sequence with the fused kernels; same contract as
     :func:`recur.ops.scan_reference` (arguments already checked by :func:`recur.ops.scan`).
@@ -120,7 +122,9 @@ def scan_triton(
     Args:
         xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; b_hh: ``[G*H]`` or None;
         state0: ``h0 [B, HO]`` then ``c0 [B, H]`` for two-state cells;
-        w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None.
+        w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None;
+        h_mask: ``[B, HO]`` recurrent-dropout mask or None; zoneout: one ``[T, B, H]`` mask
+        per state or None (expanded constants, eval mode's rates, are passed as scalars).
 
     Returns:
         ``out [T, B, HO]`` (zero past each row's length) and the final states.
@@ -137,7 +141,7 @@ def scan_triton(
         from ..reference import scan_reference
 
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse)
+                              reverse=reverse, h_mask=h_mask, zoneout=zoneout)
     lens = None
     if lengths is not None:
         lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)
@@ -147,5 +151,18 @@ def scan_triton(
     res = FusedScan.apply(
         xg.contiguous(), w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
         None if w_hr is None else w_hr.contiguous(), state0[0].contiguous(), c0, lens,
-        bool(reverse), pw, G, NS, p)
+        bool(reverse), pw, G, NS, p, _masks(h_mask, zoneout, NS))
     return res[0], tuple(res[1:])
+
+
+def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -> _launch.Masks:
+    """The kernels' view of the masks: contiguous, detached (masks are constants); zoneout
+    masks that are expanded scalars (``p.expand(T, B, H)``, eval mode) become rates."""
+    hm = None if h_mask is None else h_mask.detach().contiguous()
+    if zoneout is None:
+        return _launch.Masks(h_mask=hm)
+    if all(m.stride() == (0, 0, 0) for m in zoneout):
+        rates = [float(m.reshape(-1)[0]) for m in zoneout] + [0.0]
+        return _launch.Masks(h_mask=hm, mode=2, p0=rates[0], p1=rates[1])
+    z = [m.detach().contiguous() for m in zoneout]
+    return _launch.Masks(h_mask=hm, mode=1, z0=z[0], z1=z[1] if NS > 1 else None)

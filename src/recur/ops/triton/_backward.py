@@ -19,7 +19,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._forward import _grid_sync, _load_gate, _mm, _store_gate
+from ._forward import _grid_sync, _load_gate, _mm, _store_gate, _zone
 
 
 @triton.jit
@@ -47,12 +47,18 @@ def _back(dr, w, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
 def bwd_small_kernel(
     xg_ptr, whh_ptr, whr_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dhp_ws, dh0_ptr, dc0_ptr,
+    hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     T, B, H, HO, HM,
     cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
     PROJ: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
 ):
-    """One program per batch tile, all H units, ``W_hh`` (and ``W_hr``) loaded once."""
+    """One program per batch tile, all H units, ``W_hh`` (and ``W_hr``) loaded once.
+
+    ``HMASK``: ``dh_{t-1}`` gets ``hm * (sum_k dr_k @ W_k)``. ``ZONE``: with ``s = m s_prev +
+    (1 - m) s~``, the cell sees ``(1 - m) d`` and ``s_prev`` gets ``m d`` directly.
+    """
     pid = tl.program_id(0)
     GH = G * H
     rb = pid * BB + tl.arange(0, BB)
@@ -71,6 +77,9 @@ def bwd_small_kernel(
                      mask=(rn[:, None] < HO) & (rn[None, :] < H), other=0.0)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
+    if HMASK:
+        hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
+        hmk = hmk.to(tl.float32)
 
     dh = tl.load(dhn_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
     if NS > 1:
@@ -111,8 +120,18 @@ def bwd_small_kernel(
             s1 = tl.load(sp + B * HM, mask=m_h, other=0.0)
         else:
             s1 = tl.zeros((BB, BH), dtype=tl.float32)
+        d1 = dc
+        if ZONE > 0:
+            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, ZONE, NS)
+            dz0 = m0 * d0
+            dz1 = m1 * d1
+            d0 = d0 - dz0
+            d1 = d1 - dz1
         dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
-            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, dc)
+            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, d1)
+        if ZONE > 0:
+            ds0 = ds0 + dz0
+            ds1 = ds1 + dz1
         # invalid rows and padded columns: zero (keeps the products below finite)
         vh = valid & m_h
         dr0 = tl.where(vh, dr0, 0.0)
@@ -129,6 +148,8 @@ def bwd_small_kernel(
         _store_gate(dhg_ws, dr3, t, rb, rn, B, H, GH, 3, G, m_h)
         dprev = (_back(dr0, w0, 0, G, PREC) + _back(dr1, w1, 1, G, PREC)
                  + _back(dr2, w2, 2, G, PREC) + _back(dr3, w3, 3, G, PREC))
+        if HMASK:
+            dprev = dprev * hmk
         dprev = tl.where(m_o, dprev + ds0, 0.0)
         dh = tl.where(valid, dprev, dh)
         dc = tl.where(valid & m_h, ds1, dc)
@@ -144,9 +165,10 @@ def bwd_small_kernel(
 def bwd_grid_kernel(
     xg_ptr, whh_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dh0_ptr, dc0_ptr, drbuf_ptr, bar_ptr,
+    hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     T, B, H,
     cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
-    REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr, HMASK: tl.constexpr, ZONE: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large H (CUDA only), mirror of ``fwd_grid_kernel``: program ``(n, b)`` owns hidden
@@ -154,6 +176,7 @@ def bwd_grid_kernel(
     ``drbuf [2, B, G*H]`` fp32, meets the other programs of its batch tile at the grid
     barrier, then forms its own slice of ``dh = sum_k dr_k @ W_k`` from the whole ``dr``
     with its column slice of ``W_hh`` (``[BK, BN]`` per gate, read once). No projection.
+    ``HMASK`` and ``ZONE`` as in :func:`bwd_small_kernel`.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -172,6 +195,9 @@ def bwd_grid_kernel(
     w3 = _load_w(whh_ptr, rj, rn, H, H, 3, G)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
+    if HMASK:  # this program's slice of the mask, [BB, BN]
+        hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
+        hmk = hmk.to(tl.float32)
 
     dh = tl.load(dhn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
     if NS > 1:
@@ -209,8 +235,18 @@ def bwd_grid_kernel(
             s1 = tl.load(sp + B * H, mask=m_n, other=0.0)
         else:
             s1 = tl.zeros((BB, BN), dtype=tl.float32)
+        d1 = dc
+        if ZONE > 0:
+            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, ZONE, NS)
+            dz0 = m0 * d0
+            dz1 = m1 * d1
+            d0 = d0 - dz0
+            d1 = d1 - dz1
         dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
-            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, dc)
+            x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, d1)
+        if ZONE > 0:
+            ds0 = ds0 + dz0
+            ds1 = ds1 + dz1
         vn = valid & m_n
         dr0 = tl.where(vn, dr0, 0.0)
         dr1 = tl.where(vn, dr1, 0.0)
@@ -230,7 +266,7 @@ def bwd_grid_kernel(
         _store_gate(drbuf_ptr, dr2, slot, rb, rn, B, H, GH, 2, G, m_n)
         _store_gate(drbuf_ptr, dr3, slot, rb, rn, B, H, GH, 3, G, m_n)
         _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
-        dprev = ds0
+        dprev = tl.zeros((BB, BN), dtype=tl.float32)
         base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
         a0 = tl.load(base, mask=m_j, other=0.0, volatile=True)
         dprev += _back(a0, w0, 0, G, PREC)
@@ -243,7 +279,9 @@ def bwd_grid_kernel(
         if G > 3:
             a3 = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
             dprev += _back(a3, w3, 3, G, PREC)
-        dprev = tl.where(m_n, dprev, 0.0)
+        if HMASK:
+            dprev = dprev * hmk
+        dprev = tl.where(m_n, dprev + ds0, 0.0)
         dh = tl.where(valid, dprev, dh)
         dc = tl.where(vn, ds1, dc)
 

@@ -75,6 +75,25 @@ def _rec(h, w, b, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE: tl.constexpr,
+          NS: tl.constexpr):
+    """Zoneout masks of step t as fp32 ``[BB, BN]`` tiles ``(m0, m1)``: read from
+    ``z*_ptr [T, B, H]`` (``ZONE == 1``) or the constant rates ``zp0, zp1`` (``ZONE == 2``,
+    eval mode). ``m1`` is zeros for one-state cells."""
+    if ZONE == 1:
+        offs = (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :]
+        m0 = tl.load(z0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        if NS > 1:
+            m1 = tl.load(z1_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        else:
+            m1 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    else:
+        m0 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32) + zp0
+        m1 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32) + zp1
+    return m0, m1
+
+
+@triton.jit
 def _grid_sync(bar_ptr, target):
     """Grid barrier on a global counter (CUDA only; every program must be resident).
 
@@ -92,16 +111,19 @@ def _grid_sync(bar_ptr, target):
 @triton.jit
 def fwd_small_kernel(
     xg_ptr, whh_ptr, bhh_ptr, whr_ptr, h0_ptr, c0_ptr, len_ptr,
-    out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, u_ws,
+    out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, u_ws, hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     T, B, H, HO, HM,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, PROJ: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
 ):
     """One program per batch tile of ``BB`` rows owns all ``H`` units: no barrier.
 
     ``BH >= max(H, HO)`` is the padded width of every tile; ``W_hh`` (and ``W_hr``) are
-    loaded once, before the time loop.
+    loaded once, before the time loop. ``HMASK``: ``hm [B, HO]`` multiplies ``h_{t-1}``
+    before ``W_hh`` (recurrent dropout). ``ZONE`` (not with ``PROJ``): zoneout after the
+    cell's update, masks from ``z0/z1 [T, B, H]`` (1) or constant rates ``zp0/zp1`` (2).
     """
     pid = tl.program_id(0)
     GH = G * H
@@ -122,6 +144,9 @@ def fwd_small_kernel(
                      mask=(rk[:, None] < H) & (rn[None, :] < HO), other=0.0)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
+    if HMASK:
+        hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
+        hmk = hmk.to(tl.float32)
 
     h = tl.load(h0_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
     if NS > 1:
@@ -138,10 +163,14 @@ def fwd_small_kernel(
         x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_h)
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_h)
         x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_h)
-        r0 = _rec(h, w0, b0, 0, G, PREC)
-        r1 = _rec(h, w1, b1, 1, G, PREC)
-        r2 = _rec(h, w2, b2, 2, G, PREC)
-        r3 = _rec(h, w3, b3, 3, G, PREC)
+        if HMASK:
+            hin = h * hmk
+        else:
+            hin = h
+        r0 = _rec(hin, w0, b0, 0, G, PREC)
+        r1 = _rec(hin, w1, b1, 1, G, PREC)
+        r2 = _rec(hin, w2, b2, 2, G, PREC)
+        r3 = _rec(hin, w3, b3, 3, G, PREC)
         if SAVE:
             _store_gate(hg_ws, r0, t, rb, rn, B, H, GH, 0, G, m_h)
             _store_gate(hg_ws, r1, t, rb, rn, B, H, GH, 1, G, m_h)
@@ -152,6 +181,10 @@ def fwd_small_kernel(
             if NS > 1:
                 tl.store(sp + B * HM, c, mask=m_h)
         n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if ZONE > 0:
+            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, ZONE, NS)
+            n0 = m0 * h + (1.0 - m0) * n0
+            n1 = m1 * c + (1.0 - m1) * n1
         if PROJ:
             n0 = tl.where(m_h, n0, 0.0)
             if SAVE:
@@ -182,15 +215,18 @@ def fwd_small_kernel(
 def fwd_grid_kernel(
     xg_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, len_ptr,
     out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, hbuf_ptr, bar_ptr,
+    hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     T, B, H,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large H (CUDA only): program ``(n, b)`` owns hidden units ``n*BN ..`` with all their
     gates, for batch tile ``b``; the programs of one batch tile exchange h through
     ``hbuf [2, B, H]`` fp32 (double buffer; slot 0 holds h0) and meet at a grid barrier on
-    ``bar_ptr[b]`` after every step. No projection (``HO == H``), ``BK >= H``.
+    ``bar_ptr[b]`` after every step. No projection (``HO == H``), ``BK >= H``. ``HMASK`` and
+    ``ZONE`` as in :func:`fwd_small_kernel`.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -210,6 +246,9 @@ def fwd_grid_kernel(
     w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 3, G, HAS_BIAS)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
+    if HMASK:  # the mask over the whole h row this program reads, [BB, BK]
+        hmk = tl.load(hm_ptr + rb[:, None] * H + rk[None, :], mask=m_k, other=0.0)
+        hmk = hmk.to(tl.float32)
 
     h = tl.load(h0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
     if NS > 1:
@@ -225,6 +264,8 @@ def fwd_grid_kernel(
         slot = step % 2
         hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :], mask=m_k,
                         other=0.0, volatile=True)
+        if HMASK:
+            hfull = hfull * hmk
         x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
         x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
@@ -243,6 +284,10 @@ def fwd_grid_kernel(
             if NS > 1:
                 tl.store(sp + B * H, c, mask=m_n)
         n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if ZONE > 0:
+            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, ZONE, NS)
+            n0 = m0 * h + (1.0 - m0) * n0
+            n1 = m1 * c + (1.0 - m1) * n1
         n0 = tl.where(m_n, n0, 0.0)
         n1 = tl.where(m_n, n1, 0.0)
         if HAS_LEN:

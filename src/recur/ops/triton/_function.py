@@ -13,22 +13,23 @@ class FusedScan(torch.autograd.Function):
 
     Shapes: ``xg [T, B, G*H]``, ``w_hh [G*H, HO]``, ``b_hh [G*H]`` or None, ``w_hr [HO, H]``
     or None, ``h0 [B, HO]``, ``c0 [B, H]`` or None (one-state cells); ``out [T, B, HO]``.
+    ``masks`` (recurrent dropout, zoneout) are constants: no gradient flows to them.
     First-order gradients only (use the reference backend for double backward).
     """
 
     @staticmethod
     def forward(ctx, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, w_hr: Tensor | None,
                 h0: Tensor, c0: Tensor | None, lengths: Tensor | None, reverse: bool, pw,
-                G: int, NS: int, p: _launch.Plan):
+                G: int, NS: int, p: _launch.Plan, masks: _launch.Masks):
         save = any(ctx.needs_input_grad[:6])
         out, hn, cn, saved = _launch.forward(pw, G, NS, xg, w_hh, b_hh, w_hr, h0, c0, lengths,
-                                             reverse, save, p)
+                                             reverse, save, p, masks)
         ctx.set_materialize_grads(False)
         if save:
             ctx.save_for_backward(xg, w_hh, w_hr, lengths)
             ctx.ws = saved
             ctx.meta = (reverse, pw, G, NS, p, h0.dtype, None if c0 is None else c0.dtype,
-                        b_hh is not None)
+                        b_hh is not None, masks)
         if NS > 1:
             return out, hn, cn
         return out, hn
@@ -37,11 +38,11 @@ class FusedScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout, dhn, dcn=None):
         xg, w_hh, w_hr, lengths = ctx.saved_tensors
-        reverse, pw, G, NS, p, h_dtype, c_dtype, has_bias = ctx.meta
+        reverse, pw, G, NS, p, h_dtype, c_dtype, has_bias, masks = ctx.meta
         need = ctx.needs_input_grad
         dxg, dh0, dc0, dw_hh, db_hh, dw_hr = _launch.backward(
             pw, G, NS, xg, w_hh, w_hr, lengths, reverse, ctx.ws, dout, dhn, dcn, p,
-            need_w=need[1], need_b=has_bias and need[2])
+            need_w=need[1], need_b=has_bias and need[2], masks=masks)
         return (
             dxg.to(xg.dtype) if need[0] else None,
             dw_hh.to(w_hh.dtype) if dw_hh is not None else None,
@@ -49,5 +50,5 @@ class FusedScan(torch.autograd.Function):
             dw_hr.to(w_hr.dtype) if dw_hr is not None and need[3] else None,
             dh0.to(h_dtype) if need[4] else None,
             dc0.to(c_dtype) if dc0 is not None and need[5] else None,
-            None, None, None, None, None, None,
+            None, None, None, None, None, None, None,
         )

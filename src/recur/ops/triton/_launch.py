@@ -131,10 +131,39 @@ class Saved:
     u: Tensor | None
 
 
+@dataclass(frozen=True)
+class Masks:
+    """Recurrent dropout and zoneout for the kernels (see :func:`recur.ops.scan`).
+
+    ``h_mask [B, HO]`` contiguous or None; zoneout either as contiguous ``[T, B, H]`` masks
+    (``z0``, and ``z1`` for two-state cells; ``mode`` 1) or as constant rates ``p0, p1``
+    (``mode`` 2, eval mode's expectation), ``mode`` 0 for none.
+    """
+
+    h_mask: Tensor | None = None
+    mode: int = 0
+    z0: Tensor | None = None
+    z1: Tensor | None = None
+    p0: float = 0.0
+    p1: float = 0.0
+
+    def args(self, dummy: Tensor) -> tuple:
+        """``hm_ptr, z0_ptr, z1_ptr, zp0, zp1`` kernel arguments."""
+        return (self.h_mask if self.h_mask is not None else dummy,
+                self.z0 if self.z0 is not None else dummy,
+                self.z1 if self.z1 is not None else dummy, float(self.p0), float(self.p1))
+
+    def flags(self) -> dict:
+        return {"HMASK": self.h_mask is not None, "ZONE": self.mode}
+
+
+NO_MASKS = Masks()
+
+
 def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             w_hr: Tensor | None, h0: Tensor, c0: Tensor | None, lengths: Tensor | None,
-            reverse: bool, save: bool, p: Plan) -> tuple[Tensor, Tensor, Tensor | None,
-                                                          Saved | None]:
+            reverse: bool, save: bool, p: Plan, masks: Masks = NO_MASKS,
+            ) -> tuple[Tensor, Tensor, Tensor | None, Saved | None]:
     """Launch the forward kernel.
 
     Args:
@@ -166,7 +195,7 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
     prec = _precision(w_hh.dtype, dev)
     flags = {"cell_fwd": pw.fwd, "G": G, "NS": NS, "HAS_BIAS": b_hh is not None,
              "HAS_LEN": lengths is not None, "REVERSE": bool(reverse), "SAVE": bool(save),
-             "BB": p.BB, "PREC": prec, "num_warps": p.num_warps}
+             "BB": p.BB, "PREC": prec, "num_warps": p.num_warps, **masks.flags()}
     ws = (saved.hg, saved.sp) if saved is not None else (dummy, dummy)
     if p.path == "small":
         fwd_small_kernel[p.grid](
@@ -174,7 +203,7 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             h0, c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
             out, hn, cn if cn is not None else dummy, ws[0], ws[1],
             saved.u if saved is not None and saved.u is not None else dummy,
-            T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
+            *masks.args(dummy), T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
         hbuf[0].copy_(h0)
@@ -183,14 +212,14 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
             c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
             out, hn, cn if cn is not None else dummy, ws[0], ws[1], hbuf, bar,
-            T, B, H, BN=p.BN, BK=p.BK, **flags)
+            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, **flags)
     return out, hn, cn, saved
 
 
 def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
              lengths: Tensor | None, reverse: bool, saved: Saved, dout: Tensor | None,
              dhn: Tensor | None, dcn: Tensor | None, p: Plan, need_w: bool, need_b: bool,
-             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
+             masks: Masks = NO_MASKS) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
                         Tensor | None]:
     """Launch the backward kernel, then the weight-gradient GEMMs.
 
@@ -222,7 +251,7 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
     prec = _precision(w_hh.dtype, dev)
     flags = {"cell_bwd": pw.bwd, "G": G, "NS": NS, "HAS_LEN": lengths is not None,
              "REVERSE": bool(reverse), "HAS_DOUT": dout_c is not None, "BB": p.BB,
-             "PREC": prec, "num_warps": p.num_warps}
+             "PREC": prec, "num_warps": p.num_warps, **masks.flags()}
     lens = lengths if lengths is not None else dummy
     if p.path == "small":
         bwd_small_kernel[p.grid](
@@ -230,7 +259,7 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             dout_c if dout_c is not None else dummy, dhn.contiguous(),
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dhp if dhp is not None else dummy,
-            dh0, dc0 if dc0 is not None else dummy,
+            dh0, dc0 if dc0 is not None else dummy, *masks.args(dummy),
             T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         drbuf = _empty(2, B, GH, device=dev, dtype=f32)
@@ -239,11 +268,14 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             xg, w_hh, lens, dout_c if dout_c is not None else dummy, dhn.contiguous(),
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dh0, dc0 if dc0 is not None else dummy, drbuf, bar,
-            T, B, H, BN=p.BN, BK=p.BK, **flags)
+            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, **flags)
     # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
     dw_hh = db_hh = dw_hr = None
     if need_w:
-        hprev = saved.sp[:, 0, :, :HO].reshape(T * B, HO)
+        hprev = saved.sp[:, 0, :, :HO]  # (T, B, HO): the h that entered each step
+        if masks.h_mask is not None:
+            hprev = hprev * masks.h_mask.to(f32)
+        hprev = hprev.reshape(T * B, HO)
         dw_hh = dhg.reshape(T * B, GH).t() @ hprev  # (G*H, HO)
     if need_b:
         db_hh = dhg.reshape(T * B, GH).sum(0)

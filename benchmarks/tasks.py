@@ -1,0 +1,153 @@
+"""Full-target runs of the real-data tasks: ``recur train vowels`` and ``recur train forecast``
+with their defaults, over several seeds, timed, against the targets of the task issue.
+
+    .venv/bin/python benchmarks/tasks.py                          # 5 seeds each, prints Markdown
+    .venv/bin/python benchmarks/tasks.py --seeds 10 --json tasks.json
+    .venv/bin/python benchmarks/tasks.py --only vowels --set ensemble=8 --set epochs=50
+
+Targets (checked per seed, every seed must meet them):
+
+- ``vowels`` (= ``classify --data aeon:JapaneseVowels``): ``test_accuracy >= 0.98`` on the
+  official UEA test split, in under 120 s of wall time on the CPU. Peers on the same split come
+  from ``benchmarks/peers.py`` (1-NN DTW, MiniRocket).
+- ``forecast`` (statsmodels sunspots): ``test_rmse < ar_rmse``, where ``ar_rmse`` (AR(9),
+  statsmodels) and ``naive_rmse`` (last value) are computed in the same run on the same split.
+
+Each run is exactly what ``recur train TASK --seed S`` does (the same ``train_task`` call, its
+defaults, writing a run directory under a temporary folder that is removed afterwards); the
+wall time includes loading the data, training, the final evaluation and the plots. The
+machine, the date and the commit are printed with the table and stored in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VOWELS_TARGET = 0.98
+VOWELS_SECONDS = 120.0
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _parse_set(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def run_one(task: str, seed: int, overrides: dict[str, str]) -> dict:
+    """Train ``task`` with its defaults (plus ``overrides``) and ``seed``; metrics + seconds."""
+    from recur.tasks import get_task
+    from recur.tasks.base import resolve_config
+    from recur.tasks.runner import train_task
+
+    cls = get_task(task)
+    # the --set values are strings: let the task's own option declarations convert them
+    cfg = resolve_config(cls, {**overrides, "seed": seed}).to_dict()
+    given = {k: cfg[k] for k in (*overrides, "seed")}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = train_task(task, {**given, "out": str(Path(tmp) / "run")})
+        seconds = time.perf_counter() - t0
+    m = result.metrics
+    row = {"task": task, "seed": seed, "seconds": round(seconds, 2),
+           "config": {k: result.config.to_dict()[k] for k in
+                      ("cell", "hidden", "layers", "bidirectional", "epochs", "batch_size",
+                       "lr", "schedule", "threads")}}
+    if task == "vowels":
+        row.update(test_accuracy=m["test_accuracy"], test_errors=m["test_errors"],
+                   test_size=m["test_size"])
+        row["met"] = m["test_accuracy"] >= VOWELS_TARGET and seconds < VOWELS_SECONDS
+    else:
+        row.update(test_rmse=m["test_rmse"], ar_rmse=m["ar_rmse"], naive_rmse=m["naive_rmse"])
+        row["met"] = m["test_rmse"] < m["ar_rmse"]
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| task | seed | result | target | met | seconds |",
+             "|---|---:|---|---|:---:|---:|"]
+    for r in rows:
+        if r["task"] == "vowels":
+            res = f"test_accuracy {r['test_accuracy']:.4f} ({r['test_errors']}/{r['test_size']} wrong)"
+            tgt = f">= {VOWELS_TARGET} in < {VOWELS_SECONDS:.0f} s"
+        else:
+            res = (f"test_rmse {r['test_rmse']:.2f} (AR(9) {r['ar_rmse']:.2f}, "
+                   f"naive {r['naive_rmse']:.2f})")
+            tgt = "< ar_rmse"
+        lines.append(f"| {r['task']} | {r['seed']} | {res} | {tgt} | "
+                     f"{'yes' if r['met'] else 'NO'} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def summary(rows: list[dict]) -> dict[str, dict]:
+    out = {}
+    for task in dict.fromkeys(r["task"] for r in rows):
+        rs = [r for r in rows if r["task"] == task]
+        key = "test_accuracy" if task == "vowels" else "test_rmse"
+        vals = [r[key] for r in rs]
+        out[task] = {"metric": key, "min": min(vals), "mean": statistics.mean(vals),
+                     "max": max(vals), "seconds_max": max(r["seconds"] for r in rs),
+                     "met": sum(r["met"] for r in rs), "runs": len(rs)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=("vowels", "forecast"), default=None)
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per task (default 5)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a task option (tuning; the README table uses none)")
+    p.add_argument("--json", default=None, help="write the rows and the summary here")
+    args = p.parse_args(argv)
+    logging.disable(logging.WARNING)  # the runs' own progress lines
+    overrides = _parse_set(args.set)
+    tasks = [args.only] if args.only else ["vowels", "forecast"]
+    import torch
+
+    rows = []
+    for task in tasks:
+        for seed in range(args.seeds):
+            rows.append(run_one(task, seed, overrides))
+            print(f"{task} seed {seed}: " + ", ".join(
+                f"{k}={v}" for k, v in rows[-1].items() if k not in ("task", "seed", "config")),
+                file=sys.stderr, flush=True)
+    info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+            "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "commit": _commit(), "overrides": overrides}
+    print(f"recur benchmarks/tasks.py, {info['date']}, commit {info['commit']}, "
+          f"{info['cpus']}-CPU {info['machine']}, Python {info['python']}, torch {info['torch']}"
+          + (f", overrides {overrides}" if overrides else ""))
+    print(table(rows))
+    s = summary(rows)
+    for task, v in s.items():
+        print(f"{task}: {v['metric']} min {v['min']:.4f} mean {v['mean']:.4f} max {v['max']:.4f}"
+              f"; target met in {v['met']}/{v['runs']} runs; slowest {v['seconds_max']:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"info": info, "rows": rows, "summary": s},
+                                              indent=2) + "\n")
+    return 0 if all(r["met"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
