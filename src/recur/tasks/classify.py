@@ -25,8 +25,8 @@ seeds; ``benchmarks/peers.py`` measures 1-NN DTW and MiniRocket on the same spli
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
