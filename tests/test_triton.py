@@ -252,6 +252,57 @@ def test_variant_modules_on_the_fused_kernels(monkeypatch):
         ln(x)
 
 
+GRID_CASES = [
+    ("lstm", 4, 3, 7, None, False, None, False),
+    ("lstm", 5, 19, 5, "random", True, "train", True),   # two batch tiles of 16
+    ("gru", 4, 3, 7, [4, 1, 3], False, "eval", True),
+    ("gru", 5, 19, 5, "random", True, "train", False),
+    ("rnn_tanh", 4, 3, 7, None, True, None, True),
+    ("rnn_relu", 3, 2, 5, [1, 3], False, "train", False),
+]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="forces a one-slice grid plan, for the interpreter; on "
+                    "CUDA the gpu tests run the grid path with many programs")
+@pytest.mark.parametrize("case", GRID_CASES, ids=[
+    f"{c[0]}-T{c[1]}-B{c[2]}-H{c[3]}" + ("-len" if c[4] else "") + ("-rev" if c[5] else "")
+    + (f"-zoneout_{c[6]}" if c[6] else "") + ("-hmask" if c[7] else "") for c in GRID_CASES])
+def test_grid_kernels_one_slice(case, monkeypatch):
+    """The grid path's kernels (hidden-unit slices exchanged through global buffers and a
+    grid barrier) under the interpreter. The interpreter runs programs one after another, so
+    a barrier between programs would never open: the plan is forced to one slice of all H
+    units per batch tile (``grid = (1, tiles)``), where each barrier waits only for itself.
+    What this covers: the kernels' indexing, the double buffers of h and dr, the barrier
+    counter, lengths, reverse, masks; what it cannot: programs meeting each other (gpu tests).
+    """
+    import triton
+
+    from recur.ops.triton import _launch
+
+    name, T, B, H, lengths, reverse, zoneout, h_mask = case
+    cell = CELLS[name]
+
+    def one_slice(G, B_, H_, HO, proj, device, wbytes=4):
+        BK = _launch._pow2(H_)
+        return _launch.Plan("grid", BB=16, BN=BK, BK=BK, grid=(1, triton.cdiv(B_, 16)))
+
+    monkeypatch.setattr(_launch, "plan", one_slice)
+    inputs = make_inputs(cell, T, B, H)
+    hm, zo = make_masks(cell, T, B, H, zoneout=zoneout, h_mask=h_mask)
+    if lengths == "random":
+        lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
+    else:
+        lens = torch.tensor(lengths) if lengths else None
+    from recur.ops.triton import which_path
+
+    assert which_path(cell, inputs[0], inputs[1]) == "grid"
+    got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse, h_mask=hm,
+              zoneout=zo)
+    want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
+               cast=torch.float64, h_mask=hm, zoneout=zo)
+    assert_close(got, want, rtol=1e-5)
+
+
 def test_no_bias_and_final_state_only_gradient():
     """b_hh=None and a loss on the final state alone (no gradient flows into ``out``)."""
     inputs = make_inputs(LSTM, 4, 2, 5, bias=False)

@@ -176,6 +176,8 @@ class Classify(Task):
         Option("data", str, None, "aeon:NAME, a classification dataset shipped with aeon"),
         Option("pool", str, "last", "what the head reads", ("last", "mean", "both")),
         Option("head_dropout", float, 0.0, "dropout on the pooled state, before the head"),
+        Option("jitter", float, 0.0, "training only: Gaussian noise of this std added to the "
+               "(standardised) input values"),
         Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
     )
     defaults = {"cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 60,
@@ -185,6 +187,10 @@ class Classify(Task):
         name = parse_aeon_spec(self.cfg.data)
         if self.cfg.ensemble < 1:
             raise ValueError(f"--ensemble must be at least 1, got {self.cfg.ensemble}")
+        if self.cfg.jitter < 0:
+            raise ValueError(f"--jitter must be >= 0, got {self.cfg.jitter}")
+        if not 0 <= self.cfg.head_dropout < 1:
+            raise ValueError(f"--head-dropout must lie in [0, 1), got {self.cfg.head_dropout}")
         ds = load_aeon_classification(name)
         info = {"dataset": ds.name, "input_size": ds.num_channels, "classes": ds.classes,
                 "mean": ds.mean.tolist(), "std": ds.std.tolist(),
@@ -206,7 +212,10 @@ class Classify(Task):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         x, lengths, y = batch                                       # (B, T, C), (B,), (B,)
         T = int(lengths.max())
-        return ensemble_loss(model(x[:, :T], lengths.cpu()), y)
+        x = x[:, :T]
+        if model.training and self.cfg.jitter > 0:
+            x = x + self.cfg.jitter * torch.randn_like(x)  # padding is never read (lengths=)
+        return ensemble_loss(model(x, lengths.cpu()), y)
 
     def _scores(self, model: nn.Module, split: SequenceSplit) -> dict[str, Any]:
         proba = predict_proba(model, split.x, split.lengths)
