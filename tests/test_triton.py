@@ -259,21 +259,25 @@ GRID_CASES = [
     ("gru", 5, 19, 5, "random", True, "train", False),
     ("rnn_tanh", 4, 3, 7, None, True, None, True),
     ("rnn_relu", 3, 2, 5, [1, 3], False, "train", False),
+    ("lstm", 3, 4, 37, "random", False, "train", True),  # three chunks of 16 when streaming
+    ("gru", 3, 4, 21, None, True, None, True),
 ]
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="forces a one-slice grid plan, for the interpreter; on "
                     "CUDA the gpu tests run the grid path with many programs")
+@pytest.mark.parametrize("path", ["grid", "stream"])
 @pytest.mark.parametrize("case", GRID_CASES, ids=[
     f"{c[0]}-T{c[1]}-B{c[2]}-H{c[3]}" + ("-len" if c[4] else "") + ("-rev" if c[5] else "")
     + (f"-zoneout_{c[6]}" if c[6] else "") + ("-hmask" if c[7] else "") for c in GRID_CASES])
-def test_grid_kernels_one_slice(case, monkeypatch):
+def test_grid_kernels_one_slice(case, path, monkeypatch):
     """The grid path's kernels (hidden-unit slices exchanged through global buffers and a
     grid barrier) under the interpreter. The interpreter runs programs one after another, so
     a barrier between programs would never open: the plan is forced to one slice of all H
     units per batch tile (``grid = (1, tiles)``), where each barrier waits only for itself.
     What this covers: the kernels' indexing, the double buffers of h and dr, the barrier
-    counter, lengths, reverse, masks; what it cannot: programs meeting each other (gpu tests).
+    counter, lengths, reverse, masks, and (``stream``) ``W_hh`` read in chunks of 16 inputs
+    every step; what it cannot: programs meeting each other (gpu tests).
     """
     import triton
 
@@ -283,8 +287,9 @@ def test_grid_kernels_one_slice(case, monkeypatch):
     cell = CELLS[name]
 
     def one_slice(G, B_, H_, HO, proj, device, wbytes=4):
-        BK = _launch._pow2(H_)
-        return _launch.Plan("grid", BB=16, BN=BK, BK=BK, grid=(1, triton.cdiv(B_, 16)))
+        BN = _launch._pow2(H_)
+        return _launch.Plan(path, BB=16, BN=BN, BK=16 if path == "stream" else BN,
+                            grid=(1, triton.cdiv(B_, 16)))
 
     monkeypatch.setattr(_launch, "plan", one_slice)
     inputs = make_inputs(cell, T, B, H)
@@ -295,7 +300,7 @@ def test_grid_kernels_one_slice(case, monkeypatch):
         lens = torch.tensor(lengths) if lengths else None
     from recur.ops.triton import which_path
 
-    assert which_path(cell, inputs[0], inputs[1]) == "grid"
+    assert which_path(cell, inputs[0], inputs[1]) == path
     got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse, h_mask=hm,
               zoneout=zo)
     want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
@@ -494,5 +499,6 @@ def test_gpu_paths():
     assert path(LSTM, 16, 64, torch.float32) == "small"
     assert path(LSTM, 16, 512, torch.bfloat16) == "grid"
     assert path(GRU, 256, 256, torch.float16) == "grid"
-    # W_hh slices too large for shared memory: no fused path (the reference loop runs)
-    assert path(LSTM, 64, 1024, torch.float32) is None
+    # W_hh slices too large for shared memory: streamed from L2 every step
+    assert path(LSTM, 64, 1024, torch.float32) == "stream"
+    assert path(LSTM, 16, 768, torch.float32) == "stream"

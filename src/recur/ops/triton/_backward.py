@@ -44,6 +44,31 @@ def _back(dr, w, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, GH, G: tl.constexpr,
+                 BKC: tl.constexpr, PREC: tl.constexpr):
+    """``sum_k dr_k @ W_k`` for the input units ``rn``, with the whole ``dr`` (row block
+    ``rb`` of ``drbuf[slot]``) and ``W_hh`` streamed from global memory in chunks of ``BKC``
+    hidden units."""
+    acc = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    for j0 in range(0, H, BKC):
+        rj = j0 + tl.arange(0, BKC)
+        m_j = (rb[:, None] < B) & (rj[None, :] < H)
+        base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
+        a = tl.load(base, mask=m_j, other=0.0, volatile=True)
+        acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 0, G), PREC)
+        if G > 1:
+            a = tl.load(base + H, mask=m_j, other=0.0, volatile=True)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 1, G), PREC)
+        if G > 2:
+            a = tl.load(base + 2 * H, mask=m_j, other=0.0, volatile=True)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 2, G), PREC)
+        if G > 3:
+            a = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 3, G), PREC)
+    return acc
+
+
+@triton.jit
 def bwd_small_kernel(
     xg_ptr, whh_ptr, whr_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dhp_ws, dh0_ptr, dc0_ptr,
@@ -169,6 +194,7 @@ def bwd_grid_kernel(
     T, B, H,
     cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
     REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr, HMASK: tl.constexpr, ZONE: tl.constexpr,
+    STREAM: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large H (CUDA only), mirror of ``fwd_grid_kernel``: program ``(n, b)`` owns hidden
@@ -176,7 +202,8 @@ def bwd_grid_kernel(
     ``drbuf [2, B, G*H]`` fp32, meets the other programs of its batch tile at the grid
     barrier, then forms its own slice of ``dh = sum_k dr_k @ W_k`` from the whole ``dr``
     with its column slice of ``W_hh`` (``[BK, BN]`` per gate, read once). No projection.
-    ``HMASK`` and ``ZONE`` as in :func:`bwd_small_kernel`.
+    ``HMASK`` and ``ZONE`` as in :func:`bwd_small_kernel`. ``STREAM``: ``W_hh`` is streamed
+    from global memory in chunks of ``BK`` rows each step instead of kept on chip.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -189,10 +216,11 @@ def bwd_grid_kernel(
     m_n = bm[:, None] & (rn[None, :] < H)
     m_j = bm[:, None] & (rj[None, :] < H)
 
-    w0 = _load_w(whh_ptr, rj, rn, H, H, 0, G)
-    w1 = _load_w(whh_ptr, rj, rn, H, H, 1, G)
-    w2 = _load_w(whh_ptr, rj, rn, H, H, 2, G)
-    w3 = _load_w(whh_ptr, rj, rn, H, H, 3, G)
+    if not STREAM:
+        w0 = _load_w(whh_ptr, rj, rn, H, H, 0, G)
+        w1 = _load_w(whh_ptr, rj, rn, H, H, 1, G)
+        w2 = _load_w(whh_ptr, rj, rn, H, H, 2, G)
+        w3 = _load_w(whh_ptr, rj, rn, H, H, 3, G)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
     if HMASK:  # this program's slice of the mask, [BB, BN]
@@ -266,19 +294,22 @@ def bwd_grid_kernel(
         _store_gate(drbuf_ptr, dr2, slot, rb, rn, B, H, GH, 2, G, m_n)
         _store_gate(drbuf_ptr, dr3, slot, rb, rn, B, H, GH, 3, G, m_n)
         _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
-        dprev = tl.zeros((BB, BN), dtype=tl.float32)
-        base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
-        a0 = tl.load(base, mask=m_j, other=0.0, volatile=True)
-        dprev += _back(a0, w0, 0, G, PREC)
-        if G > 1:
-            a1 = tl.load(base + H, mask=m_j, other=0.0, volatile=True)
-            dprev += _back(a1, w1, 1, G, PREC)
-        if G > 2:
-            a2 = tl.load(base + 2 * H, mask=m_j, other=0.0, volatile=True)
-            dprev += _back(a2, w2, 2, G, PREC)
-        if G > 3:
-            a3 = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
-            dprev += _back(a3, w3, 3, G, PREC)
+        if STREAM:
+            dprev = _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, GH, G, BK, PREC)
+        else:
+            dprev = tl.zeros((BB, BN), dtype=tl.float32)
+            base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
+            a0 = tl.load(base, mask=m_j, other=0.0, volatile=True)
+            dprev += _back(a0, w0, 0, G, PREC)
+            if G > 1:
+                a1 = tl.load(base + H, mask=m_j, other=0.0, volatile=True)
+                dprev += _back(a1, w1, 1, G, PREC)
+            if G > 2:
+                a2 = tl.load(base + 2 * H, mask=m_j, other=0.0, volatile=True)
+                dprev += _back(a2, w2, 2, G, PREC)
+            if G > 3:
+                a3 = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
+                dprev += _back(a3, w3, 3, G, PREC)
         if HMASK:
             dprev = dprev * hmk
         dprev = tl.where(m_n, dprev + ds0, 0.0)

@@ -75,6 +75,43 @@ def _rec(h, w, b, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
+def _bias(b_ptr, rn, H, k: tl.constexpr, G: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """Bias of gate k for units ``rn`` as fp32 ``[BN]`` (zeros without bias or gate)."""
+    if HAS_BIAS and k < G:
+        b = tl.load(b_ptr + k * H + rn, mask=rn < H, other=0.0).to(tl.float32)
+    else:
+        b = tl.zeros((rn.shape[0],), dtype=tl.float32)
+    return b
+
+
+@triton.jit
+def _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, b0, b1, b2, b3, G: tl.constexpr,
+                BKC: tl.constexpr, PREC: tl.constexpr):
+    """``h @ W_k^T + b_k`` for the units ``rn`` of every gate, streaming ``W_hh`` from global
+    memory (L2) in chunks of ``BKC`` inputs; ``h`` is row block ``rb`` of ``hbuf[slot]``."""
+    a0 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    a1 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    a2 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    a3 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    for k0 in range(0, H, BKC):
+        rk = k0 + tl.arange(0, BKC)
+        hk = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :],
+                     mask=(rb[:, None] < B) & (rk[None, :] < H), other=0.0, volatile=True)
+        w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 0, G, False)
+        a0 += _mm(hk, w, PREC)
+        if G > 1:
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 1, G, False)
+            a1 += _mm(hk, w, PREC)
+        if G > 2:
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 2, G, False)
+            a2 += _mm(hk, w, PREC)
+        if G > 3:
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 3, G, False)
+            a3 += _mm(hk, w, PREC)
+    return a0 + b0[None, :], a1 + b1[None, :], a2 + b2[None, :], a3 + b3[None, :]
+
+
+@triton.jit
 def _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE: tl.constexpr,
           NS: tl.constexpr):
     """Zoneout masks of step t as fp32 ``[BB, BN]`` tiles ``(m0, m1)``: read from
@@ -219,14 +256,17 @@ def fwd_grid_kernel(
     T, B, H,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    HMASK: tl.constexpr, ZONE: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr, STREAM: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large H (CUDA only): program ``(n, b)`` owns hidden units ``n*BN ..`` with all their
     gates, for batch tile ``b``; the programs of one batch tile exchange h through
     ``hbuf [2, B, H]`` fp32 (double buffer; slot 0 holds h0) and meet at a grid barrier on
-    ``bar_ptr[b]`` after every step. No projection (``HO == H``), ``BK >= H``. ``HMASK`` and
-    ``ZONE`` as in :func:`fwd_small_kernel`.
+    ``bar_ptr[b]`` after every step. No projection (``HO == H``). ``STREAM`` false: each
+    program keeps its ``[BK, BN]`` slice of every gate's ``W_hh^T`` on chip (``BK >= H``);
+    true: it streams them from global memory (L2) each step in chunks of ``BK`` inputs (any
+    H; for weights too large for shared memory). ``HMASK``: ``hbuf`` holds ``h * hm`` (the
+    only reader of ``hbuf`` is the recurrent product). ``ZONE`` as in :func:`fwd_small_kernel`.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -239,15 +279,21 @@ def fwd_grid_kernel(
     m_n = bm[:, None] & (rn[None, :] < H)
     m_k = bm[:, None] & (rk[None, :] < H)
 
-    # this program's slice of W_hh^T, read once: G tiles [BK, BN]
-    w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 0, G, HAS_BIAS)
-    w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 1, G, HAS_BIAS)
-    w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 2, G, HAS_BIAS)
-    w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 3, G, HAS_BIAS)
+    if STREAM:
+        b0 = _bias(bhh_ptr, rn, H, 0, G, HAS_BIAS)
+        b1 = _bias(bhh_ptr, rn, H, 1, G, HAS_BIAS)
+        b2 = _bias(bhh_ptr, rn, H, 2, G, HAS_BIAS)
+        b3 = _bias(bhh_ptr, rn, H, 3, G, HAS_BIAS)
+    else:
+        # this program's slice of W_hh^T, read once: G tiles [BK, BN]
+        w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 0, G, HAS_BIAS)
+        w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 1, G, HAS_BIAS)
+        w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 2, G, HAS_BIAS)
+        w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 3, G, HAS_BIAS)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
-    if HMASK:  # the mask over the whole h row this program reads, [BB, BK]
-        hmk = tl.load(hm_ptr + rb[:, None] * H + rk[None, :], mask=m_k, other=0.0)
+    if HMASK:  # the mask of this program's units, [BB, BN]: hbuf gets h * mask
+        hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
         hmk = hmk.to(tl.float32)
 
     h = tl.load(h0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
@@ -262,18 +308,20 @@ def fwd_grid_kernel(
         else:
             t = step
         slot = step % 2
-        hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :], mask=m_k,
-                        other=0.0, volatile=True)
-        if HMASK:
-            hfull = hfull * hmk
         x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
         x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
         x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_n)
-        r0 = _rec(hfull, w0, b0, 0, G, PREC)
-        r1 = _rec(hfull, w1, b1, 1, G, PREC)
-        r2 = _rec(hfull, w2, b2, 2, G, PREC)
-        r3 = _rec(hfull, w3, b3, 3, G, PREC)
+        if STREAM:
+            r0, r1, r2, r3 = _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, b0, b1, b2, b3,
+                                         G, BK, PREC)
+        else:
+            hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :], mask=m_k,
+                            other=0.0, volatile=True)
+            r0 = _rec(hfull, w0, b0, 0, G, PREC)
+            r1 = _rec(hfull, w1, b1, 1, G, PREC)
+            r2 = _rec(hfull, w2, b2, 2, G, PREC)
+            r3 = _rec(hfull, w3, b3, 3, G, PREC)
         if SAVE:
             _store_gate(hg_ws, r0, t, rb, rn, B, H, GH, 0, G, m_n)
             _store_gate(hg_ws, r1, t, rb, rn, B, H, GH, 1, G, m_n)
@@ -301,7 +349,11 @@ def fwd_grid_kernel(
             o = h
         tl.store(out_ptr + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :],
                  o.to(out_ptr.dtype.element_ty), mask=m_n)
-        tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * H + rn[None, :], h, mask=m_n)
+        if HMASK:
+            hpub = h * hmk
+        else:
+            hpub = h
+        tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * H + rn[None, :], hpub, mask=m_n)
         _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
 
     tl.store(hn_ptr + rb[:, None] * H + rn[None, :], h.to(hn_ptr.dtype.element_ty), mask=m_n)

@@ -1,12 +1,17 @@
 """Launchers: choose the path and block sizes, allocate outputs and workspaces, launch.
 
-Two paths (see ``docs/triton.md``):
+Three paths (see ``docs/triton.md``):
 
 - ``"small"``: one program per batch tile holds all H units and the whole ``W_hh`` (and
   ``W_hr``); no barrier. Runs on CUDA and under ``TRITON_INTERPRET=1`` on the CPU.
 - ``"grid"``: CUDA only. Programs own slices of hidden units (all gates) and meet at a grid
-  barrier every step; grid <= number of SMs so that every program is resident.
+  barrier every step; grid <= number of SMs so that every program is resident. Each program
+  keeps its slice of ``W_hh`` on chip for the whole launch.
+- ``"stream"``: the grid kernels with ``STREAM``: the same slices and barrier, but ``W_hh``
+  is read from global memory (L2-resident at these sizes) in chunks every step, for weights
+  that do not fit in shared memory (e.g. float32 H >= 768, or B = 256 with H = 1024).
 """
+
 
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ MAX_STATES = 2
 SMALL_MAX_ELEMS = 4 * 64 * 64
 SMALL_MAX_BH = 256  # beyond this even the (spilling) projection fallback is refused
 GRID_MAX_BK = 1024  # the grid path keeps a [BK, BN] slice per gate
+STREAM_BK = 64  # the stream path reads W_hh in chunks of this many inputs
 # tests set this: every output and workspace starts as NaN, so memory a kernel fails to write
 # shows up in the comparisons
 POISON = False
@@ -48,8 +54,8 @@ class Plan:
     path: str
     BB: int
     BH: int = 0  # small: padded width of every tile
-    BN: int = 0  # grid: hidden units per program
-    BK: int = 0  # grid: padded H (reduction width)
+    BN: int = 0  # grid/stream: hidden units per program
+    BK: int = 0  # grid: padded H (reduction width); stream: the chunk of the reduction
     grid: tuple[int, ...] = (1,)
     num_warps: int = 4
 
@@ -71,6 +77,14 @@ def _smem(G: int, BK: int, BN: int, BB: int, wbytes: int, proj: bool = False) ->
     return w * wbytes + BB * BK * 4
 
 
+def _smem_stream(G: int, BK: int, BN: int, BB: int, wbytes: int) -> int:
+    """Shared memory of the stream path (its backward, the larger of the two): per gate a
+    ``[BK, BN]`` chunk of ``W_hh`` and a ``[BB, BK]`` fp32 chunk of h / dr, twice (Triton
+    pipelines the chunk loop). Equal to Triton 3.9's sm_90 allocation for float32 LSTM / GRU
+    kernels compiled ahead of time (BB 16-64, BN 16-64), above it for 16-bit."""
+    return 2 * G * BK * (BN * wbytes + BB * 4)
+
+
 def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
          wbytes: int = 4) -> Plan | None:
     """The launch plan for ``G`` gates, batch ``B``, ``H`` units, recurrent width ``HO``,
@@ -89,19 +103,25 @@ def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
         if _smem(G, BH, BH, BB, wbytes, proj) <= limit:
             return Plan("small", BB=BB, BH=BH, grid=(triton.cdiv(B, BB),),
                         num_warps=4 if BH <= 64 else 8)
-    if proj or BH > GRID_MAX_BK:
+    if proj:
         return None
     sms = _sm_count(device)
-    BB = min(_pow2(B), 64)
-    while BB >= 16:
-        nb = triton.cdiv(B, BB)
-        BN = 16
-        while BN <= 128:
-            if nb * triton.cdiv(H, BN) <= sms and _smem(G, BH, BN, BB, wbytes) <= limit:
-                return Plan("grid", BB=BB, BN=BN, BK=BH, grid=(triton.cdiv(H, BN), nb),
-                            num_warps=8)
-            BN *= 2
-        BB //= 2
+    for stream in (False, True):
+        if not stream and BH > GRID_MAX_BK:
+            continue
+        BK = STREAM_BK if stream else BH
+        BB = min(_pow2(B), 64)
+        while BB >= 16:
+            nb = triton.cdiv(B, BB)
+            BN = 16
+            while BN <= 128:
+                smem = (_smem_stream(G, BK, BN, BB, wbytes) if stream
+                        else _smem(G, BK, BN, BB, wbytes))
+                if nb * triton.cdiv(H, BN) <= sms and smem <= limit:
+                    return Plan("stream" if stream else "grid", BB=BB, BN=BN, BK=BK,
+                                grid=(triton.cdiv(H, BN), nb), num_warps=8)
+                BN *= 2
+            BB //= 2
     return None
 
 
@@ -206,20 +226,22 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             *masks.args(dummy), T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
-        hbuf[0].copy_(h0)
+        hbuf[0].copy_(h0 if masks.h_mask is None else h0 * masks.h_mask)  # what W_hh reads
         bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
         fwd_grid_kernel[p.grid](
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
             c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
             out, hn, cn if cn is not None else dummy, ws[0], ws[1], hbuf, bar,
-            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, **flags)
+            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, STREAM=p.path == "stream",
+            **flags)
     return out, hn, cn, saved
 
 
 def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
              lengths: Tensor | None, reverse: bool, saved: Saved, dout: Tensor | None,
              dhn: Tensor | None, dcn: Tensor | None, p: Plan, need_w: bool, need_b: bool,
-             masks: Masks = NO_MASKS) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
+             masks: Masks = NO_MASKS,
+             ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
                         Tensor | None]:
     """Launch the backward kernel, then the weight-gradient GEMMs.
 
@@ -268,7 +290,8 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             xg, w_hh, lens, dout_c if dout_c is not None else dummy, dhn.contiguous(),
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dh0, dc0 if dc0 is not None else dummy, drbuf, bar,
-            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, **flags)
+            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, STREAM=p.path == "stream",
+            **flags)
     # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
     dw_hh = db_hh = dw_hr = None
     if need_w:
