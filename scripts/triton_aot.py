@@ -1,0 +1,102 @@
+"""Compile recur's grid / stream Triton kernels ahead of time for a GPU target, no GPU needed.
+
+    .venv/bin/python scripts/triton_aot.py                 # LSTM + GRU, float32 + bfloat16, sm_90
+    .venv/bin/python scripts/triton_aot.py --arch 80 --json aot.json
+
+Checks what the interpreter cannot: that the kernels lower to PTX and SASS for the target
+(Triton's own ``ptxas``), and how much shared memory each compiled kernel uses, next to the
+launch planner's estimate (``_launch._smem`` / ``_launch._smem_stream``), which must not be
+below it (the planner uses the estimate to keep every program resident). Prints one line
+per kernel; exit status 1 when a kernel fails to compile or uses more than the estimate.
+Must run with ``TRITON_INTERPRET`` unset (the interpreter replaces the compiler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability x10")
+    p.add_argument("--quick", action="store_true", help="LSTM float32 only (for the tests)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise SystemExit("unset TRITON_INTERPRET: the interpreter replaces the compiler")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from recur.cells.triton_pointwise import GRU, LSTM
+    from recur.ops.triton import _launch
+    from recur.ops.triton._backward import bwd_grid_kernel
+    from recur.ops.triton._forward import fwd_grid_kernel
+
+    target = GPUTarget("cuda", args.arch, 32)
+    types = {4: "fp32", 2: "bf16"}
+
+    def compile_one(kernel, consts, wbytes):
+        sig = {}
+        for name in kernel.arg_names:
+            if name in consts:
+                continue
+            if name in ("T", "B", "H"):
+                sig[name] = "i32"
+            elif name in ("zp0", "zp1"):
+                sig[name] = "fp32"
+            elif name in ("bar_ptr", "len_ptr"):
+                sig[name] = "*i32"
+            elif name in ("whh_ptr", "xg_ptr"):
+                sig[name] = "*" + types[wbytes]
+            else:
+                sig[name] = "*fp32"
+        src = ASTSource(kernel, sig, constexprs=consts)
+        return triton.compile(src, target=target, options={"num_warps": 8}).metadata.shared
+
+    cases = [("lstm", LSTM, 4, 2), ("gru", GRU, 3, 1)]
+    # (wbytes, path, BB, BN, BK): the plans benchmarks/gpu.py's grid gets on an H100
+    configs = [(4, "stream", 16, 16, _launch.STREAM_BK), (4, "stream", 64, 32, _launch.STREAM_BK),
+               (2, "stream", 64, 16, _launch.STREAM_BK), (2, "grid", 16, 16, 512),
+               (4, "grid", 16, 16, 512)]
+    if args.quick:
+        cases, configs = cases[:1], [configs[0], configs[-1]]
+    rows, ok = [], True
+    for name, pw, G, NS in cases:
+        for wbytes, path, BB, BN, BK in configs:
+            stream = path == "stream"
+            est = (_launch._smem_stream(G, BK, BN, BB, wbytes) if stream
+                   else _launch._smem(G, BK, BN, BB, wbytes))
+            common = {"G": G, "NS": NS, "HAS_LEN": True, "REVERSE": False, "HMASK": True,
+                      "ZONE": 1, "STREAM": stream, "BB": BB, "BN": BN, "BK": BK,
+                      "PREC": "ieee" if wbytes == 4 else "tf32"}
+            row = {"cell": name, "dtype": types[wbytes], "path": path, "BB": BB, "BN": BN,
+                   "BK": BK, "estimate": est}
+            try:
+                row["fwd_shared"] = compile_one(
+                    fwd_grid_kernel, {**common, "cell_fwd": pw.fwd, "HAS_BIAS": True,
+                                      "SAVE": True}, wbytes)
+                row["bwd_shared"] = compile_one(
+                    bwd_grid_kernel, {**common, "cell_bwd": pw.bwd, "HAS_DOUT": True}, wbytes)
+                row["ok"] = max(row["fwd_shared"], row["bwd_shared"]) <= est
+            except Exception as e:  # report every failure, not only the first
+                row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+                row["ok"] = False
+            ok &= row["ok"]
+            rows.append(row)
+            print(f"{name:5} {row['dtype']} {path:6} BB={BB:<3} BN={BN:<3} BK={BK:<4} "
+                  f"fwd {row.get('fwd_shared', '-')!s:>7} B  bwd {row.get('bwd_shared', '-')!s:>7} B"
+                  f"  estimate {est:>7} B  {'ok' if row['ok'] else 'FAIL'}"
+                  + (f"  {row['error']}" if "error" in row else ""), flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"arch": args.arch, "triton": triton.__version__, "rows": rows}, fh,
+                      indent=1)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
