@@ -25,7 +25,7 @@ def _has_nvidia_backend() -> bool:
         return False
     probe = "import triton.backends as b; import sys; sys.exit(0 if 'nvidia' in b.backends else 1)"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return subprocess.run([sys.executable, "-c", probe], env=env).returncode == 0
+    return subprocess.run([sys.executable, "-c", probe], env=env, check=False).returncode == 0
 
 
 @pytest.mark.skipif(not _has_nvidia_backend(),
@@ -35,7 +35,7 @@ def test_grid_and_stream_kernels_compile_for_sm90():
     env["TRITON_DEFAULT_FP_FUSION"] = "1"  # Triton 3.9 warns when unset
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "triton_aot.py"), "--quick"],
-                         env=env, capture_output=True, text=True, timeout=600)
+                         env=env, capture_output=True, text=True, timeout=600, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = [ln for ln in res.stdout.splitlines() if ln.strip()]
     assert len(lines) == 2 and all(ln.endswith("ok") for ln in lines), res.stdout
