@@ -263,5 +263,7 @@ class Vowels(Classify):
                     for o in Classify.options)
     # One model reaches 0.96-0.99 depending on the seed; five averaged are steadier (0.98-0.99)
     # and 40 epochs each keep the whole run well under two minutes on a 2-core CPU.
-    defaults = {**Classify.defaults, "epochs": 40}
+    # One thread: these small models gain nothing from more, and on a busy machine waiting
+    # OpenMP threads slow every step down (see recur.tasks.runner.cpu_threads).
+    defaults = {**Classify.defaults, "epochs": 40, "threads": 1}
 
