@@ -54,6 +54,13 @@ def _parse_set(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _options(task: str) -> dict:
+    from recur.tasks import get_task
+    from recur.tasks.base import COMMON_OPTIONS
+
+    return {o.name: o for o in (*COMMON_OPTIONS, *get_task(task).options)}
+
+
 def run_one(task: str, seed: int, overrides: dict[str, str]) -> dict:
     """Train ``task`` with its defaults (plus ``overrides``) and ``seed``; metrics + seconds."""
     from recur.tasks import get_task
@@ -61,7 +68,15 @@ def run_one(task: str, seed: int, overrides: dict[str, str]) -> dict:
     from recur.tasks.runner import train_task
 
     cls = get_task(task)
-    # the --set values are strings: let the task's own option declarations convert them
+    known = _options(task)
+    overrides = {k: v for k, v in overrides.items() if k in known}  # the others: other task
+    # the --set values are strings: the task's own option declarations convert them
+    # (yes/no options from true/false first, which Option.check wants as bools)
+    for k, v in overrides.items():
+        if known[k].type is bool and isinstance(v, str):
+            if v.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise SystemExit(f"--set {k}: expected true/false, got {v!r}")
+            overrides[k] = v.lower() in ("true", "1", "yes")
     cfg = resolve_config(cls, {**overrides, "seed": seed}).to_dict()
     given = {k: cfg[k] for k in (*overrides, "seed")}
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.WARNING)  # the runs' own progress lines
     overrides = _parse_set(args.set)
     tasks = [args.only] if args.only else ["vowels", "forecast"]
+    # each override goes to the tasks that have that option; one no task has is an error
+    # (checked before anything trains)
+    for key in overrides:
+        if not any(key in _options(t) for t in tasks):
+            raise SystemExit(f"--set {key}: no option of that name in {', '.join(tasks)}")
     import torch
 
     rows = []

@@ -54,6 +54,9 @@ def triton_unavailable_reason(cell: Cell, x: Tensor) -> str:
     if cell.triton_update is None and not _has_triton_builtin(cell):
         return (f"cell {cell.name!r} has no Triton pointwise (declare it with triton_update=; "
                 "cells whose update takes parameters run on the reference loop)")
+    if cell.num_gates > 4 or cell.num_states > 2:
+        return (f"cell {cell.name!r} has {cell.num_gates} gates and {cell.num_states} states; "
+                "the fused kernels take at most 4 gates and 2 states")
     return (f"cell {cell.name!r} on device {x.device}, dtype {x.dtype} needs the triton "
             "package, float32/bfloat16/float16, and a CUDA device or TRITON_INTERPRET=1")
 

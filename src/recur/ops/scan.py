@@ -63,6 +63,9 @@ def _check_zoneout(cell: Cell, zoneout, xg: Tensor, w_hr: Tensor | None) -> tupl
         if not isinstance(m, Tensor) or tuple(m.shape) != want:
             got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
             raise ValueError(f"zoneout[{k}] must have shape {want} [T, B, H], got {got}")
+        if not m.is_floating_point() or m.device != xg.device:
+            raise ValueError(f"zoneout[{k}] must be a floating tensor on {xg.device}, got "
+                             f"{m.dtype} on {m.device}")
     return zoneout
 
 
@@ -127,6 +130,9 @@ def scan(
     if h_mask is not None and tuple(h_mask.shape) != tuple(state0[0].shape):
         raise ValueError(f"h_mask must have shape {tuple(state0[0].shape)}, "
                          f"got {tuple(h_mask.shape)}")
+    if h_mask is not None and (not h_mask.is_floating_point() or h_mask.device != xg.device):
+        raise ValueError(f"h_mask must be a floating tensor on {xg.device}, got "
+                         f"{h_mask.dtype} on {h_mask.device}")
     for k, p in enumerate(step_params):
         if p.shape[0] != xg.shape[0]:
             raise ValueError(f"step_params[{k}] must have T={xg.shape[0]} rows, "

@@ -226,7 +226,8 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             *masks.args(dummy), T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
-        hbuf[0].copy_(h0 if masks.h_mask is None else h0 * masks.h_mask)  # what W_hh reads
+        hbuf[0].copy_(h0 if masks.h_mask is None
+                      else h0.float() * masks.h_mask.float())  # what W_hh reads, in fp32
         bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
         fwd_grid_kernel[p.grid](
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
