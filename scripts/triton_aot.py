@@ -1,6 +1,6 @@
 """Compile recur's grid / stream Triton kernels ahead of time for a GPU target, no GPU needed.
 
-    .venv/bin/python scripts/triton_aot.py                 # LSTM + GRU, float32 + bfloat16, sm_90
+    .venv/bin/python scripts/triton_aot.py     # (LayerNorm) LSTM + GRU, float32 + bfloat16, sm_90
     .venv/bin/python scripts/triton_aot.py --arch 80 --json aot.json
 
 Checks what the interpreter cannot: that the kernels lower to PTX and SASS for the target
@@ -57,37 +57,41 @@ def main(argv: list[str] | None = None) -> int:
         src = ASTSource(kernel, sig, constexprs=consts)
         return triton.compile(src, target=target, options={"num_warps": 8}).metadata.shared
 
-    cases = [("lstm", LSTM, 4, 2), ("gru", GRU, 3, 1)]
+    # (name, pointwise, G, NS, LN): LN 2 / 1 are the layer-norm LSTM / GRU (extra barriers)
+    cases = [("lstm", LSTM, 4, 2, 0), ("gru", GRU, 3, 1, 0), ("ln_lstm", LSTM, 4, 2, 2),
+             ("ln_gru", GRU, 3, 1, 1)]
     # (wbytes, path, BB, BN, BK): the plans benchmarks/gpu.py's grid gets on an H100
     configs = [(4, "stream", 16, 16, _launch.STREAM_BK), (4, "stream", 64, 32, _launch.STREAM_BK),
                (2, "stream", 64, 16, _launch.STREAM_BK), (2, "grid", 16, 16, 512),
                (4, "grid", 16, 16, 512)]
     if args.quick:
-        cases, configs = cases[:1], [configs[0], configs[-1]]
+        cases, configs = [cases[0], cases[2]], [configs[0], configs[-1]]
     rows, ok = [], True
-    for name, pw, G, NS in cases:
+    for name, pw, G, NS, LN in cases:
         for wbytes, path, BB, BN, BK in configs:
             stream = path == "stream"
             est = (_launch._smem_stream(G, BK, BN, BB, wbytes) if stream
                    else _launch._smem(G, BK, BN, BB, wbytes))
             common = {"G": G, "NS": NS, "HAS_LEN": True, "REVERSE": False, "HMASK": True,
-                      "ZONE": 1, "STREAM": stream, "BB": BB, "BN": BN, "BK": BK,
+                      "ZONE": 1, "LN": LN, "EPS": 1e-5, "STREAM": stream, "BB": BB,
+                      "BN": BN, "BK": BK,
                       "PREC": "ieee" if wbytes == 4 else "tf32"}
             row = {"cell": name, "dtype": types[wbytes], "path": path, "BB": BB, "BN": BN,
                    "BK": BK, "estimate": est}
             try:
                 row["fwd_shared"] = compile_one(
-                    fwd_grid_kernel, {**common, "cell_fwd": pw.fwd, "HAS_BIAS": True,
+                    fwd_grid_kernel, {**common, "cell_fwd": pw.fwd, "HAS_BIAS": not LN,
                                       "SAVE": True}, wbytes)
                 row["bwd_shared"] = compile_one(
-                    bwd_grid_kernel, {**common, "cell_bwd": pw.bwd, "HAS_DOUT": True}, wbytes)
+                    bwd_grid_kernel, {**common, "cell_fwd": pw.fwd, "cell_bwd": pw.bwd,
+                                      "HAS_DOUT": True}, wbytes)
                 row["ok"] = max(row["fwd_shared"], row["bwd_shared"]) <= est
             except Exception as e:  # noqa: BLE001  (report every failure, not only the first)
                 row["error"] = f"{type(e).__name__}: {str(e)[:300]}"
                 row["ok"] = False
             ok &= row["ok"]
             rows.append(row)
-            print(f"{name:5} {row['dtype']} {path:6} BB={BB:<3} BN={BN:<3} BK={BK:<4} "
+            print(f"{name:7} {row['dtype']} {path:6} BB={BB:<3} BN={BN:<3} BK={BK:<4} "
                   f"fwd {row.get('fwd_shared', '-')!s:>7} B  bwd {row.get('bwd_shared', '-')!s:>7} B"
                   f"  estimate {est:>7} B  {'ok' if row['ok'] else 'FAIL'}"
                   + (f"  {row['error']}" if "error" in row else ""), flush=True)

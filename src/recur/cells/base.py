@@ -42,6 +42,14 @@ class Cell:
             never imports Triton), or a zero-argument callable returning one. Cells with a
             ``native_mode`` use the built-in pointwise of that mode when this is ``None``.
         doc: one line describing the math, for error messages and docs.
+        fused_norm: for the layer-norm cells (``recur.cells.layernorm``) only: how the fused
+            kernels run the update without calling it. ``"h"``: the update is
+            ``triton_update``'s cell applied to ``xg`` and ``LN_h(hg) + b_hh`` with its
+            ``params = (ln_h_weight [G*H], ln_h_bias [G*H], b_hh [G*H])`` (``hg`` handed
+            without bias); ``"hc"``: also ``h' = sigmoid(gate 3) tanh(LN_c(c'))`` with ``c'``
+            that cell's second state and ``params = (ln_h_weight, ln_h_bias, ln_c_weight [H],
+            ln_c_bias [H], b_hh)``. ``None`` (every other cell): the update's ``params`` run
+            on the reference loop only.
     """
 
     name: str
@@ -51,9 +59,15 @@ class Cell:
     native_mode: str | None = None
     triton_update: object | None = field(default=None, compare=False, repr=False)
     doc: str = ""
+    fused_norm: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_gates < 1:
             raise ValueError(f"num_gates must be >= 1, got {self.num_gates}")
         if self.num_states < 1:
             raise ValueError(f"num_states must be >= 1, got {self.num_states}")
+        if self.fused_norm not in (None, "h", "hc"):
+            raise ValueError(f"fused_norm must be None, 'h' or 'hc', got {self.fused_norm!r}")
+        if self.fused_norm == "hc" and (self.num_gates < 4 or self.num_states < 2):
+            raise ValueError("fused_norm='hc' needs an LSTM-shaped cell (4 gates, 2 states), "
+                             f"got {self.num_gates} gates and {self.num_states} states")

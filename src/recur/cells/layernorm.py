@@ -10,6 +10,8 @@ The input part is normalised for all steps at once by the module, before the sca
            n = tanh(xg_n + r (LN_h(hg)_n + b_hn));   h' = (1 - z) n + z h
 
 Each LN has a learnable gain and bias and normalises the whole G*H vector (H for c).
+The fused Triton kernels run these cells without calling the update: they normalise ``hg``
+(and c') in the kernel and apply the plain LSTM / GRU pointwise (``Cell.fused_norm``).
 Update signature: ``update(xg, hg, states, ln_h_weight, ln_h_bias, [ln_c_weight,
 ln_c_bias,] b_hh)`` with ``b_hh: [G*H]`` (zeros for a bias-free module).
 """
@@ -58,10 +60,12 @@ _LN_H = (Param("ln_h_weight", ("G*H",), "ones"), Param("ln_h_bias", ("G*H",), "z
 LAYERNORM_LSTM = DeclaredCell(
     "layernorm_lstm", num_gates=4, num_states=2, update=_ln_lstm_update,
     params=_LN_H + (Param("ln_c_weight", ("H",), "ones"), Param("ln_c_bias", ("H",), "zeros")),
+    triton_update="recur.cells.triton_pointwise:LSTM", fused_norm="hc",
     doc="g = LN_x(x W_ih^T) + LN_h(h W_hh^T) + b; c' = s(f) c + s(i) tanh(g); "
         "h' = s(o) tanh(LN_c(c'))",
 )
 LAYERNORM_GRU = DeclaredCell(
     "layernorm_gru", num_gates=3, num_states=1, update=_ln_gru_update, params=_LN_H,
+    triton_update="recur.cells.triton_pointwise:GRU", fused_norm="h",
     doc="torch.nn's GRU with LN_x on x W_ih^T and LN_h on h W_hh^T",
 )

@@ -112,7 +112,9 @@ def scan(
             the old value). Not with ``w_hr``.
 
         ``params`` and ``step_params`` run on the reference loop only (``backend="triton"``
-        raises); ``h_mask`` and ``zoneout`` run on the reference loop and the fused kernels.
+        raises), except the layer-norm cells' ``params`` (``Cell.fused_norm``), which the
+        fused kernels take; ``h_mask`` and ``zoneout`` run on the reference loop and the
+        fused kernels.
 
     Returns:
         ``out: [T, B, Hout]`` every step's h (zero past a row's length) and the final states
@@ -142,13 +144,25 @@ def scan(
     req = requested_backend(backend)
     if extras:
         # Extra tensors handed to the cell's update (variants, declared cells with
-        # parameters): only the reference loop takes them for now.
-        if req == "triton":
-            raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
-                             "params / step_params yet; use 'auto' or 'reference'")
+        # parameters): the reference loop takes any; the fused kernels take the layer-norm
+        # cells' (``Cell.fused_norm``), which they apply themselves.
+        fused_ok = not step_params and cell.fused_norm is not None and w_hr is None
         if req == "torch":
             raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a "
                              "single scan; use 'auto', 'reference' or 'triton' here")
+        if req == "triton" and not fused_ok:
+            raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
+                             "params / step_params (only the layer-norm cells' params); use "
+                             "'auto' or 'reference'")
+        if req == "triton" and not triton_available(cell, xg):
+            raise ValueError(f"backend='triton' is not available: "
+                             f"{triton_unavailable_reason(cell, xg)}")
+        if req == "triton" or (req == "auto" and fused_ok and xg.is_cuda
+                               and triton_available(cell, xg)):
+            from .triton import scan_triton
+
+            return scan_triton(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
+                               h_mask=h_mask, zoneout=zoneout, params=tuple(params))
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                               reverse=reverse, params=tuple(params),
                               step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)

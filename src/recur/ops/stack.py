@@ -55,10 +55,13 @@ class LayerWeights(NamedTuple):
         return (bool(self.params) or bool(self.step_params) or self.h_mask is not None
                 or self.xg_fn is not None or self.zoneout is not None)
 
-    def fusable(self) -> bool:
-        """Whether the fused Triton kernels can take this layer's extras (all but
-        ``params`` and ``step_params``, which only the reference loop hands to an update)."""
-        return not self.params and not self.step_params
+    def fusable(self, cell: Cell) -> bool:
+        """Whether the fused Triton kernels can take this layer's extras with ``cell``: all
+        but ``step_params`` and ``params`` (which only the reference loop hands to an update),
+        except a layer-norm cell's params (``Cell.fused_norm``), which the kernels apply."""
+        if self.step_params:
+            return False
+        return not self.params or (cell.fused_norm is not None and self.w_hr is None)
 
 
 def run_stack(
@@ -98,12 +101,12 @@ def run_stack(
                             lengths=lengths, backend=backend)
     native_ok = cell.native_mode is not None and not extras
     chosen = resolve_stack_backend(backend, cell, x, native_ok=native_ok)
-    if chosen == "triton" and not all(lw.fusable() for lw in layers):
+    if chosen == "triton" and not all(lw.fusable(cell) for lw in layers):
         # The fused kernels hand no extra tensors to a cell's update (see recur.ops.scan).
         if backend != "auto":
             raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
-                             "params / step_params yet (it takes h_mask, zoneout and xg_fn); "
-                             "use 'auto' or 'reference'")
+                             "params / step_params (it takes h_mask, zoneout, xg_fn and only "
+                             "the layer-norm cells' params); use 'auto' or 'reference'")
         chosen = "reference"
     if chosen == "torch":
         flat = [w for lw in layers for w in lw.flat()]

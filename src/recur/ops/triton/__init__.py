@@ -19,6 +19,7 @@ import triton  # ImportError here means: no Triton backend
 from torch import Tensor
 
 from ...cells import Cell, States
+from ...cells.layernorm import EPS
 from . import _launch
 from ._function import FusedScan
 
@@ -117,6 +118,7 @@ def scan_triton(
     reverse: bool = False,
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
+    params: tuple[Tensor, ...] = (),
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over the sequence with the fused kernels; same contract as
     :func:`recur.ops.scan_reference` (arguments already checked by :func:`recur.ops.scan`).
@@ -126,7 +128,9 @@ def scan_triton(
         state0: ``h0 [B, HO]`` then ``c0 [B, H]`` for two-state cells;
         w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None;
         h_mask: ``[B, HO]`` recurrent-dropout mask or None; zoneout: one ``[T, B, H]`` mask
-        per state or None (expanded constants, eval mode's rates, are passed as scalars).
+        per state or None (expanded constants, eval mode's rates, are passed as scalars);
+        params: the layer-norm cells' parameters (see ``Cell.fused_norm``; ``b_hh`` must
+        then be None and there is no ``w_hr``), ``()`` for every other cell.
 
     Returns:
         ``out [T, B, HO]`` (zero past each row's length) and the final states.
@@ -137,13 +141,15 @@ def scan_triton(
                          f"kernels (needs triton_update, <= 4 gates and <= 2 states)")
     T, B, GH = xg.shape
     G, NS = cell.num_gates, cell.num_states
+    ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
     p = _launch.plan(G, B, GH // G, w_hh.shape[1], w_hr is not None, xg.device,
-                     w_hh.element_size())
+                     w_hh.element_size(), norm=ln[0] > 0)
     if p is None:  # no fused path for this size (see docs/triton.md): the reference loop
         from ..reference import scan_reference
 
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse, h_mask=h_mask, zoneout=zoneout)
+                              reverse=reverse, h_mask=h_mask, zoneout=zoneout,
+                              params=tuple(params))
     lens = None
     if lengths is not None:
         lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)
@@ -152,9 +158,38 @@ def scan_triton(
     c0 = state0[1].contiguous() if NS > 1 else None
     res = FusedScan.apply(
         xg.contiguous(), w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
-        None if w_hr is None else w_hr.contiguous(), state0[0].contiguous(), c0, lens,
-        bool(reverse), pw, G, NS, p, _masks(h_mask, zoneout, NS))
+        None if w_hr is None else w_hr.contiguous(), state0[0].contiguous(), c0,
+        *ln[1:], lens, bool(reverse), pw, G, NS, p, _masks(h_mask, zoneout, NS), ln[0],
+        EPS)
     return res[0], tuple(res[1:])
+
+
+def _norm_params(cell: Cell, params: tuple[Tensor, ...], b_hh: Tensor | None,
+                 w_hr: Tensor | None, H: int) -> tuple:
+    """``(mode, ln_w, ln_b, lnc_w, lnc_b)`` for :class:`FusedScan` from a layer-norm cell's
+    ``params`` (``b_hh`` folded into ``ln_b``); ``(0, None, None, None, None)`` without."""
+    if not params and cell.fused_norm is None:
+        return (0, None, None, None, None)
+    if cell.fused_norm is None:
+        raise ValueError(f"cell {cell.name!r}: the fused kernels take extra params only for "
+                         "layer-norm cells (Cell.fused_norm)")
+    want = 3 if cell.fused_norm == "h" else 5
+    if len(params) != want:
+        raise ValueError(f"cell {cell.name!r} (fused_norm={cell.fused_norm!r}) expects "
+                         f"{want} params, got {len(params)}")
+    if b_hh is not None or w_hr is not None:
+        raise ValueError(f"cell {cell.name!r}: b_hh goes last in params (not as b_hh) and "
+                         "there is no projection")
+    G = cell.num_gates
+    shapes = [(G * H,), (G * H,)] + ([(H,), (H,)] if want == 5 else []) + [(G * H,)]
+    for k, (t, shape) in enumerate(zip(params, shapes)):
+        if tuple(t.shape) != shape:
+            raise ValueError(f"cell {cell.name!r}: params[{k}] must have shape {shape}, got "
+                             f"{tuple(t.shape)}")
+    ln_b = params[1] + params[-1]
+    if want == 3:
+        return (1, params[0], ln_b, None, None)
+    return (2, params[0], ln_b, params[2], params[3])
 
 
 def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -> _launch.Masks:

@@ -19,7 +19,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._forward import _grid_sync, _load_gate, _mm, _store_gate, _zone
+from ._forward import (_bias, _centre, _gather_sum2, _grid_sync, _ln_back, _ln_back_gate,
+                       _ln_stats, _load_gate, _mm, _publish2, _row_sum, _store_gate, _tanh,
+                       _zone)
 
 
 @triton.jit
@@ -73,16 +75,21 @@ def bwd_small_kernel(
     xg_ptr, whh_ptr, whr_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dhp_ws, dh0_ptr, dc0_ptr,
     hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
+    lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, dln_ws, dlc_ws,
     T, B, H, HO, HM,
-    cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
-    PROJ: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
-    HMASK: tl.constexpr, ZONE: tl.constexpr,
+    cell_fwd: tl.constexpr, cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr,
+    HAS_LEN: tl.constexpr, PROJ: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
 ):
     """One program per batch tile, all H units, ``W_hh`` (and ``W_hr``) loaded once.
 
     ``HMASK``: ``dh_{t-1}`` gets ``hm * (sum_k dr_k @ W_k)``. ``ZONE``: with ``s = m s_prev +
     (1 - m) s~``, the cell sees ``(1 - m) d`` and ``s_prev`` gets ``m d`` directly.
+    ``LN`` as in the forward: the statistics are recomputed from the saved (raw) ``h W_hh^T``;
+    ``dln_ws [T, B, G*H]`` gets the gradient of the normalised-and-scaled product and
+    ``dlc_ws [T, B, H]`` (``LN == 2``) that of ``LN_c``'s output (the gain and bias gradients
+    are reductions over them after the launch); ``dhg_ws`` gets the raw product's gradient.
     """
     pid = tl.program_id(0)
     GH = G * H
@@ -105,6 +112,18 @@ def bwd_small_kernel(
     if HMASK:
         hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
         hmk = hmk.to(tl.float32)
+    if LN > 0:
+        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
+        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
+        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
+        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
+        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
+        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
+        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
+        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+    if LN == 2:
+        gc = _bias(lncw_ptr, rn, H, 0, 1, True)
+        ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
     dh = tl.load(dhn_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
     if NS > 1:
@@ -152,17 +171,59 @@ def bwd_small_kernel(
             dz1 = m1 * d1
             d0 = d0 - dz0
             d1 = d1 - dz1
+        vh = valid & m_h
+        if LN > 0:
+            mean, rstd = _ln_stats(r0, r1, r2, r3, m_h, G * H, G, EPS)
+            n0 = _centre(r0, mean, m_h, 0, G) * rstd[:, None]
+            n1 = _centre(r1, mean, m_h, 1, G) * rstd[:, None]
+            n2 = _centre(r2, mean, m_h, 2, G) * rstd[:, None]
+            n3 = _centre(r3, mean, m_h, 3, G) * rstd[:, None]
+            r0 = n0 * g0[None, :] + e0[None, :]
+            r1 = n1 * g1[None, :] + e1[None, :]
+            r2 = n2 * g2[None, :] + e2[None, :]
+            r3 = n3 * g3[None, :] + e3[None, :]
+        if LN == 2:
+            # h' = sigmoid(o) tanh(y), y = chat gc + ec, chat = LN_c(c'): d0 flows to o and,
+            # through chat, into c' (joining d1); the pointwise then sees d0 = 0
+            _, cn = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0, s1)
+            cmean = tl.sum(tl.where(m_h, cn, 0.0), axis=1) / H
+            cd = tl.where(m_h, cn - cmean[:, None], 0.0)
+            crstd = 1.0 / tl.sqrt(tl.sum(cd * cd, axis=1) / H + EPS)
+            chat = cd * crstd[:, None]
+            ty = _tanh(chat * gc[None, :] + ec[None, :])
+            og = tl.sigmoid(x3 + r3)
+            do_pre = d0 * ty * og * (1.0 - og)
+            dyc = tl.where(vh, d0 * og * (1.0 - ty * ty), 0.0)
+            tl.store(dlc_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], dyc,
+                     mask=m_h)
+            a = dyc * gc[None, :]
+            am1 = tl.sum(a, axis=1) / H
+            am2 = tl.sum(a * chat, axis=1) / H
+            d1 = d1 + tl.where(m_h, crstd[:, None] * (a - am1[:, None] - chat * am2[:, None]),
+                               0.0)
+            d0 = tl.zeros_like(d0)
         dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
             x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, d1)
+        if LN == 2:
+            dx3 = dx3 + do_pre
+            dr3 = dr3 + do_pre
         if ZONE > 0:
             ds0 = ds0 + dz0
             ds1 = ds1 + dz1
         # invalid rows and padded columns: zero (keeps the products below finite)
-        vh = valid & m_h
         dr0 = tl.where(vh, dr0, 0.0)
         dr1 = tl.where(vh, dr1, 0.0)
         dr2 = tl.where(vh, dr2, 0.0)
         dr3 = tl.where(vh, dr3, 0.0)
+        if LN > 0:
+            # dr_k: gradient of the normalised, scaled product; to the raw product
+            _store_gate(dln_ws, dr0, t, rb, rn, B, H, GH, 0, G, m_h)
+            _store_gate(dln_ws, dr1, t, rb, rn, B, H, GH, 1, G, m_h)
+            _store_gate(dln_ws, dr2, t, rb, rn, B, H, GH, 2, G, m_h)
+            _store_gate(dln_ws, dr3, t, rb, rn, B, H, GH, 3, G, m_h)
+            dr0, dr1, dr2, dr3 = _ln_back(dr0 * g0[None, :], dr1 * g1[None, :],
+                                          dr2 * g2[None, :], dr3 * g3[None, :],
+                                          n0, n1, n2, n3, rstd, m_h, G * H, G)
         _store_gate(dxg_ptr, tl.where(vh, dx0, 0.0), t, rb, rn, B, H, GH, 0, G, m_h)
         _store_gate(dxg_ptr, tl.where(vh, dx1, 0.0), t, rb, rn, B, H, GH, 1, G, m_h)
         _store_gate(dxg_ptr, tl.where(vh, dx2, 0.0), t, rb, rn, B, H, GH, 2, G, m_h)
@@ -191,9 +252,11 @@ def bwd_grid_kernel(
     xg_ptr, whh_ptr, len_ptr, dout_ptr, dhn_ptr, dcn_ptr,
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dh0_ptr, dc0_ptr, drbuf_ptr, bar_ptr,
     hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
+    lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, dln_ws, dlc_ws, st_ws, lnst_ws,
     T, B, H,
-    cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_LEN: tl.constexpr,
-    REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr, HMASK: tl.constexpr, ZONE: tl.constexpr,
+    cell_fwd: tl.constexpr, cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr,
+    HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
     STREAM: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
@@ -204,6 +267,8 @@ def bwd_grid_kernel(
     with its column slice of ``W_hh`` (``[BK, BN]`` per gate, read once). No projection.
     ``HMASK`` and ``ZONE`` as in :func:`bwd_small_kernel`. ``STREAM``: ``W_hh`` is streamed
     from global memory in chunks of ``BK`` rows each step instead of kept on chip.
+    ``LN``: the statistics come from the forward's ``lnst_ws``; the row means the layer
+    norms' backward needs are exchanged through ``st_ws`` at one more barrier per norm.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -226,6 +291,19 @@ def bwd_grid_kernel(
     if HMASK:  # this program's slice of the mask, [BB, BN]
         hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
         hmk = hmk.to(tl.float32)
+    NSYNC: tl.constexpr = 1 + LN
+    if LN > 0:
+        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
+        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
+        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
+        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
+        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
+        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
+        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
+        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+    if LN == 2:
+        gc = _bias(lncw_ptr, rn, H, 0, 1, True)
+        ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
     dh = tl.load(dhn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
     if NS > 1:
@@ -270,16 +348,69 @@ def bwd_grid_kernel(
             dz1 = m1 * d1
             d0 = d0 - dz0
             d1 = d1 - dz1
+        vn = valid & m_n
+        if LN > 0:
+            st = lnst_ws + (t * B + rb) * 4
+            mean = tl.load(st, mask=bm, other=0.0)
+            rstd = tl.load(st + 1, mask=bm, other=0.0)
+            n0 = _centre(r0, mean, m_n, 0, G) * rstd[:, None]
+            n1 = _centre(r1, mean, m_n, 1, G) * rstd[:, None]
+            n2 = _centre(r2, mean, m_n, 2, G) * rstd[:, None]
+            n3 = _centre(r3, mean, m_n, 3, G) * rstd[:, None]
+            r0 = n0 * g0[None, :] + e0[None, :]
+            r1 = n1 * g1[None, :] + e1[None, :]
+            r2 = n2 * g2[None, :] + e2[None, :]
+            r3 = n3 * g3[None, :] + e3[None, :]
+        if LN == 2:  # as in bwd_small_kernel, with the row means over all programs
+            _, cn = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0, s1)
+            cmean = tl.load(st + 2, mask=bm, other=0.0)
+            crstd = tl.load(st + 3, mask=bm, other=0.0)
+            chat = tl.where(m_n, (cn - cmean[:, None]) * crstd[:, None], 0.0)
+            ty = _tanh(chat * gc[None, :] + ec[None, :])
+            og = tl.sigmoid(x3 + r3)
+            do_pre = d0 * ty * og * (1.0 - og)
+            dyc = tl.where(vn, d0 * og * (1.0 - ty * ty), 0.0)
+            tl.store(dlc_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], dyc,
+                     mask=m_n)
+            a = dyc * gc[None, :]
+            _publish2(st_ws, slot, pid_n, NPN, rb, B, 0, tl.sum(a, axis=1),
+                      tl.sum(a * chat, axis=1))
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + 1) * NPN)
+            am1, am2 = _gather_sum2(st_ws, slot, NPN, rb, B, 0)
+            d1 = d1 + tl.where(m_n, crstd[:, None] * (a - am1[:, None] / H
+                                                       - chat * am2[:, None] / H), 0.0)
+            d0 = tl.zeros_like(d0)
         dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, ds0, ds1 = cell_bwd(
             x0, x1, x2, x3, r0, r1, r2, r3, s0, s1, d0, d1)
+        if LN == 2:
+            dx3 = dx3 + do_pre
+            dr3 = dr3 + do_pre
         if ZONE > 0:
             ds0 = ds0 + dz0
             ds1 = ds1 + dz1
-        vn = valid & m_n
         dr0 = tl.where(vn, dr0, 0.0)
         dr1 = tl.where(vn, dr1, 0.0)
         dr2 = tl.where(vn, dr2, 0.0)
         dr3 = tl.where(vn, dr3, 0.0)
+        if LN > 0:
+            _store_gate(dln_ws, dr0, t, rb, rn, B, H, GH, 0, G, m_n)
+            _store_gate(dln_ws, dr1, t, rb, rn, B, H, GH, 1, G, m_n)
+            _store_gate(dln_ws, dr2, t, rb, rn, B, H, GH, 2, G, m_n)
+            _store_gate(dln_ws, dr3, t, rb, rn, B, H, GH, 3, G, m_n)
+            a0 = dr0 * g0[None, :]
+            a1 = dr1 * g1[None, :]
+            a2 = dr2 * g2[None, :]
+            a3 = dr3 * g3[None, :]
+            _publish2(st_ws, slot, pid_n, NPN, rb, B, 2, _row_sum(a0, a1, a2, a3, G),
+                      _row_sum(a0 * n0, a1 * n1, a2 * n2, a3 * n3, G))
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + LN) * NPN)
+            m1, m2 = _gather_sum2(st_ws, slot, NPN, rb, B, 2)
+            m1 = m1 / GH
+            m2 = m2 / GH
+            dr0 = _ln_back_gate(a0, n0, m1, m2, rstd, m_n, 0, G)
+            dr1 = _ln_back_gate(a1, n1, m1, m2, rstd, m_n, 1, G)
+            dr2 = _ln_back_gate(a2, n2, m1, m2, rstd, m_n, 2, G)
+            dr3 = _ln_back_gate(a3, n3, m1, m2, rstd, m_n, 3, G)
         _store_gate(dxg_ptr, tl.where(vn, dx0, 0.0), t, rb, rn, B, H, GH, 0, G, m_n)
         _store_gate(dxg_ptr, tl.where(vn, dx1, 0.0), t, rb, rn, B, H, GH, 1, G, m_n)
         _store_gate(dxg_ptr, tl.where(vn, dx2, 0.0), t, rb, rn, B, H, GH, 2, G, m_n)
@@ -293,7 +424,7 @@ def bwd_grid_kernel(
         _store_gate(drbuf_ptr, dr1, slot, rb, rn, B, H, GH, 1, G, m_n)
         _store_gate(drbuf_ptr, dr2, slot, rb, rn, B, H, GH, 2, G, m_n)
         _store_gate(drbuf_ptr, dr3, slot, rb, rn, B, H, GH, 3, G, m_n)
-        _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
+        _grid_sync(bar_ptr + pid_b, (step + 1) * NSYNC * NPN)
         if STREAM:
             dprev = _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, GH, G, BK, PREC)
         else:

@@ -131,6 +131,129 @@ def _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE: tl.constexpr,
 
 
 @triton.jit
+def _tanh(x):
+    return 2.0 * tl.sigmoid(2.0 * x) - 1.0
+
+
+@triton.jit
+def _row_sum(r0, r1, r2, r3, G: tl.constexpr):
+    """Sum over the columns of the first G tiles: ``[BB]``."""
+    s = tl.sum(r0, axis=1)
+    if G > 1:
+        s += tl.sum(r1, axis=1)
+    if G > 2:
+        s += tl.sum(r2, axis=1)
+    if G > 3:
+        s += tl.sum(r3, axis=1)
+    return s
+
+
+@triton.jit
+def _centre(r, mean, cm, k: tl.constexpr, G: tl.constexpr):
+    """``r - mean`` on the valid entries ``cm`` of gate tile k, zero elsewhere (and for
+    ``k >= G``)."""
+    if k < G:
+        v = tl.where(cm, r - mean[:, None], 0.0)
+    else:
+        v = tl.zeros_like(r)
+    return v
+
+
+@triton.jit
+def _ln_stats(r0, r1, r2, r3, cm, n, G: tl.constexpr, EPS: tl.constexpr):
+    """Layer-norm statistics of each row of the G gate tiles, over its ``n`` valid entries
+    (``cm``): ``mean [BB]`` and ``rstd = 1 / sqrt(var + EPS) [BB]`` (two passes, biased
+    variance, as ``torch.nn.functional.layer_norm``)."""
+    mean = _row_sum(tl.where(cm, r0, 0.0), tl.where(cm, r1, 0.0), tl.where(cm, r2, 0.0),
+                    tl.where(cm, r3, 0.0), G) / n
+    d0 = _centre(r0, mean, cm, 0, G)
+    d1 = _centre(r1, mean, cm, 1, G)
+    d2 = _centre(r2, mean, cm, 2, G)
+    d3 = _centre(r3, mean, cm, 3, G)
+    var = _row_sum(d0 * d0, d1 * d1, d2 * d2, d3 * d3, G) / n
+    return mean, 1.0 / tl.sqrt(var + EPS)
+
+
+@triton.jit
+def _ln_back_gate(a, n, m1, m2, rstd, cm, k: tl.constexpr, G: tl.constexpr):
+    if k < G:
+        v = tl.where(cm, rstd[:, None] * (a - m1[:, None] - n * m2[:, None]), 0.0)
+    else:
+        v = tl.zeros_like(a)
+    return v
+
+
+@triton.jit
+def _ln_back(a0, a1, a2, a3, n0, n1, n2, n3, rstd, cm, cnt, G: tl.constexpr):
+    """Backward of ``n = (r - mean) * rstd`` per row: given ``a_k = dL/dn_k`` (zero off
+    ``cm``) and ``n_k``, ``dL/dr_k = rstd (a_k - mean(a) - n_k mean(a n))``, means over the
+    ``cnt`` valid entries; zero off ``cm`` and for gates ``k >= G``."""
+    m1 = _row_sum(a0, a1, a2, a3, G) / cnt
+    m2 = _row_sum(a0 * n0, a1 * n1, a2 * n2, a3 * n3, G) / cnt
+    return (_ln_back_gate(a0, n0, m1, m2, rstd, cm, 0, G),
+            _ln_back_gate(a1, n1, m1, m2, rstd, cm, 1, G),
+            _ln_back_gate(a2, n2, m1, m2, rstd, cm, 2, G),
+            _ln_back_gate(a3, n3, m1, m2, rstd, cm, 3, G))
+
+
+@triton.jit
+def _publish2(st_ptr, slot, pid_n, NPN, rb, B, j: tl.constexpr, a, b):
+    """Grid path: this program's row values ``a, b [BB]`` to ``st[slot, pid_n, rb, j:j+2]``
+    (``st [2, NPN, B, 4]`` fp32), for the other programs of the batch tile to gather."""
+    base = st_ptr + ((slot * NPN + pid_n) * B + rb) * 4 + j
+    tl.store(base, a, mask=rb < B)
+    tl.store(base + 1, b, mask=rb < B)
+
+
+@triton.jit
+def _gather_sum2(st_ptr, slot, NPN, rb, B, j: tl.constexpr):
+    """Sums over the ``NPN`` programs, in program order (reproducible), of
+    ``st[slot, :, rb, j]`` and ``st[slot, :, rb, j+1]``: two ``[BB]``."""
+    s0 = tl.zeros((rb.shape[0],), dtype=tl.float32)
+    s1 = tl.zeros((rb.shape[0],), dtype=tl.float32)
+    for q in range(NPN):
+        base = st_ptr + ((slot * NPN + q) * B + rb) * 4 + j
+        s0 += tl.load(base, mask=rb < B, other=0.0, volatile=True)
+        s1 += tl.load(base + 1, mask=rb < B, other=0.0, volatile=True)
+    return s0, s1
+
+
+@triton.jit
+def _gather_moments(st_ptr, slot, NPN, rb, B, j: tl.constexpr, H, BN: tl.constexpr,
+                    G: tl.constexpr):
+    """Row mean and (biased) variance over all programs from each program's mean and sum
+    of squared deviations ``st[slot, q, rb, j:j+2]`` over its ``G * min(BN, H - q*BN)``
+    entries: Chan et al.'s pairwise combination, in program order (reproducible)."""
+    n = 0.0
+    mean = tl.zeros((rb.shape[0],), dtype=tl.float32)
+    m2 = tl.zeros((rb.shape[0],), dtype=tl.float32)
+    for q in range(NPN):
+        base = st_ptr + ((slot * NPN + q) * B + rb) * 4 + j
+        mq = tl.load(base, mask=rb < B, other=0.0, volatile=True)
+        m2q = tl.load(base + 1, mask=rb < B, other=0.0, volatile=True)
+        nq = (G * tl.minimum(BN, H - q * BN)).to(tl.float32)
+        tot = n + nq
+        delta = mq - mean
+        mean = mean + delta * (nq / tot)
+        m2 = m2 + m2q + delta * delta * (n * nq / tot)
+        n = tot
+    return mean, m2 / n
+
+
+@triton.jit
+def _local_moments(r0, r1, r2, r3, cm, cnt, G: tl.constexpr):
+    """This program's row mean and sum of squared deviations over its ``cnt`` valid
+    entries (``cm``) of the G gate tiles."""
+    mean = _row_sum(tl.where(cm, r0, 0.0), tl.where(cm, r1, 0.0), tl.where(cm, r2, 0.0),
+                    tl.where(cm, r3, 0.0), G) / cnt
+    d0 = _centre(r0, mean, cm, 0, G)
+    d1 = _centre(r1, mean, cm, 1, G)
+    d2 = _centre(r2, mean, cm, 2, G)
+    d3 = _centre(r3, mean, cm, 3, G)
+    return mean, _row_sum(d0 * d0, d1 * d1, d2 * d2, d3 * d3, G)
+
+
+@triton.jit
 def _grid_sync(bar_ptr, target):
     """Grid barrier on a global counter (CUDA only; every program must be resident).
 
@@ -149,10 +272,11 @@ def _grid_sync(bar_ptr, target):
 def fwd_small_kernel(
     xg_ptr, whh_ptr, bhh_ptr, whr_ptr, h0_ptr, c0_ptr, len_ptr,
     out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, u_ws, hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
+    lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, cs_ws,
     T, B, H, HO, HM,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, PROJ: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    HMASK: tl.constexpr, ZONE: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
     BB: tl.constexpr, BH: tl.constexpr, PREC: tl.constexpr,
 ):
     """One program per batch tile of ``BB`` rows owns all ``H`` units: no barrier.
@@ -161,6 +285,10 @@ def fwd_small_kernel(
     loaded once, before the time loop. ``HMASK``: ``hm [B, HO]`` multiplies ``h_{t-1}``
     before ``W_hh`` (recurrent dropout). ``ZONE`` (not with ``PROJ``): zoneout after the
     cell's update, masks from ``z0/z1 [T, B, H]`` (1) or constant rates ``zp0/zp1`` (2).
+    ``LN`` (layer-norm cells, not with ``PROJ``; see :func:`_launch.forward`): 1 normalises
+    ``h W_hh^T`` over its G*H entries (gain ``lnw``, bias ``lnb``) before the pointwise; 2
+    also takes ``h' = sigmoid(gate 3) tanh(LN_c(c'))`` (gain ``lncw``, bias ``lncb``) with
+    ``c'`` the pointwise's second state, saving ``LN_c``'s normalised ``c'`` in ``cs_ws``.
     """
     pid = tl.program_id(0)
     GH = G * H
@@ -184,6 +312,18 @@ def fwd_small_kernel(
     if HMASK:
         hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
         hmk = hmk.to(tl.float32)
+    if LN > 0:
+        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
+        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
+        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
+        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
+        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
+        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
+        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
+        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+    if LN == 2:
+        gc = _bias(lncw_ptr, rn, H, 0, 1, True)
+        ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
     h = tl.load(h0_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0).to(tl.float32)
     if NS > 1:
@@ -217,7 +357,21 @@ def fwd_small_kernel(
             tl.store(sp, h, mask=m_o)
             if NS > 1:
                 tl.store(sp + B * HM, c, mask=m_h)
+        if LN > 0:
+            mean, rstd = _ln_stats(r0, r1, r2, r3, m_h, G * H, G, EPS)
+            r0 = _centre(r0, mean, m_h, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :]
+            r1 = _centre(r1, mean, m_h, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :]
+            r2 = _centre(r2, mean, m_h, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :]
+            r3 = _centre(r3, mean, m_h, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :]
         n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if LN == 2:
+            cm = tl.sum(tl.where(m_h, n1, 0.0), axis=1) / H
+            cd = tl.where(m_h, n1 - cm[:, None], 0.0)
+            chat = cd / tl.sqrt(tl.sum(cd * cd, axis=1) / H + EPS)[:, None]
+            if SAVE:
+                tl.store(cs_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], chat,
+                         mask=m_h)
+            n0 = tl.sigmoid(x3 + r3) * _tanh(chat * gc[None, :] + ec[None, :])
         if ZONE > 0:
             m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, ZONE, NS)
             n0 = m0 * h + (1.0 - m0) * n0
@@ -253,10 +407,12 @@ def fwd_grid_kernel(
     xg_ptr, whh_ptr, bhh_ptr, h0_ptr, c0_ptr, len_ptr,
     out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, hbuf_ptr, bar_ptr,
     hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
+    lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, cs_ws, st_ws, lnst_ws,
     T, B, H,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
-    HMASK: tl.constexpr, ZONE: tl.constexpr, STREAM: tl.constexpr,
+    HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
+    STREAM: tl.constexpr,
     BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
 ):
     """Large H (CUDA only): program ``(n, b)`` owns hidden units ``n*BN ..`` with all their
@@ -267,6 +423,11 @@ def fwd_grid_kernel(
     true: it streams them from global memory (L2) each step in chunks of ``BK`` inputs (any
     H; for weights too large for shared memory). ``HMASK``: ``hbuf`` holds ``h * hm`` (the
     only reader of ``hbuf`` is the recurrent product). ``ZONE`` as in :func:`fwd_small_kernel`.
+    ``LN`` as in :func:`fwd_small_kernel`: the row statistics of ``LN_h`` (and ``LN_c``) span
+    all programs of the batch tile, so each program publishes its partial moments to
+    ``st_ws [2, NPN, B, 4]``, meets the others at one more barrier per norm, and combines
+    them in program order; with ``SAVE`` the statistics go to ``lnst_ws [T, B, 4]`` (mean and
+    rstd of ``LN_h``, then of ``LN_c``) for the backward.
     """
     pid_n = tl.program_id(0)
     pid_b = tl.program_id(1)
@@ -295,6 +456,21 @@ def fwd_grid_kernel(
     if HMASK:  # the mask of this program's units, [BB, BN]: hbuf gets h * mask
         hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
         hmk = hmk.to(tl.float32)
+    NSYNC: tl.constexpr = 1 + LN  # barriers per step: one per norm, then the h exchange
+    if LN > 0:
+        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
+        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
+        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
+        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
+        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
+        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
+        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
+        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+        ncol = tl.minimum(BN, H - pid_n * BN)  # this program's hidden units
+        st_m = bm & (rb * 0 + pid_n == 0)  # one program writes the saved statistics
+    if LN == 2:
+        gc = _bias(lncw_ptr, rn, H, 0, 1, True)
+        ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
     h = tl.load(h0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
     if NS > 1:
@@ -331,7 +507,33 @@ def fwd_grid_kernel(
             tl.store(sp, h, mask=m_n)
             if NS > 1:
                 tl.store(sp + B * H, c, mask=m_n)
+        if LN > 0:
+            lmean, lm2 = _local_moments(r0, r1, r2, r3, m_n, G * ncol, G)
+            _publish2(st_ws, slot, pid_n, NPN, rb, B, 0, lmean, lm2)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + 1) * NPN)
+            mean, var = _gather_moments(st_ws, slot, NPN, rb, B, 0, H, BN, G)
+            rstd = 1.0 / tl.sqrt(var + EPS)
+            if SAVE:
+                tl.store(lnst_ws + (t * B + rb) * 4, mean, mask=st_m)
+                tl.store(lnst_ws + (t * B + rb) * 4 + 1, rstd, mask=st_m)
+            r0 = _centre(r0, mean, m_n, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :]
+            r1 = _centre(r1, mean, m_n, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :]
+            r2 = _centre(r2, mean, m_n, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :]
+            r3 = _centre(r3, mean, m_n, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :]
         n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if LN == 2:
+            lmean, lm2 = _local_moments(n1, n1, n1, n1, m_n, ncol, 1)
+            _publish2(st_ws, slot, pid_n, NPN, rb, B, 2, lmean, lm2)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + 2) * NPN)
+            cmean, cvar = _gather_moments(st_ws, slot, NPN, rb, B, 2, H, BN, 1)
+            crstd = 1.0 / tl.sqrt(cvar + EPS)
+            chat = tl.where(m_n, (n1 - cmean[:, None]) * crstd[:, None], 0.0)
+            if SAVE:
+                tl.store(lnst_ws + (t * B + rb) * 4 + 2, cmean, mask=st_m)
+                tl.store(lnst_ws + (t * B + rb) * 4 + 3, crstd, mask=st_m)
+                tl.store(cs_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], chat,
+                         mask=m_n)
+            n0 = tl.sigmoid(x3 + r3) * _tanh(chat * gc[None, :] + ec[None, :])
         if ZONE > 0:
             m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, ZONE, NS)
             n0 = m0 * h + (1.0 - m0) * n0
@@ -354,7 +556,7 @@ def fwd_grid_kernel(
         else:
             hpub = h
         tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * H + rn[None, :], hpub, mask=m_n)
-        _grid_sync(bar_ptr + pid_b, (step + 1) * NPN)
+        _grid_sync(bar_ptr + pid_b, (step + 1) * NSYNC * NPN)
 
     tl.store(hn_ptr + rb[:, None] * H + rn[None, :], h.to(hn_ptr.dtype.element_ty), mask=m_n)
     if NS > 1:

@@ -86,10 +86,10 @@ def _smem_stream(G: int, BK: int, BN: int, BB: int, wbytes: int) -> int:
 
 
 def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
-         wbytes: int = 4) -> Plan | None:
+         wbytes: int = 4, norm: bool = False) -> Plan | None:
     """The launch plan for ``G`` gates, batch ``B``, ``H`` units, recurrent width ``HO``,
-    weights of ``wbytes`` bytes, or ``None`` when no path applies (then ``scan_triton``
-    runs the reference loop)."""
+    weights of ``wbytes`` bytes (``norm``: a layer-norm cell), or ``None`` when no path
+    applies (then ``scan_triton`` runs the reference loop)."""
     BH = _pow2(max(H, HO))
     if device.type != "cuda":
         if not interpreting():
@@ -143,12 +143,51 @@ def _precision(dtype: torch.dtype, device: torch.device) -> str:
 
 @dataclass
 class Saved:
-    """Workspaces the backward needs: ``hg [T, B, G*H]``, ``sp [T, NS, B, HM]`` and
-    ``u [T, B, H]`` (projection), all fp32."""
+    """Workspaces the backward needs: ``hg [T, B, G*H]``, ``sp [T, NS, B, HM]``,
+    ``u [T, B, H]`` (projection), ``cs [T, B, H]`` (``LN_c``'s normalised c') and ``lnst
+    [T, B, 4]`` (grid path: mean and rstd of ``LN_h`` and ``LN_c`` per row), all fp32."""
 
     hg: Tensor
     sp: Tensor
     u: Tensor | None
+    cs: Tensor | None = None
+    lnst: Tensor | None = None  # grid path, layer norm: [T, B, 4] row statistics
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Layer norm of a layer-norm cell for the kernels (see ``recur.cells.layernorm``).
+
+    ``mode`` 1: ``LN_h`` on ``h W_hh^T`` over its G*H entries, gain ``w [G*H]`` and bias
+    ``b [G*H]`` (the cell's LN bias plus ``b_hh``, folded); 2: also ``LN_c`` (``cw, cb [H]``)
+    with ``h' = sigmoid(gate 3) tanh(LN_c(c'))``. All contiguous, in the weights' dtype.
+    """
+
+    mode: int
+    w: Tensor
+    b: Tensor
+    cw: Tensor | None = None
+    cb: Tensor | None = None
+    eps: float = 1e-5
+
+    def args(self, dummy: Tensor) -> tuple:
+        """``lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr`` kernel arguments."""
+        return (self.w, self.b, self.cw if self.cw is not None else dummy,
+                self.cb if self.cb is not None else dummy)
+
+
+def _stats_ws(norm: Norm | None, p: Plan, B: int, device: torch.device) -> Tensor:
+    """Grid path with layer norm: ``[2, NPN, B, 4]`` fp32 partial row statistics, one slot
+    per program along the hidden units, double-buffered by step parity (see the kernels)."""
+    if norm is None:
+        return torch.empty(1, device=device, dtype=torch.float32)
+    return torch.zeros(2, p.grid[0], B, 4, device=device, dtype=torch.float32)
+
+
+def _norm_args(norm: Norm | None, dummy: Tensor) -> tuple[tuple, dict]:
+    if norm is None:
+        return (dummy, dummy, dummy, dummy), {"LN": 0, "EPS": 1e-5}
+    return norm.args(dummy), {"LN": norm.mode, "EPS": float(norm.eps)}
 
 
 @dataclass(frozen=True)
@@ -183,6 +222,7 @@ NO_MASKS = Masks()
 def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             w_hr: Tensor | None, h0: Tensor, c0: Tensor | None, lengths: Tensor | None,
             reverse: bool, save: bool, p: Plan, masks: Masks = NO_MASKS,
+            norm: Norm | None = None,
             ) -> tuple[Tensor, Tensor, Tensor | None, Saved | None]:
     """Launch the forward kernel.
 
@@ -190,7 +230,8 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
         pw: the cell's Triton pointwise (``.fwd`` is used).
         xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; b_hh: ``[G*H]`` or None;
         w_hr: ``[HO, H]`` or None; h0: ``[B, HO]``; c0: ``[B, H]`` or None;
-        lengths: ``[B]`` int32 on xg's device or None.
+        lengths: ``[B]`` int32 on xg's device or None; norm: layer norm (then ``b_hh`` is
+        None: it is folded into ``norm.b``; no projection) or None.
 
     Returns:
         ``out [T, B, HO]``, ``h_n [B, HO]``, ``c_n [B, H]`` or None, and the workspaces when
@@ -208,14 +249,19 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
     if save:
         saved = Saved(_empty(T, B, GH, device=dev, dtype=f32),
                       _empty(T, NS, B, HM, device=dev, dtype=f32),
-                      _empty(T, B, H, device=dev, dtype=f32) if w_hr is not None else None)
+                      _empty(T, B, H, device=dev, dtype=f32) if w_hr is not None else None,
+                      _empty(T, B, H, device=dev, dtype=f32)
+                      if norm is not None and norm.mode == 2 else None,
+                      _empty(T, B, 4, device=dev, dtype=f32)
+                      if norm is not None and p.path != "small" else None)
     else:
         saved = None
     dummy = xg
     prec = _precision(w_hh.dtype, dev)
+    ln_args, ln_flags = _norm_args(norm, dummy)
     flags = {"cell_fwd": pw.fwd, "G": G, "NS": NS, "HAS_BIAS": b_hh is not None,
              "HAS_LEN": lengths is not None, "REVERSE": bool(reverse), "SAVE": bool(save),
-             "BB": p.BB, "PREC": prec, "num_warps": p.num_warps, **masks.flags()}
+             "BB": p.BB, "PREC": prec, "num_warps": p.num_warps, **masks.flags(), **ln_flags}
     ws = (saved.hg, saved.sp) if saved is not None else (dummy, dummy)
     if p.path == "small":
         fwd_small_kernel[p.grid](
@@ -223,7 +269,9 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             h0, c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
             out, hn, cn if cn is not None else dummy, ws[0], ws[1],
             saved.u if saved is not None and saved.u is not None else dummy,
-            *masks.args(dummy), T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
+            *masks.args(dummy), *ln_args,
+            saved.cs if saved is not None and saved.cs is not None else dummy,
+            T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
         hbuf[0].copy_(h0 if masks.h_mask is None
@@ -233,26 +281,32 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
             c0 if c0 is not None else dummy, lengths if lengths is not None else dummy,
             out, hn, cn if cn is not None else dummy, ws[0], ws[1], hbuf, bar,
-            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, STREAM=p.path == "stream",
-            **flags)
+            *masks.args(dummy), *ln_args,
+            saved.cs if saved is not None and saved.cs is not None else dummy,
+            _stats_ws(norm, p, B, dev),
+            saved.lnst if saved is not None and saved.lnst is not None else dummy,
+            T, B, H, BN=p.BN, BK=p.BK,
+            STREAM=p.path == "stream", **flags)
     return out, hn, cn, saved
 
 
 def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
              lengths: Tensor | None, reverse: bool, saved: Saved, dout: Tensor | None,
              dhn: Tensor | None, dcn: Tensor | None, p: Plan, need_w: bool, need_b: bool,
-             masks: Masks = NO_MASKS,
+             masks: Masks = NO_MASKS, norm: Norm | None = None,
              ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None, Tensor | None,
-                        Tensor | None]:
+                        Tensor | None, tuple[Tensor, ...]]:
     """Launch the backward kernel, then the weight-gradient GEMMs.
 
     Args:
-        dout: ``[T, B, HO]`` or None; dhn: ``[B, HO]`` or None; dcn: ``[B, H]`` or None.
+        dout: ``[T, B, HO]`` or None; dhn: ``[B, HO]`` or None; dcn: ``[B, H]`` or None;
+        norm: the forward's layer norm or None.
 
     Returns:
         ``dxg [T, B, G*H]`` fp32, ``dh0 [B, HO]`` fp32, ``dc0 [B, H]`` fp32 or None,
         ``dw_hh [G*H, HO]`` fp32 or None, ``db_hh [G*H]`` fp32 or None,
-        ``dw_hr [HO, H]`` fp32 or None.
+        ``dw_hr [HO, H]`` fp32 or None, and the layer norm's gradients (fp32): ``()``
+        without, ``(dw, db)`` for mode 1, ``(dw, db, dcw, dcb)`` for mode 2.
     """
     T, B, GH = xg.shape
     H = GH // G
@@ -271,10 +325,16 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
     dh0 = _empty(B, HO, device=dev, dtype=f32)
     dc0 = _empty(B, H, device=dev, dtype=f32) if NS > 1 else None
     dummy = dxg
+    dln = _empty(T, B, GH, device=dev, dtype=f32) if norm is not None else None
+    dlc = _empty(T, B, H, device=dev, dtype=f32) if norm is not None and norm.mode == 2 \
+        else None
     prec = _precision(w_hh.dtype, dev)
-    flags = {"cell_bwd": pw.bwd, "G": G, "NS": NS, "HAS_LEN": lengths is not None,
-             "REVERSE": bool(reverse), "HAS_DOUT": dout_c is not None, "BB": p.BB,
-             "PREC": prec, "num_warps": p.num_warps, **masks.flags()}
+    ln_args, ln_flags = _norm_args(norm, dummy)
+    flags = {"cell_fwd": pw.fwd, "cell_bwd": pw.bwd, "G": G, "NS": NS,
+             "HAS_LEN": lengths is not None, "REVERSE": bool(reverse),
+             "HAS_DOUT": dout_c is not None, "BB": p.BB, "PREC": prec,
+             "num_warps": p.num_warps, **masks.flags(), **ln_flags}
+    ln_ws = (dln if dln is not None else dummy, dlc if dlc is not None else dummy)
     lens = lengths if lengths is not None else dummy
     if p.path == "small":
         bwd_small_kernel[p.grid](
@@ -282,7 +342,7 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             dout_c if dout_c is not None else dummy, dhn.contiguous(),
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dhp if dhp is not None else dummy,
-            dh0, dc0 if dc0 is not None else dummy, *masks.args(dummy),
+            dh0, dc0 if dc0 is not None else dummy, *masks.args(dummy), *ln_args, *ln_ws,
             T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
         drbuf = _empty(2, B, GH, device=dev, dtype=f32)
@@ -291,8 +351,9 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             xg, w_hh, lens, dout_c if dout_c is not None else dummy, dhn.contiguous(),
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dh0, dc0 if dc0 is not None else dummy, drbuf, bar,
-            *masks.args(dummy), T, B, H, BN=p.BN, BK=p.BK, STREAM=p.path == "stream",
-            **flags)
+            *masks.args(dummy), *ln_args, *ln_ws, _stats_ws(norm, p, B, dev),
+            saved.lnst if saved.lnst is not None else dummy, T, B, H,
+            BN=p.BN, BK=p.BK, STREAM=p.path == "stream", **flags)
     # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
     dw_hh = db_hh = dw_hr = None
     if need_w:
@@ -305,4 +366,12 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
         db_hh = dhg.reshape(T * B, GH).sum(0)
     if w_hr is not None and dhp is not None:
         dw_hr = dhp.reshape(T * B, HO).t() @ saved.u.reshape(T * B, H)  # (HO, H)
-    return dxg, dh0, dc0, dw_hh, db_hh, dw_hr
+    dnorm: tuple[Tensor, ...] = ()
+    if norm is not None:
+        # gain and bias gradients: reductions over every (t, b) of the scaled-product grads
+        # times the normalised product (recomputed from the saved raw one, as the kernels do)
+        nh = torch.nn.functional.layer_norm(saved.hg, (GH,), eps=norm.eps)  # (T, B, G*H)
+        dnorm = ((dln * nh).sum((0, 1)), dln.sum((0, 1)))
+        if norm.mode == 2:
+            dnorm += ((dlc * saved.cs).sum((0, 1)), dlc.sum((0, 1)))
+    return dxg, dh0, dc0, dw_hh, db_hh, dw_hr, dnorm
