@@ -628,6 +628,30 @@ def test_gpu_masks_real_sizes(name, B, H, monkeypatch):
 
 @gpu
 @needs_cuda
+@pytest.mark.parametrize("name", list(LN_CELLS))
+@pytest.mark.parametrize("B,H", [(16, 64), (16, 512), (64, 1024)],
+                         ids=["B16-T128-H64", "B16-T128-H512", "B64-T128-H1024"])
+def test_gpu_layernorm_real_sizes(name, B, H, monkeypatch):
+    """The layer-norm cells on the small, grid and stream paths at real sizes (many programs
+    exchanging statistics), float32 with TF32 off, against the float64 loop; then bitwise
+    equal on a second run."""
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    cell, T = LN_CELLS[name], 128
+    inputs = make_inputs(cell, T, B, H, bias=False)
+    params = make_ln_params(cell, H)
+    lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(0))
+    hm, zo = make_masks(cell, T, B, H, zoneout="train", h_mask=True)
+    kw = {"lengths": lens, "h_mask": hm, "zoneout": zo, "params": params}
+    got = run(cell, inputs, backend="triton", **kw)
+    want = run(cell, inputs, backend="reference", cast=torch.float64, **kw)
+    assert_close(got, want, rtol=1e-4)
+    again = run(cell, inputs, backend="triton", **kw)
+    for k in got:
+        assert torch.equal(got[k], again[k]), f"{k} differs between two runs"
+
+
+@gpu
+@needs_cuda
 @pytest.mark.parametrize("name", GPU_CELLS)
 @pytest.mark.parametrize("B,H", [(16, 64), (16, 512), (256, 1024)],
                          ids=["B16-T256-H64", "B16-T256-H512", "B256-T256-H1024"])
@@ -656,3 +680,4 @@ def test_gpu_paths():
     # W_hh slices too large for shared memory: streamed from L2 every step
     assert path(LSTM, 64, 1024, torch.float32) == "stream"
     assert path(LSTM, 16, 768, torch.float32) == "stream"
+    assert path(LAYERNORM_LSTM, 16, 512, torch.float32) in ("grid", "stream")
