@@ -10,7 +10,9 @@ ratio to the baselines measured in the same run:
 On CUDA (with Triton) the ``fused`` groups add zoneout, recurrent dropout, DropConnect and
 the layer-norm cells on ``backend="triton"``, whose ``vs plain`` is against recur's plain
 LSTM / GRU on ``backend="triton"`` in the same run (the issue's "within 1.1x of the plain
-cell", 1.3x for layer norm), and ``vs loop`` against the eager loop.
+cell", 1.3x for layer norm, 1.2x for the custom cell: the CIFG LSTM of
+``examples/custom_cells.py`` with its own Triton pointwise), and ``vs loop`` against the
+eager loop.
 
 MinGRU/MinLSTM rows compare the parallel log-space scan (``doubling``, ``heinsen``) with
 their sequential form and with recur.GRU at equal hidden size. Runs on CUDA when present
@@ -23,10 +25,12 @@ their sequential form and with recur.GRU at equal hidden size. Runs on CUDA when
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import subprocess
 import time
+from pathlib import Path
 
 import torch
 
@@ -43,6 +47,15 @@ def peephole_lstm(xg, hg, states, w_peep):
     f = torch.sigmoid(f + w_peep[1] * c)
     c_new = f * c + i * torch.tanh(g)
     return torch.sigmoid(o + w_peep[2] * c_new) * torch.tanh(c_new), c_new
+
+
+def _example_cells():
+    """``examples/custom_cells.py`` (its CIFG LSTM has a Triton pointwise of its own)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "custom_cells.py"
+    spec = importlib.util.spec_from_file_location("custom_cells_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _sync(device: torch.device) -> None:
@@ -98,7 +111,9 @@ def variant_rows(args, device) -> list[dict]:
                           recur.VariantLSTM(I, H, recurrent_dropout=0.25, **tr),
                       "LSTM weight_drop 0.5 (triton)":
                           recur.VariantLSTM(I, H, weight_drop=0.5, **tr),
-                      "LayerNormLSTM (triton)": recur.LayerNormLSTM(I, H, **tr)},
+                      "LayerNormLSTM (triton)": recur.LayerNormLSTM(I, H, **tr),
+                      "CIFG LSTM (custom cell + Triton pointwise)":
+                          recur.CustomRNN(_example_cells().cifg_lstm, I, H, **tr)},
              "plain (triton)"),
             ("GRU", {"GRU loop (reference)": gru["GRU loop (reference)"],
                      "GRU plain (triton)": recur.GRU(I, H, **tr),

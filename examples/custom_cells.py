@@ -4,7 +4,10 @@
 2. the classic tutorial ``RNN`` class that concatenates input and hidden (``i2h`` / ``i2o``
    with ``LogSoftmax``), as a character-level name classifier;
 3. a cell of your own invention in under 20 lines: a leaky tanh unit with a learned
-   per-unit time constant.
+   per-unit time constant;
+4. a cell with its own Triton pointwise, so that it runs in recur's fused GPU kernels
+   (``backend="triton"``): the coupled input-forget gate LSTM (CIFG, Greff et al. 2017),
+   pointwise in ``examples/cifg_triton.py``.
 
 Each declared cell runs through the whole module stack (layers, bidirectional, packed
 input, ``lengths=``) with ``recur.CustomRNN``. Run::
@@ -15,6 +18,10 @@ The tests (``tests/test_custom_cell.py``) check each example against a hand-writ
 """
 
 from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -111,6 +118,27 @@ def leaky_tanh(xg: Tensor, hg: Tensor, states, log_tau: Tensor):
     return (h + step * (torch.tanh(xg + hg) - h),)
 
 
+# --- 4. a cell with a fused GPU kernel -----------------------------------------------------
+@functools.cache
+def _cifg_pointwise():
+    """The Triton pointwise, loaded on first use (needs triton) and once: the kernels are
+    compiled for it."""
+    spec = importlib.util.spec_from_file_location(
+        "cifg_triton", Path(__file__).with_name("cifg_triton.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CIFG
+
+
+@declare(num_gates=3, num_states=2, triton=_cifg_pointwise)
+def cifg_lstm(xg: Tensor, hg: Tensor, states):
+    """f, g, o = split(xg + hg); c' = s(f) c + (1 - s(f)) tanh(g); h' = s(o) tanh(c')"""
+    f, g, o = (xg + hg).chunk(3, dim=-1)  # (B, H) each
+    f = torch.sigmoid(f)
+    c = f * states[1] + (1 - f) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
 # --- demo ----------------------------------------------------------------------------------
 def _toy_names(n: int, gen: torch.Generator) -> tuple[list[str], Tensor]:
     """Two made-up 'languages': words over 'aeiklmn' vs over 'ouzrtsx', lengths 2..8."""
@@ -136,7 +164,7 @@ def _one_hot(words: list[str], letters: str) -> tuple[Tensor, Tensor]:
 def main() -> None:
     torch.manual_seed(0)
     x = torch.randn(7, 3, 5)  # (T, B, I)
-    for cell in (peephole_lstm, linear_cell, leaky_tanh):
+    for cell in (peephole_lstm, linear_cell, leaky_tanh, cifg_lstm):
         m = recur.CustomRNN(cell, 5, 8, num_layers=2, bidirectional=True)
         out, _ = m(x, lengths=torch.tensor([7, 4, 2]))
         print(f"{cell.name:>14}: output {tuple(out.shape)}, params "

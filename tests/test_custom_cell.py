@@ -54,11 +54,24 @@ def _leaky_step(m, D):
     return step
 
 
+def _cifg_step(m, D):
+    def step(k, t, x, states):
+        h, c = states
+        g = (x @ _p(m, "weight_ih", k, D).T + _p(m, "bias_ih", k, D)
+             + h @ _p(m, "weight_hh", k, D).T + _p(m, "bias_hh", k, D))
+        gf, gg, go = g.chunk(3, -1)
+        f = torch.sigmoid(gf)
+        c_new = f * c + (1 - f) * torch.tanh(gg)
+        return torch.sigmoid(go) * torch.tanh(c_new), c_new
+    return step
+
+
 @pytest.mark.parametrize("L,D", [(1, 1), (2, 2)], ids=["L1-D1", "L2-D2"])
-@pytest.mark.parametrize("name", ["peephole", "leaky"])
+@pytest.mark.parametrize("name", ["peephole", "leaky", "cifg"])
 def test_example_cells_match_hand_loops(name, L, D):
     cell, make, n = {"peephole": (ex.peephole_lstm, _peephole_step, 2),
-                     "leaky": (ex.leaky_tanh, _leaky_step, 1)}[name]
+                     "leaky": (ex.leaky_tanh, _leaky_step, 1),
+                     "cifg": (ex.cifg_lstm, _cifg_step, 2)}[name]
     torch.manual_seed(0)
     m = recur.CustomRNN(cell, I, H, num_layers=L, bidirectional=D == 2, dtype=f64)
     with torch.no_grad():

@@ -530,6 +530,40 @@ def test_user_cell_gets_the_fused_kernel():
     assert_close(got, want, rtol=1e-5)
 
 
+def test_example_cifg_cell_runs_fused():
+    """examples/custom_cells.py's CIFG LSTM, whose Triton pointwise the user writes in
+    examples/cifg_triton.py (loaded lazily by the cell): the fused kernels equal the float64
+    loop, and the module on backend='triton' equals it on 'reference'."""
+    import importlib.util
+    import pathlib
+
+    import recur
+    from recur.ops.triton import which_path
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "custom_cells.py"
+    spec = importlib.util.spec_from_file_location("custom_cells_example_triton", path)
+    ex = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ex)
+    cell = ex.cifg_lstm
+    inputs = make_inputs(cell, 5, 3, 7)
+    assert which_path(cell, inputs[0], inputs[1]) == "small"
+    lens = torch.tensor([5, 2, 4])
+    for reverse in (False, True):
+        got = run(cell, inputs, backend="triton", lengths=lens, reverse=reverse)
+        want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
+                   cast=torch.float64)
+        assert_close(got, want, rtol=1e-5)
+    torch.manual_seed(0)
+    ref = recur.CustomRNN(cell, 4, 6, num_layers=2, bidirectional=True, backend="reference",
+                          device=DEVICE)
+    fused = recur.CustomRNN(cell, 4, 6, num_layers=2, bidirectional=True, backend="triton",
+                            device=DEVICE)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, 4, device=DEVICE)
+    torch.testing.assert_close(fused(x, lengths=lens)[0], ref(x, lengths=lens)[0],
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_reproducible_run_to_run():
     inputs = make_inputs(GRU, 4, 3, 7)
     a = run(GRU, inputs, backend="triton", lengths=torch.tensor([4, 2, 3]))
