@@ -15,7 +15,9 @@ import torch
 from recur.cli.main import main
 from recur.nn import GRU
 from recur.tasks import get_task, resolve_config
-from recur.tasks.classify import SequenceClassifier, confusion_matrix
+from recur.data import SequenceSplit
+from recur.tasks.classify import (Ensemble, MemberDataset, SequenceClassifier, confusion_matrix,
+                                  random_crop)
 from recur.tasks.forecast import ar_forecast, naive_forecast, rmse
 from recur.tasks.runner import eval_run, predict_run, train_task
 
@@ -43,8 +45,9 @@ def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
 
 def test_classifier_uses_lengths_so_padding_changes_nothing():
     torch.manual_seed(0)
-    for pool in ("last", "mean", "both"):
-        model = SequenceClassifier(3, 4, cell="gru", hidden=5, bidirectional=True, pool=pool)
+    for pool, conv in (("last", 0), ("mean", 0), ("both", 0), ("both", 3), ("last", 5)):
+        model = SequenceClassifier(3, 4, cell="gru", hidden=5, bidirectional=True, pool=pool,
+                                   conv=conv)
         assert isinstance(model.rnn, GRU)                     # recur's module, not torch.nn's
         x = torch.randn(2, 9, 3)
         lengths = torch.tensor([9, 4])
@@ -55,10 +58,70 @@ def test_classifier_uses_lengths_so_padding_changes_nothing():
         torch.testing.assert_close(model(x, lengths), both)
 
 
+def test_random_crop_keeps_a_contiguous_part_of_each_row():
+    torch.manual_seed(0)
+    B, T = 64, 12
+    lengths = torch.randint(1, T + 1, (B,))
+    x = torch.arange(1, T + 1, dtype=torch.float32).repeat(B, 1)[:, :, None] * \
+        (torch.arange(T)[None, :] < lengths[:, None]).float()[:, :, None]     # (B, T, 1)
+    out, new = random_crop(x, lengths, 0.5)
+    assert out.shape == x.shape and new.dtype == lengths.dtype
+    assert bool((new >= 1).all()) and bool((new <= lengths).all())
+    assert bool((lengths - new <= (0.5 * lengths).floor()).all())    # drops < share * L
+    assert bool((new < lengths).any())
+    for b in range(B):
+        kept = out[b, : new[b], 0]
+        start = int(kept[0]) - 1
+        assert torch.equal(kept, x[b, start:start + int(new[b]), 0])   # a contiguous run
+        assert start + int(new[b]) <= int(lengths[b])                  # inside the series
+        assert not out[b, new[b]:].any()                               # zero past it
+    same, same_len = random_crop(x, lengths, 0.0)
+    assert torch.equal(same, x) and torch.equal(same_len, lengths)
+
+
+def test_member_dataset_gives_each_member_its_own_order():
+    K, n = 3, 10
+    split = SequenceSplit(torch.arange(n, dtype=torch.float32).view(n, 1, 1).expand(n, 2, 1),
+                          torch.full((n,), 2), torch.arange(n))
+    ds = MemberDataset(split, K, seed=0)
+    x, lengths, y = ds[4]
+    assert x.shape == (K, 2, 1) and lengths.shape == (K,) and y.shape == (K,)
+    assert int(y[0]) == 4                                      # member 0: identity order
+    order = torch.stack([ds[i][2] for i in range(n)], 1)      # (K, n)
+    for k in range(K):
+        assert sorted(order[k].tolist()) == list(range(n))     # each member sees every item
+    assert not torch.equal(order[1], order[2])                 # in different orders
+    assert torch.equal(MemberDataset(split, K, seed=0).order, ds.order)   # from the seed
+    torch.testing.assert_close(x[:, 0, 0], y.float())          # x and y stay paired
+
+
+def test_ensemble_per_member_batches():
+    torch.manual_seed(0)
+    members = [SequenceClassifier(3, 4, cell="gru", hidden=5) for _ in range(2)]
+    ens = Ensemble(members)
+    x = torch.randn(2, 5, 7, 3)                                # (K, B, T, C)
+    lengths = torch.tensor([[7, 3, 2, 5, 1], [4, 4, 6, 1, 2]])
+    out = ens(x, lengths)
+    assert out.shape == (2, 5, 4)
+    for k in range(2):
+        torch.testing.assert_close(out[k], members[k](x[k], lengths[k]))
+    with pytest.raises(ValueError, match="expected 2 members"):
+        ens(x[:1], lengths[:1])
+
+
+def test_classify_rejects_bad_regularisers(tmp_path):
+    for key, value in (("crop", 1.0), ("label_smoothing", -0.1), ("conv", 4)):
+        with pytest.raises(ValueError, match=key.replace("_", "-") if key != "conv" else
+                           "odd kernel size"):
+            train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 4, "epochs": 1,
+                                    key: value, "out": str(tmp_path / key)})
+
+
 def test_classify_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     result = train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 8, "epochs": 2,
-                                     "ensemble": 2, "out": str(out)})
+                                     "ensemble": 2, "conv": 3, "crop": 0.2,
+                                     "label_smoothing": 0.1, "jitter": 0.05, "out": str(out)})
     m = result.metrics
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 370
     assert len(m["member_test_accuracy"]) == 2

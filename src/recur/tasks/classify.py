@@ -10,8 +10,12 @@ series and the true lengths go to recur's ``lengths=``, so a row's final state i
 last real step and padding never enters the model. A (bidirectional) recurrent layer reads the
 series, the pooled state (``--pool last``: final states of both directions; ``mean``: mean of
 the outputs over the valid steps; ``both``) feeds a linear layer of class logits, trained with
-cross-entropy. ``--ensemble K`` trains K independently initialised copies on the same batches
-and averages their class probabilities.
+cross-entropy. ``--conv K`` puts a 'same' 1-D convolution (+ ReLU) over time in front of the
+recurrent layer. ``--ensemble K`` trains K independently initialised copies, each on its own
+batches in its own order (:class:`MemberDataset`: copies that see the same batches make
+correlated errors), and averages their class probabilities. Training-only regularisers:
+``--jitter`` (input noise), ``--crop`` (random crops), ``--label-smoothing``,
+``--head-dropout``.
 
 The official test split is never used for fitting or for choosing anything: it is evaluated
 after each epoch only so that ``metrics.jsonl`` shows the learning curve, and the last epoch's
@@ -44,6 +48,7 @@ from .models import make_recurrent
 __all__ = [
     "Classify",
     "Ensemble",
+    "MemberDataset",
     "SequenceClassifier",
     "SplitDataset",
     "Vowels",
@@ -51,6 +56,7 @@ __all__ = [
     "parse_aeon_spec",
     "plot_confusion",
     "predict_proba",
+    "random_crop",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,28 @@ class SplitDataset(Dataset):
         return s.x[i], s.lengths[i], s.y[i]
 
 
+class MemberDataset(Dataset):
+    """One item per ensemble member: item ``i`` is ``(x [K, T, C], length [K], y [K])``,
+    member ``k`` reading series ``order_k[i]`` of the split (``order_0`` is the identity,
+    the others fixed random permutations drawn from ``seed``). The sampler shuffles ``i``
+    every epoch, so each member sees its own batches in its own order: members trained on
+    the same batches make correlated errors."""
+
+    def __init__(self, split: SequenceSplit, members: int, seed: int) -> None:
+        self.split = split
+        n = len(split)
+        gen = torch.Generator().manual_seed(seed)
+        self.order = torch.stack([torch.arange(n)]
+                                 + [torch.randperm(n, generator=gen) for _ in range(members - 1)])
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        s, j = self.split, self.order[:, i]
+        return s.x[j], s.lengths[j], s.y[j]
+
+
 class SequenceClassifier(nn.Module):
     """Recurrent layer(s) + pooling + linear head.
 
@@ -86,19 +114,29 @@ class SequenceClassifier(nn.Module):
 
     def __init__(self, input_size: int, num_classes: int, *, cell: str, hidden: int,
                  layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 pool: str = "last", head_dropout: float = 0.0, backend: str = "auto") -> None:
+                 pool: str = "last", head_dropout: float = 0.0, conv: int = 0,
+                 backend: str = "auto") -> None:
         super().__init__()
         if pool not in ("last", "mean", "both"):
             raise ValueError(f"pool must be 'last', 'mean' or 'both', got {pool!r}")
+        if conv < 0 or (conv > 0 and conv % 2 == 0):
+            raise ValueError(f"conv must be 0 (none) or an odd kernel size, got {conv}")
         self.pool = pool
         self.directions = 2 if bidirectional else 1
-        self.rnn = make_recurrent(cell, input_size, hidden, layers=layers,
+        # optional front end: a 'same' 1-D convolution over time (+ ReLU) of width ``hidden``
+        self.conv = nn.Conv1d(input_size, hidden, conv, padding=conv // 2) if conv else None
+        self.rnn = make_recurrent(cell, hidden if conv else input_size, hidden, layers=layers,
                                   bidirectional=bidirectional, dropout=dropout, backend=backend)
         width = self.directions * hidden * (2 if pool == "both" else 1)
         self.drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        if self.conv is not None:
+            valid = torch.arange(x.shape[1], device=x.device)[None, :] < \
+                lengths.to(x.device)[:, None]                           # (B, T)
+            x = x * valid[:, :, None].to(x.dtype)     # the padding reads as zeros (mean)
+            x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T, H)
         out, state = self.rnn(x, lengths=lengths)                   # (B, T, D*H)
         h_n = state[0] if isinstance(state, tuple) else state       # (L*D, B, H)
         last = torch.cat(list(h_n[-self.directions:]), dim=-1)      # (B, D*H)
@@ -110,15 +148,27 @@ class SequenceClassifier(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """``K`` independently initialised members; ``forward`` returns their logits ``[K, B, C]``
-    (train each with its own loss); :func:`predict_proba` averages their probabilities."""
+    """``K`` independently initialised members; :func:`predict_proba` averages their
+    probabilities.
+
+    ``forward(x [B, T, I], lengths [B])``: every member reads the same batch.
+    ``forward(x [K, B, T, I], lengths [K, B])``: member ``k`` reads batch ``k`` (training on
+    :class:`MemberDataset` batches). Either way the result is the logits ``[K, B, C]`` (train
+    each member with its own loss).
+    """
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
 
-    def forward(self, *args: Any) -> Tensor:
-        return torch.stack([m(*args) for m in self.members])        # (K, B, C)
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        if lengths.dim() == 1:
+            return torch.stack([m(x, lengths) for m in self.members])  # (K, B, C)
+        if lengths.shape[0] != len(self.members):
+            raise ValueError(f"per-member batches: expected {len(self.members)} members "
+                             f"(lengths [K, B]), got lengths of shape {tuple(lengths.shape)}")
+        return torch.stack([m(x[k, :, :int(lengths[k].max())], lengths[k])
+                            for k, m in enumerate(self.members)])
 
 
 def predict_proba(model: nn.Module, x: Tensor, lengths: Tensor,
@@ -134,10 +184,30 @@ def predict_proba(model: nn.Module, x: Tensor, lengths: Tensor,
     return torch.cat(chunks)
 
 
-def ensemble_loss(logits: Tensor, y: Tensor) -> Tensor:
-    """Sum over members of each member's mean cross-entropy; ``logits: [K, B, C]``."""
-    K = logits.shape[0]
-    return F.cross_entropy(logits.flatten(0, 1), y.repeat(K)) * K
+def ensemble_loss(logits: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Sum over members of each member's mean cross-entropy; ``logits: [K, B, C]``, ``y``:
+    ``[B]`` (the same batch for every member) or ``[K, B]`` (a batch per member)."""
+    K, B = logits.shape[:2]
+    y = y.expand(K, B) if y.dim() == 1 else y
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                           label_smoothing=label_smoothing) * K
+
+
+def random_crop(x: Tensor, lengths: Tensor, share: float) -> tuple[Tensor, Tensor]:
+    """Random crops of a padded batch: row ``b`` loses ``k_b = floor(u * share * L_b)`` steps
+    (``u ~ U[0, 1)``, at least one step is kept), a random part of them from its start and the
+    rest from its end. ``x: [B, T, C]``, ``lengths: [B]`` -> ``(x' [B, T, C], lengths' [B])``;
+    steps past a row's new length are zero."""
+    B, T = x.shape[:2]
+    L = lengths.to(x.device)
+    drop = (torch.rand(B, device=x.device) * share * L).long().clamp(max=L - 1)
+    start = (torch.rand(B, device=x.device) * (drop + 1)).long().clamp(max=drop)
+    new = L - drop
+    t = torch.arange(T, device=x.device)
+    idx = (start[:, None] + t).clamp(max=T - 1)                      # (B, T)
+    out = x.gather(1, idx[:, :, None].expand(-1, -1, x.shape[2]))
+    out = out * (t[None, :] < new[:, None]).to(x.dtype)[:, :, None]
+    return out, new.to(lengths.dtype).to(lengths.device)
 
 
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
@@ -177,8 +247,13 @@ class Classify(Task):
         Option("data", str, None, "aeon:NAME, a classification dataset shipped with aeon"),
         Option("pool", str, "last", "what the head reads", ("last", "mean", "both")),
         Option("head_dropout", float, 0.0, "dropout on the pooled state, before the head"),
+        Option("conv", int, 0, "kernel size of a 1-D convolution (+ ReLU, --hidden channels) "
+               "over time before the recurrent layer; 0: none"),
         Option("jitter", float, 0.0, "training only: Gaussian noise of this std added to the "
                "(standardised) input values"),
+        Option("crop", float, 0.0, "training only: drop a random share in [0, CROP) of each "
+               "series' steps, split between its start and its end (random crops)"),
+        Option("label_smoothing", float, 0.0, "cross-entropy label smoothing"),
         Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
     )
     defaults = {"cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 60,
@@ -190,6 +265,11 @@ class Classify(Task):
             raise ValueError(f"--ensemble must be at least 1, got {self.cfg.ensemble}")
         if self.cfg.jitter < 0:
             raise ValueError(f"--jitter must be >= 0, got {self.cfg.jitter}")
+        if not 0 <= self.cfg.crop < 1:
+            raise ValueError(f"--crop must lie in [0, 1), got {self.cfg.crop}")
+        if not 0 <= self.cfg.label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must lie in [0, 1), got "
+                             f"{self.cfg.label_smoothing}")
         if not 0 <= self.cfg.head_dropout < 1:
             raise ValueError(f"--head-dropout must lie in [0, 1), got {self.cfg.head_dropout}")
         ds = load_aeon_classification(name)
@@ -199,7 +279,8 @@ class Classify(Task):
                 "max_length": int(max(ds.train.lengths.max(), ds.test.lengths.max())),
                 "min_length": int(min(ds.train.lengths.min(), ds.test.lengths.min()))}
         test = SplitDataset(ds.test)
-        return TaskData(train=SplitDataset(ds.train), val=test, test=test, info=info)
+        train = MemberDataset(ds.train, self.cfg.ensemble, self.cfg.seed)
+        return TaskData(train=train, val=test, test=test, info=info)
 
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
         c = self.cfg
@@ -207,16 +288,20 @@ class Classify(Task):
                                             cell=c.cell, hidden=c.hidden, layers=c.layers,
                                             bidirectional=c.bidirectional, dropout=c.dropout,
                                             pool=c.pool, head_dropout=c.head_dropout,
-                                            backend=c.backend)
+                                            conv=c.conv, backend=c.backend)
                          for _ in range(c.ensemble)])
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
-        x, lengths, y = batch                                       # (B, T, C), (B,), (B,)
-        T = int(lengths.max())
-        x = x[:, :T]
+        x, lengths, y = batch                           # (B, K, T, C), (B, K), (B, K)
+        K, B = lengths.shape[1], lengths.shape[0]
+        x = x.transpose(0, 1)[:, :, :int(lengths.max())].flatten(0, 1)   # (K*B, T, C)
+        lengths = lengths.t().flatten()
+        if model.training and self.cfg.crop > 0:
+            x, lengths = random_crop(x, lengths, self.cfg.crop)
         if model.training and self.cfg.jitter > 0:
             x = x + self.cfg.jitter * torch.randn_like(x)  # padding is never read (lengths=)
-        return ensemble_loss(model(x, lengths.cpu()), y)
+        logits = model(x.unflatten(0, (K, B)), lengths.cpu().view(K, B))   # (K, B, C)
+        return ensemble_loss(logits, y.t(), self.cfg.label_smoothing)
 
     def _scores(self, model: nn.Module, split: SequenceSplit) -> dict[str, Any]:
         proba = predict_proba(model, split.x, split.lengths)
