@@ -40,6 +40,7 @@ def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
     cfg = resolve_config(get_task("vowels"))
     assert (cfg.data, cfg.cell, cfg.bidirectional, cfg.ensemble) == \
         ("aeon:JapaneseVowels", "gru", True, 5)
+    assert (cfg.conv, cfg.pool, cfg.head_dropout, cfg.jitter) == (3, "both", 0.3, 0.1)
     assert resolve_config(get_task("classify")).data is None
 
 
