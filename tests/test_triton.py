@@ -274,6 +274,11 @@ def test_variant_modules_on_the_fused_kernels(monkeypatch):
     with pytest.raises(ValueError, match="only the layer-norm cells' params"):
         scan(LSTM, x.new_zeros(2, 1, 8), x.new_zeros(8, 2), None, backend="triton",
              params=(x.new_ones(2),))
+    # a layer-norm cell handed b_hh (inside LN_h's input, which the kernels cannot fold)
+    g = x.new_ones(6)
+    with pytest.raises(ValueError, match="only the layer-norm cells' params"):
+        scan(LAYERNORM_GRU, x.new_zeros(2, 1, 6), x.new_zeros(6, 2), x.new_ones(6),
+             backend="triton", params=(g, g, g))
 
 
 # (cell, T, B, H, lengths, reverse, zoneout, h_mask)
@@ -388,7 +393,7 @@ def force_one_slice(monkeypatch, path: str) -> None:
 
     from recur.ops.triton import _launch
 
-    def one_slice(G, B_, H_, HO, proj, device, wbytes=4, norm=False):
+    def one_slice(G, B_, H_, HO, proj, device, wbytes=4):
         BN = _launch._pow2(H_)
         return _launch.Plan(path, BB=16, BN=BN, BK=16 if path == "stream" else BN,
                             grid=(1, triton.cdiv(B_, 16)))

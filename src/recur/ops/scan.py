@@ -146,7 +146,9 @@ def scan(
         # Extra tensors handed to the cell's update (variants, declared cells with
         # parameters): the reference loop takes any; the fused kernels take the layer-norm
         # cells' (``Cell.fused_norm``), which they apply themselves.
-        fused_ok = not step_params and cell.fused_norm is not None and w_hr is None
+        # (b_hh inside LN_h's input cannot be folded: such calls run on the reference loop)
+        fused_ok = (not step_params and cell.fused_norm is not None and w_hr is None
+                    and b_hh is None)
         if req == "torch":
             raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a "
                              "single scan; use 'auto', 'reference' or 'triton' here")

@@ -61,7 +61,8 @@ class LayerWeights(NamedTuple):
         except a layer-norm cell's params (``Cell.fused_norm``), which the kernels apply."""
         if self.step_params:
             return False
-        return not self.params or (cell.fused_norm is not None and self.w_hr is None)
+        return not self.params or (cell.fused_norm is not None and self.w_hr is None
+                                   and self.b_hh is None)
 
 
 def run_stack(

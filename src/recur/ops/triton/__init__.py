@@ -143,7 +143,7 @@ def scan_triton(
     G, NS = cell.num_gates, cell.num_states
     ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
     p = _launch.plan(G, B, GH // G, w_hh.shape[1], w_hr is not None, xg.device,
-                     w_hh.element_size(), norm=ln[0] > 0)
+                     w_hh.element_size())
     if p is None:  # no fused path for this size (see docs/triton.md): the reference loop
         from ..reference import scan_reference
 

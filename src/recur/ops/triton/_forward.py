@@ -367,7 +367,7 @@ def fwd_small_kernel(
         if LN == 2:
             cm = tl.sum(tl.where(m_h, n1, 0.0), axis=1) / H
             cd = tl.where(m_h, n1 - cm[:, None], 0.0)
-            chat = cd / tl.sqrt(tl.sum(cd * cd, axis=1) / H + EPS)[:, None]
+            chat = cd * (1.0 / tl.sqrt(tl.sum(cd * cd, axis=1) / H + EPS))[:, None]
             if SAVE:
                 tl.store(cs_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], chat,
                          mask=m_h)

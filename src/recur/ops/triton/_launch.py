@@ -86,10 +86,11 @@ def _smem_stream(G: int, BK: int, BN: int, BB: int, wbytes: int) -> int:
 
 
 def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
-         wbytes: int = 4, norm: bool = False) -> Plan | None:
+         wbytes: int = 4) -> Plan | None:
     """The launch plan for ``G`` gates, batch ``B``, ``H`` units, recurrent width ``HO``,
-    weights of ``wbytes`` bytes (``norm``: a layer-norm cell), or ``None`` when no path
-    applies (then ``scan_triton`` runs the reference loop)."""
+    weights of ``wbytes`` bytes, or ``None`` when no path applies (then ``scan_triton``
+    runs the reference loop). Layer norm changes no plan: its kernels use the same shared
+    memory (``scripts/triton_aot.py``)."""
     BH = _pow2(max(H, HO))
     if device.type != "cuda":
         if not interpreting():
@@ -370,8 +371,13 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
     if norm is not None:
         # gain and bias gradients: reductions over every (t, b) of the scaled-product grads
         # times the normalised product (recomputed from the saved raw one, as the kernels do)
-        nh = torch.nn.functional.layer_norm(saved.hg, (GH,), eps=norm.eps)  # (T, B, G*H)
-        dnorm = ((dln * nh).sum((0, 1)), dln.sum((0, 1)))
+        # in chunks of steps, so no [T, B, G*H] temporary beyond dln itself
+        dw = torch.zeros(GH, device=dev, dtype=f32)
+        step = max(1, (1 << 24) // max(1, B * GH))
+        for t0 in range(0, T, step):
+            nh = torch.nn.functional.layer_norm(saved.hg[t0:t0 + step], (GH,), eps=norm.eps)
+            dw += torch.einsum("tbk,tbk->k", dln[t0:t0 + step], nh)
+        dnorm = (dw, dln.sum((0, 1)))
         if norm.mode == 2:
-            dnorm += ((dlc * saved.cs).sum((0, 1)), dlc.sum((0, 1)))
+            dnorm += (torch.einsum("tbk,tbk->k", dlc, saved.cs), dlc.sum((0, 1)))
     return dxg, dh0, dc0, dw_hh, db_hh, dw_hr, dnorm
