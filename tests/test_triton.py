@@ -414,7 +414,7 @@ def test_grid_kernels_one_slice(case, path, monkeypatch):
     units per batch tile (``grid = (1, tiles)``), where each barrier waits only for itself.
     What this covers: the kernels' indexing, the double buffers of h and dr, the barrier
     counter, lengths, reverse, masks, and (``stream``) ``W_hh`` read in chunks of 16 inputs
-    every step; what it cannot: programs meeting each other (gpu tests).
+    every step. Programs meeting each other: :func:`test_grid_kernels_many_programs`.
     """
     import triton
 
@@ -438,6 +438,31 @@ def test_grid_kernels_one_slice(case, path, monkeypatch):
     want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
                cast=torch.float64, h_mask=hm, zoneout=zo)
     assert_close(got, want, rtol=1e-5)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="CPU-interpreter harness; on CUDA the gpu tests run the "
+                    "grid path with many programs")
+@pytest.mark.parametrize("path", ["grid", "stream"])
+def test_grid_kernels_many_programs(path):
+    """The grid / stream kernels with 3 programs per batch tile (and two tiles), each program
+    in its own thread under the interpreter (``tests/_threaded_interpreter.py``): programs
+    really meet at the barrier and exchange h, dr and the layer-norm statistics. Runs
+    ``tests/_grid_threads.py`` in a subprocess, so a broken barrier times out instead of
+    hanging the suite."""
+    import subprocess
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_grid_threads.py")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    try:
+        res = subprocess.run([sys.executable, script, path], capture_output=True, text=True,
+                             timeout=600, env=env, check=False)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"timed out (a barrier that never opens?): {e.stdout}")
+    if res.returncode == 3:
+        pytest.skip(res.stdout.strip())
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 5 and all(line.endswith(" ok") for line in lines), res.stdout
 
 
 LN_GRID_CASES = [
