@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from _meta import commit
 
 CONFIGS = [(1, 512, 256), (16, 1024, 512), (16, 1024, 768), (64, 256, 1024), (256, 128, 256)]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -42,15 +42,6 @@ def flops_per_step(cell: str, B: int, H: int, train: bool) -> float:
     G = BY_MODE[CELLS[cell][0]].num_gates
     fwd = 2.0 * B * H * G * H * 2  # x W_ih^T and h W_hh^T, input size = H
     return fwd * 3 if train else fwd
-
-
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _peak_bytes(fn) -> int:
@@ -164,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
             "triton": triton.__version__, "cudnn": torch.backends.cudnn.version(),
-            "date": datetime.date.today().isoformat(), "commit": _commit(),
+            "date": datetime.date.today().isoformat(), "commit": commit(),
             "tf32": torch.backends.cuda.matmul.allow_tf32}
     configs = CONFIGS[:2] if args.quick else CONFIGS
     rows = []

@@ -26,22 +26,15 @@ import json
 import logging
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from _meta import commit
+
 VOWELS_TARGET = 0.98
 VOWELS_SECONDS = 120.0
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _parse_set(items: list[str]) -> dict[str, str]:
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
             "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "commit": _commit(), "overrides": overrides}
+            "commit": commit(), "overrides": overrides}
     print(f"recur benchmarks/tasks.py, {info['date']}, commit {info['commit']}, "
           f"{info['cpus']}-CPU {info['machine']}, Python {info['python']}, torch {info['torch']}"
           + (f", overrides {overrides}" if overrides else ""))

@@ -28,11 +28,11 @@ import argparse
 import importlib.util
 import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from _meta import commit
 
 import recur
 from recur.cells import Param, declare
@@ -160,14 +160,6 @@ def _has_triton() -> bool:
     return True
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -186,7 +178,7 @@ def main() -> None:
     rows = variant_rows(args, device) + min_rows(args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     meta = dict(device=str(device), device_name=name or platform.machine(),
-                threads=torch.get_num_threads(), torch=torch.__version__, commit=_commit(),
+                threads=torch.get_num_threads(), torch=torch.__version__, commit=commit(),
                 date=time.strftime("%Y-%m-%d"))
     print(f"# {meta['device']} ({meta['device_name']}, {meta['threads']} threads), torch "
           f"{meta['torch']}, commit {meta['commit']}, {meta['date']}; fwd+bwd, float32")

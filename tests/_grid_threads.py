@@ -25,10 +25,10 @@ except RuntimeError as e:
     print(f"SKIP: {e}")
     sys.exit(3)
 
+import test_triton as tt  # noqa: E402  (its helpers: inputs, masks, run, assert_close)
 import torch  # noqa: E402
 import triton  # noqa: E402
 
-import test_triton as tt  # noqa: E402  (its helpers: inputs, masks, run, assert_close)
 from recur.ops.triton import _launch, which_path  # noqa: E402
 
 BN = 16  # hidden units per program: H = 33..40 gives 3 programs per batch tile

@@ -13,11 +13,16 @@ import pytest
 import torch
 
 from recur.cli.main import main
+from recur.data import SequenceSplit
 from recur.nn import GRU
 from recur.tasks import get_task, resolve_config
-from recur.data import SequenceSplit
-from recur.tasks.classify import (Ensemble, MemberDataset, SequenceClassifier, confusion_matrix,
-                                  random_crop)
+from recur.tasks.classify import (
+    Ensemble,
+    MemberDataset,
+    SequenceClassifier,
+    confusion_matrix,
+    random_crop,
+)
 from recur.tasks.forecast import ar_forecast, naive_forecast, rmse
 from recur.tasks.runner import eval_run, predict_run, train_task
 

@@ -355,10 +355,11 @@ def test_gather_moments_combines_uneven_slices(monkeypatch):
             r1 = tl.load(base + H, mask=cm & (G > 1), other=0.0)
             r2 = tl.load(base + 2 * H, mask=cm & (G > 2), other=0.0)
             r3 = tl.load(base + 3 * H, mask=cm & (G > 3), other=0.0)
-            lm, lm2 = _local_moments(r0, r1, r2, r3, cm, G * tl.minimum(BN, H - q * BN), G)
+            lm, lm2 = _local_moments(r0, r1, r2, r3, cm,  # noqa: F821 (set above)
+                                     G * tl.minimum(BN, H - q * BN), G)
             tl.store(st_ptr + (q * B + rb) * 4, lm, mask=rb < B)
             tl.store(st_ptr + (q * B + rb) * 4 + 1, lm2, mask=rb < B)
-        mean, var = _gather_moments(st_ptr, 0, NPN, rb, B, 0, H, BN, G)
+        mean, var = _gather_moments(st_ptr, 0, NPN, rb, B, 0, H, BN, G)  # noqa: F821
         tl.store(mean_ptr + rb, mean, mask=rb < B)
         tl.store(var_ptr + rb, var, mask=rb < B)
 
@@ -416,10 +417,6 @@ def test_grid_kernels_one_slice(case, path, monkeypatch):
     counter, lengths, reverse, masks, and (``stream``) ``W_hh`` read in chunks of 16 inputs
     every step. Programs meeting each other: :func:`test_grid_kernels_many_programs`.
     """
-    import triton
-
-    from recur.ops.triton import _launch
-
     name, T, B, H, lengths, reverse, zoneout, h_mask = case
     cell = CELLS[name]
 

@@ -19,9 +19,22 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ._forward import (_bias, _centre, _gather_sum2, _grid_sync, _ln_back, _ln_back_gate,
-                       _ln_stats, _load_gate, _mm, _publish2, _row_sum, _store_gate, _tanh,
-                       _zone)
+from ._forward import (
+    _bias,
+    _centre,
+    _gather_sum2,
+    _grid_sync,
+    _ln_back,
+    _ln_back_gate,
+    _ln_stats,
+    _load_gate,
+    _mm,
+    _publish2,
+    _row_sum,
+    _store_gate,
+    _tanh,
+    _zone,
+)
 
 
 @triton.jit

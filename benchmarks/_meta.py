@@ -1,0 +1,20 @@
+"""What every benchmark script records about the code it measured."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def commit() -> str:
+    """The short commit hash of this checkout; ``$RECUR_COMMIT`` when set (for copies
+    without ``.git``, e.g. a lent GPU machine), else ``"unknown"`` when git cannot tell."""
+    if os.environ.get("RECUR_COMMIT"):
+        return os.environ["RECUR_COMMIT"]
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
