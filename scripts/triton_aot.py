@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in kernel.arg_names:
             if name in consts:
                 continue
-            if name in ("T", "B", "H"):
+            if name in ("T", "B", "H", "HO", "HM"):
                 sig[name] = "i32"
             elif name in ("zp0", "zp1"):
                 sig[name] = "fp32"
@@ -57,24 +57,30 @@ def main(argv: list[str] | None = None) -> int:
         src = ASTSource(kernel, sig, constexprs=consts)
         return triton.compile(src, target=target, options={"num_warps": 8}).metadata.shared
 
-    # (name, pointwise, G, NS, LN): LN 2 / 1 are the layer-norm LSTM / GRU (extra barriers)
-    cases = [("lstm", LSTM, 4, 2, 0), ("gru", GRU, 3, 1, 0), ("ln_lstm", LSTM, 4, 2, 2),
-             ("ln_gru", GRU, 3, 1, 1)]
+    # (name, pointwise, G, NS, LN, PROJ): LN 2 / 1 are the layer-norm LSTM / GRU, PROJ the
+    # LSTM with proj_size (each an extra barrier per step)
+    cases = [("lstm", LSTM, 4, 2, 0, False), ("gru", GRU, 3, 1, 0, False),
+             ("ln_lstm", LSTM, 4, 2, 2, False), ("ln_gru", GRU, 3, 1, 1, False),
+             ("lstm_p", LSTM, 4, 2, 0, True)]
     # (wbytes, path, BB, BN, BK): the plans benchmarks/gpu.py's grid gets on an H100
     configs = [(4, "stream", 16, 16, _launch.STREAM_BK), (4, "stream", 64, 32, _launch.STREAM_BK),
                (2, "stream", 64, 16, _launch.STREAM_BK), (2, "grid", 16, 16, 512),
                (4, "grid", 16, 16, 512)]
     if args.quick:
-        cases, configs = [cases[0], cases[2]], [configs[0], configs[-1]]
+        cases, configs = [cases[0], cases[2], cases[4]], [configs[0], configs[-1]]
     rows, ok = [], True
-    for name, pw, G, NS, LN in cases:
+    for name, pw, G, NS, LN, PROJ in cases:
         for wbytes, path, BB, BN, BK in configs:
             stream = path == "stream"
-            est = (_launch._smem_stream(G, BK, BN, BB, wbytes) if stream
-                   else _launch._smem(G, BK, BN, BB, wbytes))
+            BP = 16 if PROJ else BN  # projection: entries of h per program
+            BW = max(BN, BP)
+            est = (_launch._smem_stream(G, BK, BW, BB, wbytes) if stream
+                   else _launch._smem(G, BK, BW, BB, wbytes))
+            if PROJ:  # as _launch.plan adds for the streamed W_hr chunks
+                est += _launch._smem_stream(1, _launch.STREAM_BK, BW, BB, wbytes)
             common = {"G": G, "NS": NS, "HAS_LEN": True, "REVERSE": False, "HMASK": True,
-                      "ZONE": 1, "LN": LN, "EPS": 1e-5, "STREAM": stream, "BB": BB,
-                      "BN": BN, "BK": BK,
+                      "ZONE": 0 if PROJ else 1, "LN": LN, "EPS": 1e-5, "STREAM": stream,
+                      "PROJ": PROJ, "BB": BB, "BN": BN, "BK": BK, "BP": BP,
                       "PREC": "ieee" if wbytes == 4 else "tf32"}
             row = {"cell": name, "dtype": types[wbytes], "path": path, "BB": BB, "BN": BN,
                    "BK": BK, "estimate": est}

@@ -28,8 +28,14 @@ _EXECUTOR_NEEDED = ("_init_args_hst", "_restore_args_dev", "fn", "grid", "pre_ru
                     "constexprs")
 
 
-def install(seed: int = 0) -> None:
-    """Patch the interpreter (call after ``TRITON_INTERPRET=1`` is set, before launching)."""
+def install(seed: int = 0, jitter: float = 0.0) -> None:
+    """Patch the interpreter (call after ``TRITON_INTERPRET=1`` is set, before launching).
+
+    ``jitter`` > 0: a third of the loads and stores first sleep up to that many seconds, so
+    that programs drift apart between barriers and a missing barrier shows up as a wrong
+    result rather than being hidden by Python's near-lockstep scheduling."""
+    import time
+
     import triton.runtime.interpreter as interp
 
     missing = [n for n in _NEEDED if not hasattr(interp, n)]
@@ -40,6 +46,21 @@ def install(seed: int = 0) -> None:
     if missing:
         raise RuntimeError("this Triton's interpreter lacks " + ", ".join(missing))
     sys.setswitchinterval(1e-5)
+    if jitter > 0:
+        delays = random.Random(seed + 1)
+
+        def delayed(method):
+            def wrapper(self, *args, **kwargs):
+                if delays.random() < 0.3:
+                    time.sleep(delays.random() * jitter)
+                return method(self, *args, **kwargs)
+            return wrapper
+
+        for name in ("create_masked_load", "create_masked_store"):
+            if not hasattr(interp.InterpreterBuilder, name):
+                raise RuntimeError(f"this Triton's interpreter lacks InterpreterBuilder.{name}")
+            setattr(interp.InterpreterBuilder, name,
+                    delayed(getattr(interp.InterpreterBuilder, name)))
     local = threading.local()
     interp.InterpreterBuilder.grid_idx = property(
         lambda self: getattr(local, "idx", None), lambda self, v: setattr(local, "idx", v))

@@ -397,6 +397,7 @@ def force_one_slice(monkeypatch, path: str) -> None:
     def one_slice(G, B_, H_, HO, proj, device, wbytes=4):
         BN = _launch._pow2(H_)
         return _launch.Plan(path, BB=16, BN=BN, BK=16 if path == "stream" else BN,
+                            BP=_launch._pow2(HO) if proj else 0,
                             grid=(1, triton.cdiv(B_, 16)))
 
     monkeypatch.setattr(_launch, "plan", one_slice)
@@ -443,7 +444,8 @@ def test_grid_kernels_one_slice(case, path, monkeypatch):
 def test_grid_kernels_many_programs(path):
     """The grid / stream kernels with 3 programs per batch tile (and two tiles), each program
     in its own thread under the interpreter (``tests/_threaded_interpreter.py``): programs
-    really meet at the barrier and exchange h, dr and the layer-norm statistics. Runs
+    really meet at the barrier and exchange h, dr, the unprojected h (LSTM with projection)
+    and the layer-norm statistics. Runs
     ``tests/_grid_threads.py`` in a subprocess, so a broken barrier times out instead of
     hanging the suite."""
     import subprocess
@@ -459,7 +461,41 @@ def test_grid_kernels_many_programs(path):
         pytest.skip(res.stdout.strip())
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
-    assert len(lines) == 5 and all(line.endswith(" ok") for line in lines), res.stdout
+    assert len(lines) == 6 and all(line.endswith(" ok") for line in lines), res.stdout
+
+
+# (T, B, H, P, lengths, reverse, h_mask)
+PROJ_GRID_CASES = [
+    (4, 3, 7, 3, None, False, False),
+    (5, 19, 21, 17, "random", True, True),
+    (3, 4, 37, 20, [3, 1, 2, 3], False, True),
+]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="forces a one-slice grid plan, for the interpreter; on "
+                    "CUDA the gpu tests run the grid path with many programs")
+@pytest.mark.parametrize("path", ["grid", "stream"])
+@pytest.mark.parametrize("case", PROJ_GRID_CASES, ids=[
+    f"lstm-T{c[0]}-B{c[1]}-H{c[2]}-P{c[3]}" + ("-len" if c[4] else "") + ("-rev" if c[5] else "")
+    + ("-hmask" if c[6] else "") for c in PROJ_GRID_CASES])
+def test_projection_grid_kernels_one_slice(case, path, monkeypatch):
+    """LSTM with ``proj_size`` on the grid / stream kernels (the unprojected h published and
+    projected after one more barrier per step), one slice per batch tile."""
+    from recur.ops.triton import which_path
+
+    T, B, H, P, lengths, reverse, h_mask = case
+    force_one_slice(monkeypatch, path)
+    inputs = make_inputs(LSTM, T, B, H, P=P)
+    hm, _ = make_masks(LSTM, T, B, P, zoneout=None, h_mask=h_mask)
+    if lengths == "random":
+        lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
+    else:
+        lens = torch.tensor(lengths) if lengths else None
+    assert which_path(LSTM, inputs[0], inputs[1], inputs[4]) == path
+    got = run(LSTM, inputs, backend="triton", lengths=lens, reverse=reverse, h_mask=hm)
+    want = run(LSTM, inputs, backend="reference", lengths=lens, reverse=reverse,
+               cast=torch.float64, h_mask=hm)
+    assert_close(got, want, rtol=1e-5)
 
 
 LN_GRID_CASES = [
@@ -689,6 +725,28 @@ def test_gpu_masks_real_sizes(name, B, H, monkeypatch):
 
 @gpu
 @needs_cuda
+@pytest.mark.parametrize("B,H,P", [(16, 1024, 512), (64, 768, 256)],
+                         ids=["B16-T128-H1024-P512", "B64-T128-H768-P256"])
+def test_gpu_projection_grid(B, H, P, monkeypatch):
+    """LSTM with projection beyond the small path (grid / stream PROJ mode, many programs)
+    against the float64 loop, TF32 off, with lengths and recurrent dropout; bitwise rerun."""
+    from recur.ops.triton import which_path
+
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    inputs = make_inputs(LSTM, 128, B, H, P=P)
+    assert which_path(LSTM, inputs[0], inputs[1], inputs[4]) in ("grid", "stream")
+    lens = torch.randint(1, 129, (B,), generator=torch.Generator().manual_seed(0))
+    hm, _ = make_masks(LSTM, 128, B, P, zoneout=None, h_mask=True)
+    got = run(LSTM, inputs, backend="triton", lengths=lens, h_mask=hm)
+    want = run(LSTM, inputs, backend="reference", cast=torch.float64, lengths=lens, h_mask=hm)
+    assert_close(got, want, rtol=1e-4)
+    again = run(LSTM, inputs, backend="triton", lengths=lens, h_mask=hm)
+    for k in got:
+        assert torch.equal(got[k], again[k]), f"{k} differs between two runs"
+
+
+@gpu
+@needs_cuda
 @pytest.mark.parametrize("name", list(LN_CELLS))
 @pytest.mark.parametrize("B,H", [(16, 64), (16, 512), (64, 1024)],
                          ids=["B16-T128-H64", "B16-T128-H512", "B64-T128-H1024"])
@@ -742,3 +800,5 @@ def test_gpu_paths():
     assert path(LSTM, 64, 1024, torch.float32) == "stream"
     assert path(LSTM, 16, 768, torch.float32) == "stream"
     assert path(LAYERNORM_LSTM, 16, 512, torch.float32) in ("grid", "stream")
+    # projection beyond the small path: the grid kernels' PROJ mode
+    assert path(LSTM, 16, 1024, torch.float32, P=512) in ("grid", "stream")

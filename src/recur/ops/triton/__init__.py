@@ -84,7 +84,7 @@ def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None)
     """``"small"`` (one program per batch tile, no barrier), ``"grid"`` (programs own slices
     of hidden units and meet at a grid barrier each step; CUDA only), ``"stream"`` (the grid
     kernels reading ``W_hh`` from L2 every step, when it does not fit on chip), or ``None``
-    (a projection too large for the small path: the reference loop runs).
+    (no plan fits, e.g. more programs than SMs would be needed: the reference loop runs).
 
     Args:
         xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; w_hr: ``[HO, H]`` or None.

@@ -59,27 +59,44 @@ def _back(dr, w, k: tl.constexpr, G: tl.constexpr, PREC: tl.constexpr):
 
 
 @triton.jit
-def _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, GH, G: tl.constexpr,
+def _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, K, GH, G: tl.constexpr,
                  BKC: tl.constexpr, PREC: tl.constexpr):
-    """``sum_k dr_k @ W_k`` for the input units ``rn``, with the whole ``dr`` (row block
-    ``rb`` of ``drbuf[slot]``) and ``W_hh`` streamed from global memory in chunks of ``BKC``
-    hidden units."""
+    """``sum_k dr_k @ W_k`` for the inputs ``rn`` (of ``K``), with the whole ``dr`` (row block
+    ``rb`` of ``drbuf[slot]``) and ``W_hh [G*H, K]`` streamed from global memory in chunks of
+    ``BKC`` hidden units."""
     acc = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
     for j0 in range(0, H, BKC):
         rj = j0 + tl.arange(0, BKC)
         m_j = (rb[:, None] < B) & (rj[None, :] < H)
         base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
         a = tl.load(base, mask=m_j, other=0.0, volatile=True)
-        acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 0, G), PREC)
+        acc += _mm(a, _load_w(whh_ptr, rj, rn, H, K, 0, G), PREC)
         if G > 1:
             a = tl.load(base + H, mask=m_j, other=0.0, volatile=True)
-            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 1, G), PREC)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, K, 1, G), PREC)
         if G > 2:
             a = tl.load(base + 2 * H, mask=m_j, other=0.0, volatile=True)
-            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 2, G), PREC)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, K, 2, G), PREC)
         if G > 3:
             a = tl.load(base + 3 * H, mask=m_j, other=0.0, volatile=True)
-            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, H, 3, G), PREC)
+            acc += _mm(a, _load_w(whh_ptr, rj, rn, H, K, 3, G), PREC)
+    return acc
+
+
+@triton.jit
+def _proj_back_stream(dpbuf_ptr, whr_ptr, rb, rn, B, H, HO, BKC: tl.constexpr,
+                      PREC: tl.constexpr):
+    """Gradient of the unprojected h for the units ``rn``: ``d @ W_hr[:, rn]`` with ``d`` =
+    row block ``rb`` of ``dpbuf [B, HO]`` (every program's outputs) and ``W_hr [HO, H]``
+    streamed in chunks of ``BKC`` outputs: ``[BB, BN]`` fp32."""
+    acc = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
+    for p0 in range(0, HO, BKC):
+        rq = p0 + tl.arange(0, BKC)
+        a = tl.load(dpbuf_ptr + rb[:, None] * HO + rq[None, :],
+                    mask=(rb[:, None] < B) & (rq[None, :] < HO), other=0.0, volatile=True)
+        w = tl.load(whr_ptr + rq[:, None] * H + rn[None, :],
+                    mask=(rq[:, None] < HO) & (rn[None, :] < H), other=0.0)
+        acc += _mm(a, w, PREC)
     return acc
 
 
@@ -266,18 +283,24 @@ def bwd_grid_kernel(
     hg_ws, sp_ws, dxg_ptr, dhg_ws, dh0_ptr, dc0_ptr, drbuf_ptr, bar_ptr,
     hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, dln_ws, dlc_ws, st_ws, lnst_ws,
-    T, B, H,
+    whr_ptr, dhp_ws, dpbuf_ptr,
+    T, B, H, HO, HM,
     cell_fwd: tl.constexpr, cell_bwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr,
     HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, HAS_DOUT: tl.constexpr,
     HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
-    STREAM: tl.constexpr,
-    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+    STREAM: tl.constexpr, PROJ: tl.constexpr,
+    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Large H (CUDA only), mirror of ``fwd_grid_kernel``: program ``(n, b)`` owns hidden
     units ``n*BN ..``. Each step it publishes its ``dr`` (all gates) to
     ``drbuf [2, B, G*H]`` fp32, meets the other programs of its batch tile at the grid
     barrier, then forms its own slice of ``dh = sum_k dr_k @ W_k`` from the whole ``dr``
-    with its column slice of ``W_hh`` (``[BK, BN]`` per gate, read once). No projection.
+    with its column slice of ``W_hh`` (``[BK, BP]`` per gate, read once) for its entries
+    ``n*BP ..`` of h. ``PROJ``: the gradient of h (its ``BP`` entries per program) is
+    published to ``dpbuf [B, HO]`` and, after one more barrier, each program forms the
+    gradient of its units of the unprojected h from all of it (``W_hr`` streamed);
+    ``dhp_ws [T, B, HO]`` gets it for ``dW_hr``.
     ``HMASK`` and ``ZONE`` as in :func:`bwd_small_kernel`. ``STREAM``: ``W_hh`` is streamed
     from global memory in chunks of ``BK`` rows each step instead of kept on chip.
     ``LN``: the statistics come from the forward's ``lnst_ws``; the row means the layer
@@ -289,22 +312,24 @@ def bwd_grid_kernel(
     GH = G * H
     rb = pid_b * BB + tl.arange(0, BB)
     rn = pid_n * BN + tl.arange(0, BN)
+    rp = pid_n * BP + tl.arange(0, BP)  # this program's entries of h (rp == rn without PROJ)
     rj = tl.arange(0, BK)
     bm = rb < B
     m_n = bm[:, None] & (rn[None, :] < H)
+    m_p = bm[:, None] & (rp[None, :] < HO)
     m_j = bm[:, None] & (rj[None, :] < H)
 
     if not STREAM:
-        w0 = _load_w(whh_ptr, rj, rn, H, H, 0, G)
-        w1 = _load_w(whh_ptr, rj, rn, H, H, 1, G)
-        w2 = _load_w(whh_ptr, rj, rn, H, H, 2, G)
-        w3 = _load_w(whh_ptr, rj, rn, H, H, 3, G)
+        w0 = _load_w(whh_ptr, rj, rp, H, HO, 0, G)
+        w1 = _load_w(whh_ptr, rj, rp, H, HO, 1, G)
+        w2 = _load_w(whh_ptr, rj, rp, H, HO, 2, G)
+        w3 = _load_w(whh_ptr, rj, rp, H, HO, 3, G)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
-    if HMASK:  # this program's slice of the mask, [BB, BN]
-        hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
+    if HMASK:  # this program's slice of the mask, [BB, BP]
+        hmk = tl.load(hm_ptr + rb[:, None] * HO + rp[None, :], mask=m_p, other=0.0)
         hmk = hmk.to(tl.float32)
-    NSYNC: tl.constexpr = 1 + LN
+    NSYNC: tl.constexpr = 1 + LN + PROJ
     if LN > 0:
         g0 = _bias(lnw_ptr, rn, H, 0, G, True)
         g1 = _bias(lnw_ptr, rn, H, 1, G, True)
@@ -318,7 +343,7 @@ def bwd_grid_kernel(
         gc = _bias(lncw_ptr, rn, H, 0, 1, True)
         ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
-    dh = tl.load(dhn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
+    dh = tl.load(dhn_ptr + rb[:, None] * HO + rp[None, :], mask=m_p, other=0.0).to(tl.float32)
     if NS > 1:
         dc = tl.load(dcn_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
         dc = dc.to(tl.float32)
@@ -333,13 +358,19 @@ def bwd_grid_kernel(
         slot = step % 2
         d0 = dh
         if HAS_DOUT:
-            dy = tl.load(dout_ptr + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :],
-                         mask=m_n, other=0.0)
+            dy = tl.load(dout_ptr + (t * B + rb[:, None]).to(tl.int64) * HO + rp[None, :],
+                         mask=m_p, other=0.0)
             d0 = d0 + dy.to(tl.float32)
         if HAS_LEN:
             valid = (t < lens)[:, None]
         else:
             valid = bm[:, None]
+        if PROJ:  # d0: gradient of this program's entries of h -> of its units of u
+            tl.store(dhp_ws + (t * B + rb[:, None]).to(tl.int64) * HO + rp[None, :],
+                     tl.where(valid, d0, 0.0), mask=m_p)
+            tl.store(dpbuf_ptr + rb[:, None] * HO + rp[None, :], d0, mask=m_p)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + 1) * NPN)
+            d0 = _proj_back_stream(dpbuf_ptr, whr_ptr, rb, rn, B, H, HO, 64, PREC)
         x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
         x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
@@ -348,10 +379,13 @@ def bwd_grid_kernel(
         r1 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 1, G, m_n)
         r2 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 2, G, m_n)
         r3 = _load_gate(hg_ws, t, rb, rn, B, H, GH, 3, G, m_n)
-        sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * H + rn[None, :]
-        s0 = tl.load(sp, mask=m_n, other=0.0)
+        sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * HM + rn[None, :]
+        if PROJ:
+            s0 = tl.zeros((BB, BN), dtype=tl.float32)  # a projected cell's update ignores h
+        else:
+            s0 = tl.load(sp, mask=m_n, other=0.0)
         if NS > 1:
-            s1 = tl.load(sp + B * H, mask=m_n, other=0.0)
+            s1 = tl.load(sp + B * HM, mask=m_n, other=0.0)
         else:
             s1 = tl.zeros((BB, BN), dtype=tl.float32)
         d1 = dc
@@ -388,7 +422,7 @@ def bwd_grid_kernel(
             a = dyc * gc[None, :]
             _publish2(st_ws, slot, pid_n, NPN, rb, B, 0, tl.sum(a, axis=1),
                       tl.sum(a * chat, axis=1))
-            _grid_sync(bar_ptr + pid_b, (step * NSYNC + 1) * NPN)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + PROJ + 1) * NPN)
             am1, am2 = _gather_sum2(st_ws, slot, NPN, rb, B, 0)
             d1 = d1 + tl.where(m_n, crstd[:, None] * (a - am1[:, None] / H
                                                        - chat * am2[:, None] / H), 0.0)
@@ -416,7 +450,7 @@ def bwd_grid_kernel(
             a3 = dr3 * g3[None, :]
             _publish2(st_ws, slot, pid_n, NPN, rb, B, 2, _row_sum(a0, a1, a2, a3, G),
                       _row_sum(a0 * n0, a1 * n1, a2 * n2, a3 * n3, G))
-            _grid_sync(bar_ptr + pid_b, (step * NSYNC + LN) * NPN)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + PROJ + LN) * NPN)
             m1, m2 = _gather_sum2(st_ws, slot, NPN, rb, B, 2)
             m1 = m1 / GH
             m2 = m2 / GH
@@ -439,9 +473,9 @@ def bwd_grid_kernel(
         _store_gate(drbuf_ptr, dr3, slot, rb, rn, B, H, GH, 3, G, m_n)
         _grid_sync(bar_ptr + pid_b, (step + 1) * NSYNC * NPN)
         if STREAM:
-            dprev = _back_stream(drbuf_ptr, slot, whh_ptr, rb, rn, B, H, GH, G, BK, PREC)
+            dprev = _back_stream(drbuf_ptr, slot, whh_ptr, rb, rp, B, H, HO, GH, G, BK, PREC)
         else:
-            dprev = tl.zeros((BB, BN), dtype=tl.float32)
+            dprev = tl.zeros((BB, BP), dtype=tl.float32)
             base = drbuf_ptr + ((slot * B + rb[:, None]).to(tl.int64) * GH + rj[None, :])
             a0 = tl.load(base, mask=m_j, other=0.0, volatile=True)
             dprev += _back(a0, w0, 0, G, PREC)
@@ -456,12 +490,15 @@ def bwd_grid_kernel(
                 dprev += _back(a3, w3, 3, G, PREC)
         if HMASK:
             dprev = dprev * hmk
-        dprev = tl.where(m_n, dprev + ds0, 0.0)
+        if PROJ:
+            dprev = tl.where(m_p, dprev, 0.0)
+        else:
+            dprev = tl.where(m_n, dprev + ds0, 0.0)
         dh = tl.where(valid, dprev, dh)
         dc = tl.where(vn, ds1, dc)
 
-    tl.store(dh0_ptr + rb[:, None] * H + rn[None, :], dh.to(dh0_ptr.dtype.element_ty),
-             mask=m_n)
+    tl.store(dh0_ptr + rb[:, None] * HO + rp[None, :], dh.to(dh0_ptr.dtype.element_ty),
+             mask=m_p)
     if NS > 1:
         tl.store(dc0_ptr + rb[:, None] * H + rn[None, :], dc.to(dc0_ptr.dtype.element_ty),
                  mask=m_n)

@@ -85,30 +85,47 @@ def _bias(b_ptr, rn, H, k: tl.constexpr, G: tl.constexpr, HAS_BIAS: tl.constexpr
 
 
 @triton.jit
-def _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, b0, b1, b2, b3, G: tl.constexpr,
+def _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, K, b0, b1, b2, b3, G: tl.constexpr,
                 BKC: tl.constexpr, PREC: tl.constexpr):
-    """``h @ W_k^T + b_k`` for the units ``rn`` of every gate, streaming ``W_hh`` from global
-    memory (L2) in chunks of ``BKC`` inputs; ``h`` is row block ``rb`` of ``hbuf[slot]``."""
+    """``h @ W_k^T + b_k`` for the units ``rn`` of every gate, streaming ``W_hh [G*H, K]``
+    from global memory (L2) in chunks of ``BKC`` inputs; ``h`` is row block ``rb`` of
+    ``hbuf[slot]`` (``[2, B, K]``)."""
     a0 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
     a1 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
     a2 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
     a3 = tl.zeros((rb.shape[0], rn.shape[0]), dtype=tl.float32)
-    for k0 in range(0, H, BKC):
+    for k0 in range(0, K, BKC):
         rk = k0 + tl.arange(0, BKC)
-        hk = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :],
-                     mask=(rb[:, None] < B) & (rk[None, :] < H), other=0.0, volatile=True)
-        w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 0, G, False)
+        hk = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * K + rk[None, :],
+                     mask=(rb[:, None] < B) & (rk[None, :] < K), other=0.0, volatile=True)
+        w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, K, 0, G, False)
         a0 += _mm(hk, w, PREC)
         if G > 1:
-            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 1, G, False)
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, K, 1, G, False)
             a1 += _mm(hk, w, PREC)
         if G > 2:
-            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 2, G, False)
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, K, 2, G, False)
             a2 += _mm(hk, w, PREC)
         if G > 3:
-            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, H, 3, G, False)
+            w, _ = _load_wt(whh_ptr, whh_ptr, rk, rn, H, K, 3, G, False)
             a3 += _mm(hk, w, PREC)
     return a0 + b0[None, :], a1 + b1[None, :], a2 + b2[None, :], a3 + b3[None, :]
+
+
+@triton.jit
+def _proj_stream(ubuf_ptr, whr_ptr, rb, rp, B, H, HO, BKC: tl.constexpr, PREC: tl.constexpr):
+    """Projection for the outputs ``rp``: ``u @ W_hr^T`` with ``u`` = row block ``rb`` of
+    ``ubuf [B, H]`` (every program's units) and ``W_hr [HO, H]`` streamed in chunks of
+    ``BKC`` hidden units: ``[BB, BP]`` fp32."""
+    acc = tl.zeros((rb.shape[0], rp.shape[0]), dtype=tl.float32)
+    for j0 in range(0, H, BKC):
+        rj = j0 + tl.arange(0, BKC)
+        a = tl.load(ubuf_ptr + rb[:, None] * H + rj[None, :],
+                    mask=(rb[:, None] < B) & (rj[None, :] < H), other=0.0, volatile=True)
+        w = tl.load(whr_ptr + rp[None, :] * H + rj[:, None],
+                    mask=(rj[:, None] < H) & (rp[None, :] < HO), other=0.0)  # W_hr^T chunk
+        acc += _mm(a, w, PREC)
+    return acc
 
 
 @triton.jit
@@ -408,18 +425,24 @@ def fwd_grid_kernel(
     out_ptr, hn_ptr, cn_ptr, hg_ws, sp_ws, hbuf_ptr, bar_ptr,
     hm_ptr, z0_ptr, z1_ptr, zp0, zp1,
     lnw_ptr, lnb_ptr, lncw_ptr, lncb_ptr, cs_ws, st_ws, lnst_ws,
-    T, B, H,
+    whr_ptr, u_ws, ubuf_ptr,
+    T, B, H, HO, HM,
     cell_fwd: tl.constexpr, G: tl.constexpr, NS: tl.constexpr, HAS_BIAS: tl.constexpr,
     HAS_LEN: tl.constexpr, REVERSE: tl.constexpr, SAVE: tl.constexpr,
     HMASK: tl.constexpr, ZONE: tl.constexpr, LN: tl.constexpr, EPS: tl.constexpr,
-    STREAM: tl.constexpr,
-    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, PREC: tl.constexpr,
+    STREAM: tl.constexpr, PROJ: tl.constexpr,
+    BB: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, BP: tl.constexpr,
+    PREC: tl.constexpr,
 ):
     """Large H (CUDA only): program ``(n, b)`` owns hidden units ``n*BN ..`` with all their
-    gates, for batch tile ``b``; the programs of one batch tile exchange h through
-    ``hbuf [2, B, H]`` fp32 (double buffer; slot 0 holds h0) and meet at a grid barrier on
-    ``bar_ptr[b]`` after every step. No projection (``HO == H``). ``STREAM`` false: each
-    program keeps its ``[BK, BN]`` slice of every gate's ``W_hh^T`` on chip (``BK >= H``);
+    gates, for batch tile ``b``, and the entries ``n*BP ..`` of h (``BP == BN`` without
+    projection); the programs of one batch tile exchange h through ``hbuf [2, B, HO]`` fp32
+    (double buffer; slot 0 holds h0) and meet at a grid barrier on ``bar_ptr[b]`` after every
+    step. ``PROJ`` (``HO < H``, LSTM ``proj_size``): each program publishes its slice of the
+    unprojected h (``u``) to ``ubuf [B, H]``, meets the others at one more barrier, and
+    projects the whole ``u`` onto its ``BP`` outputs (``W_hr`` streamed from L2); not with
+    ``ZONE`` or ``LN``. ``STREAM`` false: each
+    program keeps its ``[BK, BN]`` slice of every gate's ``W_hh^T`` on chip (``BK >= HO``);
     true: it streams them from global memory (L2) each step in chunks of ``BK`` inputs (any
     H; for weights too large for shared memory). ``HMASK``: ``hbuf`` holds ``h * hm`` (the
     only reader of ``hbuf`` is the recurrent product). ``ZONE`` as in :func:`fwd_small_kernel`.
@@ -435,10 +458,12 @@ def fwd_grid_kernel(
     GH = G * H
     rb = pid_b * BB + tl.arange(0, BB)
     rn = pid_n * BN + tl.arange(0, BN)
+    rp = pid_n * BP + tl.arange(0, BP)  # this program's entries of h (rp == rn without PROJ)
     rk = tl.arange(0, BK)
     bm = rb < B
     m_n = bm[:, None] & (rn[None, :] < H)
-    m_k = bm[:, None] & (rk[None, :] < H)
+    m_p = bm[:, None] & (rp[None, :] < HO)
+    m_k = bm[:, None] & (rk[None, :] < HO)
 
     if STREAM:
         b0 = _bias(bhh_ptr, rn, H, 0, G, HAS_BIAS)
@@ -447,16 +472,17 @@ def fwd_grid_kernel(
         b3 = _bias(bhh_ptr, rn, H, 3, G, HAS_BIAS)
     else:
         # this program's slice of W_hh^T, read once: G tiles [BK, BN]
-        w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 0, G, HAS_BIAS)
-        w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 1, G, HAS_BIAS)
-        w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 2, G, HAS_BIAS)
-        w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, H, 3, G, HAS_BIAS)
+        w0, b0 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 0, G, HAS_BIAS)
+        w1, b1 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 1, G, HAS_BIAS)
+        w2, b2 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 2, G, HAS_BIAS)
+        w3, b3 = _load_wt(whh_ptr, bhh_ptr, rk, rn, H, HO, 3, G, HAS_BIAS)
     if HAS_LEN:
         lens = tl.load(len_ptr + rb, mask=bm, other=0)
-    if HMASK:  # the mask of this program's units, [BB, BN]: hbuf gets h * mask
-        hmk = tl.load(hm_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0)
+    if HMASK:  # the mask of this program's entries of h, [BB, BP]: hbuf gets h * mask
+        hmk = tl.load(hm_ptr + rb[:, None] * HO + rp[None, :], mask=m_p, other=0.0)
         hmk = hmk.to(tl.float32)
-    NSYNC: tl.constexpr = 1 + LN  # barriers per step: one per norm, then the h exchange
+    # barriers per step: one per norm, one for the projection, then the h exchange
+    NSYNC: tl.constexpr = 1 + LN + PROJ
     if LN > 0:
         g0 = _bias(lnw_ptr, rn, H, 0, G, True)
         g1 = _bias(lnw_ptr, rn, H, 1, G, True)
@@ -472,11 +498,13 @@ def fwd_grid_kernel(
         gc = _bias(lncw_ptr, rn, H, 0, 1, True)
         ec = _bias(lncb_ptr, rn, H, 0, 1, True)
 
-    h = tl.load(h0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
+    h = tl.load(h0_ptr + rb[:, None] * HO + rp[None, :], mask=m_p, other=0.0).to(tl.float32)
     if NS > 1:
         c = tl.load(c0_ptr + rb[:, None] * H + rn[None, :], mask=m_n, other=0.0).to(tl.float32)
     else:
         c = tl.zeros((BB, BN), dtype=tl.float32)
+    if PROJ:
+        s0_in = tl.zeros((BB, BN), dtype=tl.float32)  # a projected cell's update ignores h
 
     for step in range(T):
         if REVERSE:
@@ -489,10 +517,10 @@ def fwd_grid_kernel(
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)
         x3 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 3, G, m_n)
         if STREAM:
-            r0, r1, r2, r3 = _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, b0, b1, b2, b3,
-                                         G, BK, PREC)
+            r0, r1, r2, r3 = _rec_stream(hbuf_ptr, slot, whh_ptr, rb, rn, B, H, HO, b0, b1,
+                                         b2, b3, G, BK, PREC)
         else:
-            hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * H + rk[None, :], mask=m_k,
+            hfull = tl.load(hbuf_ptr + (slot * B + rb[:, None]) * HO + rk[None, :], mask=m_k,
                             other=0.0, volatile=True)
             r0 = _rec(hfull, w0, b0, 0, G, PREC)
             r1 = _rec(hfull, w1, b1, 1, G, PREC)
@@ -503,10 +531,10 @@ def fwd_grid_kernel(
             _store_gate(hg_ws, r1, t, rb, rn, B, H, GH, 1, G, m_n)
             _store_gate(hg_ws, r2, t, rb, rn, B, H, GH, 2, G, m_n)
             _store_gate(hg_ws, r3, t, rb, rn, B, H, GH, 3, G, m_n)
-            sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * H + rn[None, :]
-            tl.store(sp, h, mask=m_n)
+            sp = sp_ws + ((t * NS) * B + rb[:, None]).to(tl.int64) * HM
+            tl.store(sp + rp[None, :], h, mask=m_p)
             if NS > 1:
-                tl.store(sp + B * H, c, mask=m_n)
+                tl.store(sp + B * HM + rn[None, :], c, mask=m_n)
         if LN > 0:
             lmean, lm2 = _local_moments(r0, r1, r2, r3, m_n, G * ncol, G)
             _publish2(st_ws, slot, pid_n, NPN, rb, B, 0, lmean, lm2)
@@ -520,7 +548,10 @@ def fwd_grid_kernel(
             r1 = _centre(r1, mean, m_n, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :]
             r2 = _centre(r2, mean, m_n, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :]
             r3 = _centre(r3, mean, m_n, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :]
-        n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
+        if PROJ:
+            n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0_in, c)
+        else:
+            n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
         if LN == 2:
             lmean, lm2 = _local_moments(n1, n1, n1, n1, m_n, ncol, 1)
             _publish2(st_ws, slot, pid_n, NPN, rb, B, 2, lmean, lm2)
@@ -540,6 +571,14 @@ def fwd_grid_kernel(
             n1 = m1 * c + (1.0 - m1) * n1
         n0 = tl.where(m_n, n0, 0.0)
         n1 = tl.where(m_n, n1, 0.0)
+        if PROJ:  # u: publish this program's units, then project all of u onto rp
+            if SAVE:
+                tl.store(u_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], n0,
+                         mask=m_n)
+            tl.store(ubuf_ptr + rb[:, None] * H + rn[None, :], n0, mask=m_n)
+            _grid_sync(bar_ptr + pid_b, (step * NSYNC + LN + 1) * NPN)
+            n0 = tl.where(m_p, _proj_stream(ubuf_ptr, whr_ptr, rb, rp, B, H, HO, 64, PREC),
+                          0.0)
         if HAS_LEN:
             valid = (t < lens)[:, None]
             h = tl.where(valid, n0, h)
@@ -549,16 +588,17 @@ def fwd_grid_kernel(
             h = n0
             c = n1
             o = h
-        tl.store(out_ptr + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :],
-                 o.to(out_ptr.dtype.element_ty), mask=m_n)
+        tl.store(out_ptr + (t * B + rb[:, None]).to(tl.int64) * HO + rp[None, :],
+                 o.to(out_ptr.dtype.element_ty), mask=m_p)
         if HMASK:
             hpub = h * hmk
         else:
             hpub = h
-        tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * H + rn[None, :], hpub, mask=m_n)
+        tl.store(hbuf_ptr + ((1 - slot) * B + rb[:, None]) * HO + rp[None, :], hpub, mask=m_p)
         _grid_sync(bar_ptr + pid_b, (step + 1) * NSYNC * NPN)
 
-    tl.store(hn_ptr + rb[:, None] * H + rn[None, :], h.to(hn_ptr.dtype.element_ty), mask=m_n)
+    tl.store(hn_ptr + rb[:, None] * HO + rp[None, :], h.to(hn_ptr.dtype.element_ty),
+             mask=m_p)
     if NS > 1:
         tl.store(cn_ptr + rb[:, None] * H + rn[None, :], c.to(cn_ptr.dtype.element_ty),
                  mask=m_n)

@@ -55,7 +55,8 @@ class Plan:
     BB: int
     BH: int = 0  # small: padded width of every tile
     BN: int = 0  # grid/stream: hidden units per program
-    BK: int = 0  # grid: padded H (reduction width); stream: the chunk of the reduction
+    BK: int = 0  # grid: padded max(H, HO) (reduction width); stream: the reduction's chunk
+    BP: int = 0  # grid/stream with projection: entries of h per program (0: BN)
     grid: tuple[int, ...] = (1,)
     num_warps: int = 4
 
@@ -104,8 +105,6 @@ def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
         if _smem(G, BH, BH, BB, wbytes, proj) <= limit:
             return Plan("small", BB=BB, BH=BH, grid=(triton.cdiv(B, BB),),
                         num_warps=4 if BH <= 64 else 8)
-    if proj:
-        return None
     sms = _sm_count(device)
     for stream in (False, True):
         if not stream and BH > GRID_MAX_BK:
@@ -116,11 +115,18 @@ def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
             nb = triton.cdiv(B, BB)
             BN = 16
             while BN <= 128:
-                smem = (_smem_stream(G, BK, BN, BB, wbytes) if stream
-                        else _smem(G, BK, BN, BB, wbytes))
-                if nb * triton.cdiv(H, BN) <= sms and smem <= limit:
-                    return Plan("stream" if stream else "grid", BB=BB, BN=BN, BK=BK,
-                                grid=(triton.cdiv(H, BN), nb), num_warps=8)
+                npn = triton.cdiv(H, BN)
+                # projection: each program also owns BP entries of h (all of them together
+                # cover HO) and streams W_hr in chunks
+                BP = max(16, triton.next_power_of_2(triton.cdiv(HO, npn))) if proj else BN
+                BW = max(BN, BP)
+                smem = (_smem_stream(G, BK, BW, BB, wbytes) if stream
+                        else _smem(G, BK, BW, BB, wbytes))
+                if proj:
+                    smem += _smem_stream(1, STREAM_BK, BW, BB, wbytes)
+                if nb * npn <= sms and smem <= limit:
+                    return Plan("stream" if stream else "grid", BB=BB, BN=BN, BK=BK, BP=BP,
+                                grid=(npn, nb), num_warps=8)
                 BN *= 2
             BB //= 2
     return None
@@ -274,9 +280,10 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             saved.cs if saved is not None and saved.cs is not None else dummy,
             T, B, H, HO, HM, PROJ=w_hr is not None, BH=p.BH, **flags)
     else:
-        hbuf = torch.empty(2, B, H, device=dev, dtype=f32)
+        hbuf = torch.empty(2, B, HO, device=dev, dtype=f32)
         hbuf[0].copy_(h0 if masks.h_mask is None
                       else h0.float() * masks.h_mask.float())  # what W_hh reads, in fp32
+        ubuf = torch.empty(B, H, device=dev, dtype=f32) if w_hr is not None else dummy
         bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
         fwd_grid_kernel[p.grid](
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
@@ -286,8 +293,10 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
             saved.cs if saved is not None and saved.cs is not None else dummy,
             _stats_ws(norm, p, B, dev),
             saved.lnst if saved is not None and saved.lnst is not None else dummy,
-            T, B, H, BN=p.BN, BK=p.BK,
-            STREAM=p.path == "stream", **flags)
+            w_hr if w_hr is not None else dummy,
+            saved.u if saved is not None and saved.u is not None else dummy, ubuf,
+            T, B, H, HO, HM, BN=p.BN, BK=p.BK, BP=p.BP or p.BN,
+            STREAM=p.path == "stream", PROJ=w_hr is not None, **flags)
     return out, hn, cn, saved
 
 
@@ -353,8 +362,11 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             dcn.contiguous() if dcn is not None else dummy,
             saved.hg, saved.sp, dxg, dhg, dh0, dc0 if dc0 is not None else dummy, drbuf, bar,
             *masks.args(dummy), *ln_args, *ln_ws, _stats_ws(norm, p, B, dev),
-            saved.lnst if saved.lnst is not None else dummy, T, B, H,
-            BN=p.BN, BK=p.BK, STREAM=p.path == "stream", **flags)
+            saved.lnst if saved.lnst is not None else dummy,
+            w_hr if w_hr is not None else dummy, dhp if dhp is not None else dummy,
+            torch.empty(B, HO, device=dev, dtype=f32) if w_hr is not None else dummy,
+            T, B, H, HO, HM, BN=p.BN, BK=p.BK, BP=p.BP or p.BN,
+            STREAM=p.path == "stream", PROJ=w_hr is not None, **flags)
     # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
     dw_hh = db_hh = dw_hr = None
     if need_w:
