@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 sig[name] = "fp32"
             elif name in ("bar_ptr", "len_ptr"):
                 sig[name] = "*i32"
-            elif name in ("whh_ptr", "xg_ptr"):
+            elif name in ("whh_ptr", "xg_ptr", "whr_ptr"):
                 sig[name] = "*" + types[wbytes]
             else:
                 sig[name] = "*fp32"
@@ -76,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             BW = max(BN, BP)
             est = (_launch._smem_stream(G, BK, BW, BB, wbytes) if stream
                    else _launch._smem(G, BK, BW, BB, wbytes))
-            if PROJ:  # as _launch.plan adds for the streamed W_hr chunks
-                est += _launch._smem_stream(1, _launch.STREAM_BK, BW, BB, wbytes)
+            if PROJ:  # as _launch.plan: the W_hr chunks reuse the W_hh buffers
+                est = max(est, _launch._smem_stream(1, _launch.PROJ_CHUNK.value, BW, BB,
+                                                    wbytes))
             common = {"G": G, "NS": NS, "HAS_LEN": True, "REVERSE": False, "HMASK": True,
                       "ZONE": 0 if PROJ else 1, "LN": LN, "EPS": 1e-5, "STREAM": stream,
                       "PROJ": PROJ, "BB": BB, "BN": BN, "BK": BK, "BP": BP,

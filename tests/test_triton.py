@@ -498,6 +498,24 @@ def test_projection_grid_kernels_one_slice(case, path, monkeypatch):
     assert_close(got, want, rtol=1e-5)
 
 
+def test_projection_grid_only_for_cells_that_ignore_h(monkeypatch):
+    """A projected GRU (square W_hr: its update reads the projected h) must not take the grid
+    kernels' projection mode, which hands the update no h: the planner sends it to the
+    reference loop there, and the small path (which passes h) still runs it fused."""
+    from recur.ops.triton import which_path
+
+    inputs = make_inputs(GRU, 3, 3, 7, P=7)
+    lens = torch.tensor([3, 1, 2])
+    assert which_path(GRU, inputs[0], inputs[1], inputs[4]) == "small"
+    want = run(GRU, inputs, backend="reference", lengths=lens, cast=torch.float64)
+    assert_close(run(GRU, inputs, backend="triton", lengths=lens), want, rtol=1e-5)
+    force_one_slice(monkeypatch, "grid")
+    assert which_path(GRU, inputs[0], inputs[1], inputs[4]) is None
+    assert which_path(LSTM, *make_inputs(LSTM, 3, 3, 7, P=7)[:2],
+                      make_inputs(LSTM, 3, 3, 7, P=7)[4]) == "grid"
+    assert_close(run(GRU, inputs, backend="triton", lengths=lens), want, rtol=1e-5)
+
+
 LN_GRID_CASES = [
     ("ln_lstm", 4, 3, 7, [4, 1, 3], False, None, False),
     ("ln_lstm", 5, 19, 5, "random", True, "train", True),
@@ -725,8 +743,9 @@ def test_gpu_masks_real_sizes(name, B, H, monkeypatch):
 
 @gpu
 @needs_cuda
-@pytest.mark.parametrize("B,H,P", [(16, 1024, 512), (64, 768, 256)],
-                         ids=["B16-T128-H1024-P512", "B64-T128-H768-P256"])
+@pytest.mark.parametrize("B,H,P", [(16, 1024, 512), (64, 768, 256), (16, 512, 128)],
+                         ids=["B16-T128-H1024-P512", "B64-T128-H768-P256",
+                              "B16-T128-H512-P128"])
 def test_gpu_projection_grid(B, H, P, monkeypatch):
     """LSTM with projection beyond the small path (grid / stream PROJ mode, many programs)
     against the float64 loop, TF32 off, with lengths and recurrent dropout; bitwise rerun."""

@@ -91,10 +91,21 @@ def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None)
     """
     if not supports(cell, xg):
         return None
-    B, GH = xg.shape[1], xg.shape[2]
-    p = _launch.plan(cell.num_gates, B, GH // cell.num_gates, w_hh.shape[1],
-                     w_hr is not None, xg.device, w_hh.element_size())
+    p = _plan(cell, xg, w_hh, w_hr)
     return None if p is None else p.path
+
+
+def _plan(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None) -> _launch.Plan | None:
+    """The launch plan, or None for the reference loop. The grid / stream kernels' projection
+    mode hands the cell's update no h (it owns other entries of h than its units), so only
+    the LSTM, whose update does not read h, takes it; other projected cells (h square,
+    ``P == H``) run fused on the small path only."""
+    G = cell.num_gates
+    p = _launch.plan(G, xg.shape[1], xg.shape[2] // G, w_hh.shape[1], w_hr is not None,
+                     xg.device, w_hh.element_size())
+    if p is not None and w_hr is not None and p.path != "small" and cell.native_mode != "LSTM":
+        return None
+    return p
 
 
 def preferred(cell: Cell, x: Tensor, *, native_ok: bool) -> bool:
@@ -142,8 +153,7 @@ def scan_triton(
     T, B, GH = xg.shape
     G, NS = cell.num_gates, cell.num_states
     ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
-    p = _launch.plan(G, B, GH // G, w_hh.shape[1], w_hr is not None, xg.device,
-                     w_hh.element_size())
+    p = _plan(cell, xg, w_hh, w_hr)
     if p is None:  # no fused path for this size (see docs/triton.md): the reference loop
         from ..reference import scan_reference
 

@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from ._forward import (
+    PROJ_CHUNK,
     _bias,
     _centre,
     _gather_sum2,
@@ -27,6 +28,7 @@ from ._forward import (
     _ln_back,
     _ln_back_gate,
     _ln_stats,
+    _ln_vectors,
     _load_gate,
     _mm,
     _publish2,
@@ -143,14 +145,7 @@ def bwd_small_kernel(
         hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
         hmk = hmk.to(tl.float32)
     if LN > 0:
-        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
-        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
-        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
-        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
-        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
-        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
-        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
-        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+        g0, g1, g2, g3, e0, e1, e2, e3 = _ln_vectors(lnw_ptr, lnb_ptr, rn, H, G)
     if LN == 2:
         gc = _bias(lncw_ptr, rn, H, 0, 1, True)
         ec = _bias(lncb_ptr, rn, H, 0, 1, True)
@@ -331,14 +326,7 @@ def bwd_grid_kernel(
         hmk = hmk.to(tl.float32)
     NSYNC: tl.constexpr = 1 + LN + PROJ
     if LN > 0:
-        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
-        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
-        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
-        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
-        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
-        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
-        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
-        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+        g0, g1, g2, g3, e0, e1, e2, e3 = _ln_vectors(lnw_ptr, lnb_ptr, rn, H, G)
     if LN == 2:
         gc = _bias(lncw_ptr, rn, H, 0, 1, True)
         ec = _bias(lncb_ptr, rn, H, 0, 1, True)
@@ -370,7 +358,7 @@ def bwd_grid_kernel(
                      tl.where(valid, d0, 0.0), mask=m_p)
             tl.store(dpbuf_ptr + rb[:, None] * HO + rp[None, :], d0, mask=m_p)
             _grid_sync(bar_ptr + pid_b, (step * NSYNC + 1) * NPN)
-            d0 = _proj_back_stream(dpbuf_ptr, whr_ptr, rb, rn, B, H, HO, 64, PREC)
+            d0 = _proj_back_stream(dpbuf_ptr, whr_ptr, rb, rn, B, H, HO, PROJ_CHUNK, PREC)
         x0 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 0, G, m_n)
         x1 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 1, G, m_n)
         x2 = _load_gate(xg_ptr, t, rb, rn, B, H, GH, 2, G, m_n)

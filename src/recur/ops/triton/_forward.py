@@ -147,6 +147,10 @@ def _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE: tl.constexpr,
     return m0, m1
 
 
+# the projection's W_hr chunk (hidden units per chunk forward, outputs per chunk backward)
+PROJ_CHUNK = tl.constexpr(64)
+
+
 @triton.jit
 def _tanh(x):
     return 2.0 * tl.sigmoid(2.0 * x) - 1.0
@@ -211,6 +215,26 @@ def _ln_back(a0, a1, a2, a3, n0, n1, n2, n3, rstd, cm, cnt, G: tl.constexpr):
             _ln_back_gate(a1, n1, m1, m2, rstd, cm, 1, G),
             _ln_back_gate(a2, n2, m1, m2, rstd, cm, 2, G),
             _ln_back_gate(a3, n3, m1, m2, rstd, cm, 3, G))
+
+
+@triton.jit
+def _ln_vectors(w_ptr, b_ptr, rn, H, G: tl.constexpr):
+    """``LN_h``'s gain and bias for the units ``rn`` of each gate: ``g0..g3, e0..e3`` fp32
+    ``[BN]`` (zeros for gates ``k >= G``)."""
+    return (_bias(w_ptr, rn, H, 0, G, True), _bias(w_ptr, rn, H, 1, G, True),
+            _bias(w_ptr, rn, H, 2, G, True), _bias(w_ptr, rn, H, 3, G, True),
+            _bias(b_ptr, rn, H, 0, G, True), _bias(b_ptr, rn, H, 1, G, True),
+            _bias(b_ptr, rn, H, 2, G, True), _bias(b_ptr, rn, H, 3, G, True))
+
+
+@triton.jit
+def _ln_apply(r0, r1, r2, r3, mean, rstd, cm, g0, g1, g2, g3, e0, e1, e2, e3,
+              G: tl.constexpr):
+    """``(r_k - mean) * rstd * g_k + e_k`` on the valid entries ``cm`` of each gate tile."""
+    return (_centre(r0, mean, cm, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :],
+            _centre(r1, mean, cm, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :],
+            _centre(r2, mean, cm, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :],
+            _centre(r3, mean, cm, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :])
 
 
 @triton.jit
@@ -330,14 +354,7 @@ def fwd_small_kernel(
         hmk = tl.load(hm_ptr + rb[:, None] * HO + rn[None, :], mask=m_o, other=0.0)
         hmk = hmk.to(tl.float32)
     if LN > 0:
-        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
-        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
-        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
-        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
-        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
-        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
-        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
-        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+        g0, g1, g2, g3, e0, e1, e2, e3 = _ln_vectors(lnw_ptr, lnb_ptr, rn, H, G)
     if LN == 2:
         gc = _bias(lncw_ptr, rn, H, 0, 1, True)
         ec = _bias(lncb_ptr, rn, H, 0, 1, True)
@@ -376,10 +393,8 @@ def fwd_small_kernel(
                 tl.store(sp + B * HM, c, mask=m_h)
         if LN > 0:
             mean, rstd = _ln_stats(r0, r1, r2, r3, m_h, G * H, G, EPS)
-            r0 = _centre(r0, mean, m_h, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :]
-            r1 = _centre(r1, mean, m_h, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :]
-            r2 = _centre(r2, mean, m_h, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :]
-            r3 = _centre(r3, mean, m_h, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :]
+            r0, r1, r2, r3 = _ln_apply(r0, r1, r2, r3, mean, rstd, m_h, g0, g1, g2, g3,
+                                       e0, e1, e2, e3, G)
         n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, h, c)
         if LN == 2:
             cm = tl.sum(tl.where(m_h, n1, 0.0), axis=1) / H
@@ -484,14 +499,7 @@ def fwd_grid_kernel(
     # barriers per step: one per norm, one for the projection, then the h exchange
     NSYNC: tl.constexpr = 1 + LN + PROJ
     if LN > 0:
-        g0 = _bias(lnw_ptr, rn, H, 0, G, True)
-        g1 = _bias(lnw_ptr, rn, H, 1, G, True)
-        g2 = _bias(lnw_ptr, rn, H, 2, G, True)
-        g3 = _bias(lnw_ptr, rn, H, 3, G, True)
-        e0 = _bias(lnb_ptr, rn, H, 0, G, True)
-        e1 = _bias(lnb_ptr, rn, H, 1, G, True)
-        e2 = _bias(lnb_ptr, rn, H, 2, G, True)
-        e3 = _bias(lnb_ptr, rn, H, 3, G, True)
+        g0, g1, g2, g3, e0, e1, e2, e3 = _ln_vectors(lnw_ptr, lnb_ptr, rn, H, G)
         ncol = tl.minimum(BN, H - pid_n * BN)  # this program's hidden units
         st_m = bm & (rb * 0 + pid_n == 0)  # one program writes the saved statistics
     if LN == 2:
@@ -544,10 +552,8 @@ def fwd_grid_kernel(
             if SAVE:
                 tl.store(lnst_ws + (t * B + rb) * 4, mean, mask=st_m)
                 tl.store(lnst_ws + (t * B + rb) * 4 + 1, rstd, mask=st_m)
-            r0 = _centre(r0, mean, m_n, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :]
-            r1 = _centre(r1, mean, m_n, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :]
-            r2 = _centre(r2, mean, m_n, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :]
-            r3 = _centre(r3, mean, m_n, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :]
+            r0, r1, r2, r3 = _ln_apply(r0, r1, r2, r3, mean, rstd, m_n, g0, g1, g2, g3,
+                                       e0, e1, e2, e3, G)
         if PROJ:
             n0, n1 = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0_in, c)
         else:
@@ -577,8 +583,8 @@ def fwd_grid_kernel(
                          mask=m_n)
             tl.store(ubuf_ptr + rb[:, None] * H + rn[None, :], n0, mask=m_n)
             _grid_sync(bar_ptr + pid_b, (step * NSYNC + LN + 1) * NPN)
-            n0 = tl.where(m_p, _proj_stream(ubuf_ptr, whr_ptr, rb, rp, B, H, HO, 64, PREC),
-                          0.0)
+            n0 = tl.where(m_p, _proj_stream(ubuf_ptr, whr_ptr, rb, rp, B, H, HO, PROJ_CHUNK,
+                                            PREC), 0.0)
         if HAS_LEN:
             valid = (t < lens)[:, None]
             h = tl.where(valid, n0, h)

@@ -23,7 +23,7 @@ import triton
 from torch import Tensor
 
 from ._backward import bwd_grid_kernel, bwd_small_kernel
-from ._forward import fwd_grid_kernel, fwd_small_kernel
+from ._forward import PROJ_CHUNK, fwd_grid_kernel, fwd_small_kernel
 
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 MAX_GATES = 4
@@ -122,8 +122,8 @@ def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
                 BW = max(BN, BP)
                 smem = (_smem_stream(G, BK, BW, BB, wbytes) if stream
                         else _smem(G, BK, BW, BB, wbytes))
-                if proj:
-                    smem += _smem_stream(1, STREAM_BK, BW, BB, wbytes)
+                if proj:  # the W_hr chunk loop runs after W_hh's: its buffers are reused
+                    smem = max(smem, _smem_stream(1, PROJ_CHUNK.value, BW, BB, wbytes))
                 if nb * npn <= sms and smem <= limit:
                     return Plan("stream" if stream else "grid", BB=BB, BN=BN, BK=BK, BP=BP,
                                 grid=(npn, nb), num_warps=8)
@@ -283,7 +283,7 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
         hbuf = torch.empty(2, B, HO, device=dev, dtype=f32)
         hbuf[0].copy_(h0 if masks.h_mask is None
                       else h0.float() * masks.h_mask.float())  # what W_hh reads, in fp32
-        ubuf = torch.empty(B, H, device=dev, dtype=f32) if w_hr is not None else dummy
+        ubuf = _empty(B, H, device=dev, dtype=f32) if w_hr is not None else dummy
         bar = torch.zeros(p.grid[1], device=dev, dtype=torch.int32)
         fwd_grid_kernel[p.grid](
             xg, w_hh, b_hh if b_hh is not None else dummy, h0,
@@ -364,7 +364,7 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             *masks.args(dummy), *ln_args, *ln_ws, _stats_ws(norm, p, B, dev),
             saved.lnst if saved.lnst is not None else dummy,
             w_hr if w_hr is not None else dummy, dhp if dhp is not None else dummy,
-            torch.empty(B, HO, device=dev, dtype=f32) if w_hr is not None else dummy,
+            _empty(B, HO, device=dev, dtype=f32) if w_hr is not None else dummy,
             T, B, H, HO, HM, BN=p.BN, BK=p.BK, BP=p.BP or p.BN,
             STREAM=p.path == "stream", PROJ=w_hr is not None, **flags)
     # weight gradients: one GEMM each over all T*B rows, fixed order (reproducible)
