@@ -15,6 +15,7 @@ import sys
 import pytest
 import torch
 
+from _cli import run_cli
 from recur.cli.main import main
 from recur.cli.progress import TerminalReporter
 from recur.tasks import task_names
@@ -35,16 +36,6 @@ def hello_run(tmp_path_factory):
     finally:
         sys.stdout = sys_stdout
     return out, code, capture.getvalue()
-
-
-def run_cli(capsys, *argv):
-    """``(exit status, stdout, stderr)`` of ``recur ARGV``."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_tasks_lists_every_lesson_with_one_line(capsys):

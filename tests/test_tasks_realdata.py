@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from recur.cli.main import main
+from _cli import run_cli
 from recur.data import SequenceSplit
 from recur.nn import GRU
 from recur.tasks import get_task, resolve_config
@@ -29,15 +29,6 @@ from recur.tasks.runner import eval_run, predict_run, train_task
 PNG = b"\x89PNG\r\n\x1a\n"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def run_cli(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # ---- classify / vowels ------------------------------------------------------------------

@@ -22,19 +22,20 @@ import triton.language as tl
 from ._forward import (
     PROJ_CHUNK,
     _bias,
-    _centre,
     _gather_sum2,
     _grid_sync,
     _ln_back,
     _ln_back_gate,
+    _ln_normed,
+    _ln_scale,
     _ln_stats,
     _ln_vectors,
+    _lnc_out_grads,
     _load_gate,
     _mm,
     _publish2,
     _row_sum,
     _store_gate,
-    _tanh,
     _zone,
 )
 
@@ -199,14 +200,8 @@ def bwd_small_kernel(
         vh = valid & m_h
         if LN > 0:
             mean, rstd = _ln_stats(r0, r1, r2, r3, m_h, G * H, G, EPS)
-            n0 = _centre(r0, mean, m_h, 0, G) * rstd[:, None]
-            n1 = _centre(r1, mean, m_h, 1, G) * rstd[:, None]
-            n2 = _centre(r2, mean, m_h, 2, G) * rstd[:, None]
-            n3 = _centre(r3, mean, m_h, 3, G) * rstd[:, None]
-            r0 = n0 * g0[None, :] + e0[None, :]
-            r1 = n1 * g1[None, :] + e1[None, :]
-            r2 = n2 * g2[None, :] + e2[None, :]
-            r3 = n3 * g3[None, :] + e3[None, :]
+            n0, n1, n2, n3 = _ln_normed(r0, r1, r2, r3, mean, rstd, m_h, G)
+            r0, r1, r2, r3 = _ln_scale(n0, n1, n2, n3, g0, g1, g2, g3, e0, e1, e2, e3)
         if LN == 2:
             # h' = sigmoid(o) tanh(y), y = chat gc + ec, chat = LN_c(c'): d0 flows to o and,
             # through chat, into c' (joining d1); the pointwise then sees d0 = 0
@@ -215,10 +210,7 @@ def bwd_small_kernel(
             cd = tl.where(m_h, cn - cmean[:, None], 0.0)
             crstd = 1.0 / tl.sqrt(tl.sum(cd * cd, axis=1) / H + EPS)
             chat = cd * crstd[:, None]
-            ty = _tanh(chat * gc[None, :] + ec[None, :])
-            og = tl.sigmoid(x3 + r3)
-            do_pre = d0 * ty * og * (1.0 - og)
-            dyc = tl.where(vh, d0 * og * (1.0 - ty * ty), 0.0)
+            do_pre, dyc = _lnc_out_grads(x3, r3, chat, gc, ec, d0, vh)
             tl.store(dlc_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], dyc,
                      mask=m_h)
             a = dyc * gc[None, :]
@@ -388,23 +380,14 @@ def bwd_grid_kernel(
             st = lnst_ws + (t * B + rb) * 4
             mean = tl.load(st, mask=bm, other=0.0)
             rstd = tl.load(st + 1, mask=bm, other=0.0)
-            n0 = _centre(r0, mean, m_n, 0, G) * rstd[:, None]
-            n1 = _centre(r1, mean, m_n, 1, G) * rstd[:, None]
-            n2 = _centre(r2, mean, m_n, 2, G) * rstd[:, None]
-            n3 = _centre(r3, mean, m_n, 3, G) * rstd[:, None]
-            r0 = n0 * g0[None, :] + e0[None, :]
-            r1 = n1 * g1[None, :] + e1[None, :]
-            r2 = n2 * g2[None, :] + e2[None, :]
-            r3 = n3 * g3[None, :] + e3[None, :]
+            n0, n1, n2, n3 = _ln_normed(r0, r1, r2, r3, mean, rstd, m_n, G)
+            r0, r1, r2, r3 = _ln_scale(n0, n1, n2, n3, g0, g1, g2, g3, e0, e1, e2, e3)
         if LN == 2:  # as in bwd_small_kernel, with the row means over all programs
             _, cn = cell_fwd(x0, x1, x2, x3, r0, r1, r2, r3, s0, s1)
             cmean = tl.load(st + 2, mask=bm, other=0.0)
             crstd = tl.load(st + 3, mask=bm, other=0.0)
             chat = tl.where(m_n, (cn - cmean[:, None]) * crstd[:, None], 0.0)
-            ty = _tanh(chat * gc[None, :] + ec[None, :])
-            og = tl.sigmoid(x3 + r3)
-            do_pre = d0 * ty * og * (1.0 - og)
-            dyc = tl.where(vn, d0 * og * (1.0 - ty * ty), 0.0)
+            do_pre, dyc = _lnc_out_grads(x3, r3, chat, gc, ec, d0, vn)
             tl.store(dlc_ws + (t * B + rb[:, None]).to(tl.int64) * H + rn[None, :], dyc,
                      mask=m_n)
             a = dyc * gc[None, :]

@@ -228,13 +228,37 @@ def _ln_vectors(w_ptr, b_ptr, rn, H, G: tl.constexpr):
 
 
 @triton.jit
+def _ln_normed(r0, r1, r2, r3, mean, rstd, cm, G: tl.constexpr):
+    """``n_k = (r_k - mean) * rstd`` on the valid entries ``cm`` of each gate tile."""
+    return (_centre(r0, mean, cm, 0, G) * rstd[:, None],
+            _centre(r1, mean, cm, 1, G) * rstd[:, None],
+            _centre(r2, mean, cm, 2, G) * rstd[:, None],
+            _centre(r3, mean, cm, 3, G) * rstd[:, None])
+
+
+@triton.jit
+def _ln_scale(n0, n1, n2, n3, g0, g1, g2, g3, e0, e1, e2, e3):
+    """``n_k * g_k + e_k`` per gate tile (gains and biases ``[BN]``)."""
+    return (n0 * g0[None, :] + e0[None, :], n1 * g1[None, :] + e1[None, :],
+            n2 * g2[None, :] + e2[None, :], n3 * g3[None, :] + e3[None, :])
+
+
+@triton.jit
 def _ln_apply(r0, r1, r2, r3, mean, rstd, cm, g0, g1, g2, g3, e0, e1, e2, e3,
               G: tl.constexpr):
     """``(r_k - mean) * rstd * g_k + e_k`` on the valid entries ``cm`` of each gate tile."""
-    return (_centre(r0, mean, cm, 0, G) * rstd[:, None] * g0[None, :] + e0[None, :],
-            _centre(r1, mean, cm, 1, G) * rstd[:, None] * g1[None, :] + e1[None, :],
-            _centre(r2, mean, cm, 2, G) * rstd[:, None] * g2[None, :] + e2[None, :],
-            _centre(r3, mean, cm, 3, G) * rstd[:, None] * g3[None, :] + e3[None, :])
+    n0, n1, n2, n3 = _ln_normed(r0, r1, r2, r3, mean, rstd, cm, G)
+    return _ln_scale(n0, n1, n2, n3, g0, g1, g2, g3, e0, e1, e2, e3)
+
+
+@triton.jit
+def _lnc_out_grads(x3, r3, chat, gc, ec, d0, keep):
+    """Backward of ``h' = sigmoid(x3 + r3) tanh(chat gc + ec)`` given ``d0 = dL/dh'``: the
+    gradient of the output gate's pre-activation and ``dy = dL/d(chat gc + ec)`` (zero off
+    ``keep``)."""
+    ty = _tanh(chat * gc[None, :] + ec[None, :])
+    og = tl.sigmoid(x3 + r3)
+    return d0 * ty * og * (1.0 - og), tl.where(keep, d0 * og * (1.0 - ty * ty), 0.0)
 
 
 @triton.jit
