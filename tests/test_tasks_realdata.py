@@ -22,6 +22,7 @@ from recur.tasks.classify import (
     SequenceClassifier,
     confusion_matrix,
     random_crop,
+    random_warp,
 )
 from recur.tasks.forecast import ar_forecast, naive_forecast, rmse
 from recur.tasks.runner import eval_run, predict_run, train_task
@@ -76,6 +77,33 @@ def test_random_crop_keeps_a_contiguous_part_of_each_row():
     assert torch.equal(same, x) and torch.equal(same_len, lengths)
 
 
+def test_random_warp_resamples_each_row_to_a_new_length():
+    torch.manual_seed(0)
+    B, T = 64, 12
+    lengths = torch.randint(1, T + 1, (B,))
+    valid = (torch.arange(T)[None, :] < lengths[:, None]).double()
+    ramp = torch.arange(T, dtype=torch.float64)[None, :] * 3 + torch.arange(B)[:, None]
+    x = torch.stack([ramp, -ramp], -1) * valid[:, :, None]                  # (B, T, 2)
+    out, new = random_warp(x, lengths, 0.4)
+    assert new.dtype == lengths.dtype and out.shape == (B, int(new.max()), 2)
+    assert bool((new >= 1).all())
+    assert bool((new >= (0.6 * lengths).floor()).all()) and bool((new <= (1.4 * lengths).ceil()).all())
+    assert bool((new != lengths).any())
+    for b in range(B):
+        L, n = int(lengths[b]), int(new[b])
+        # a linear series stays linear: output step t sits at t (L - 1) / (n - 1) in the input
+        pos = torch.arange(n, dtype=torch.float64) * ((L - 1) / (n - 1) if n > 1 else 0.0)
+        expected = pos * 3 + b
+        torch.testing.assert_close(out[b, :n, 0], expected)
+        torch.testing.assert_close(out[b, :n, 1], -expected)
+        assert float(out[b, 0, 0]) == float(x[b, 0, 0])                    # ends kept
+        if n > 1:
+            torch.testing.assert_close(out[b, n - 1, 0], x[b, L - 1, 0])
+        assert not out[b, n:].any()                                        # zero past it
+    same, same_len = random_warp(x, lengths, 0.0)
+    assert torch.equal(same, x[:, :int(lengths.max())]) and torch.equal(same_len, lengths)
+
+
 def test_member_dataset_gives_each_member_its_own_order():
     K, n = 3, 10
     split = SequenceSplit(torch.arange(n, dtype=torch.float32).view(n, 1, 1).expand(n, 2, 1),
@@ -107,7 +135,8 @@ def test_ensemble_per_member_batches():
 
 
 def test_classify_rejects_bad_regularisers(tmp_path):
-    for key, value in (("crop", 1.0), ("label_smoothing", -0.1), ("conv", 4)):
+    for key, value in (("crop", 1.0), ("warp", -0.1), ("label_smoothing", -0.1),
+                       ("conv", 4)):
         with pytest.raises(ValueError, match=key.replace("_", "-") if key != "conv" else
                            "odd kernel size"):
             train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 4, "epochs": 1,
@@ -118,7 +147,7 @@ def test_classify_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     result = train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 8, "epochs": 2,
                                      "ensemble": 2, "conv": 3, "crop": 0.2,
-                                     "label_smoothing": 0.1, "jitter": 0.05, "out": str(out)})
+                                     "warp": 0.2, "label_smoothing": 0.1, "jitter": 0.05, "out": str(out)})
     m = result.metrics
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 370
     assert len(m["member_test_accuracy"]) == 2

@@ -14,8 +14,8 @@ cross-entropy. ``--conv K`` puts a 'same' 1-D convolution (+ ReLU) over time in 
 recurrent layer. ``--ensemble K`` trains K independently initialised copies, each on its own
 batches in its own order (:class:`MemberDataset`: copies that see the same batches make
 correlated errors), and averages their class probabilities. Training-only regularisers:
-``--jitter`` (input noise), ``--crop`` (random crops), ``--label-smoothing``,
-``--head-dropout``.
+``--jitter`` (input noise), ``--crop`` (random crops), ``--warp`` (random time warps),
+``--label-smoothing``, ``--head-dropout``.
 
 The official test split is never used for fitting or for choosing anything: it is evaluated
 after each epoch only so that ``metrics.jsonl`` shows the learning curve, and the last epoch's
@@ -59,6 +59,7 @@ __all__ = [
     "plot_confusion",
     "predict_proba",
     "random_crop",
+    "random_warp",
 ]
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,30 @@ def random_crop(x: Tensor, lengths: Tensor, share: float) -> tuple[Tensor, Tenso
     return out, new.to(lengths.dtype).to(lengths.device)
 
 
+def random_warp(x: Tensor, lengths: Tensor, share: float) -> tuple[Tensor, Tensor]:
+    """Random time warps of a padded batch: row ``b`` is resampled (linear interpolation
+    between neighbouring steps) to ``round(s_b * L_b)`` steps, ``s_b ~ U[1 - share, 1 + share]``
+    (at least one step). ``x: [B, T, C]``, ``lengths: [B]`` -> ``(x' [B, T', C], lengths' [B])``
+    with ``T' = max(lengths')``; steps past a row's new length are zero."""
+    B = x.shape[0]
+    L = lengths.to(x.device)
+    s = 1 + share * (2 * torch.rand(B, device=x.device, dtype=x.dtype) - 1)
+    new = (L.to(x.dtype) * s).round().long().clamp(min=1)
+    T2 = int(new.max())
+    t = torch.arange(T2, device=x.device, dtype=x.dtype)
+    # position of output step t in the input: t * (L - 1) / (new - 1) (0 when new == 1)
+    scale = (L - 1).to(x.dtype) / (new - 1).clamp(min=1).to(x.dtype)
+    u = (t[None, :] * scale[:, None]).clamp(max=(L - 1).to(x.dtype)[:, None])   # (B, T2)
+    lo = u.floor().long()
+    hi = (lo + 1).clamp(max=(L - 1)[:, None])
+    w = (u - lo.to(x.dtype))[:, :, None]
+    C = x.shape[2]
+    out = (x.gather(1, lo[:, :, None].expand(-1, -1, C)) * (1 - w)
+           + x.gather(1, hi[:, :, None].expand(-1, -1, C)) * w)
+    out = out * (t[None, :] < new[:, None]).to(x.dtype)[:, :, None]
+    return out, new.to(lengths.dtype).to(lengths.device)
+
+
 def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
     """``[C, C]`` int64 counts; row = true class, column = predicted class."""
     flat = y_true.long() * num_classes + y_pred.long()
@@ -255,6 +280,8 @@ class Classify(Task):
                "(standardised) input values"),
         Option("crop", float, 0.0, "training only: drop a random share in [0, CROP) of each "
                "series' steps, split between its start and its end (random crops)"),
+        Option("warp", float, 0.0, "training only: resample each series to a random length "
+               "within +-WARP of its own (time warps)"),
         Option("label_smoothing", float, 0.0, "cross-entropy label smoothing"),
         Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
     )
@@ -269,6 +296,8 @@ class Classify(Task):
             raise ValueError(f"--jitter must be >= 0, got {self.cfg.jitter}")
         if not 0 <= self.cfg.crop < 1:
             raise ValueError(f"--crop must lie in [0, 1), got {self.cfg.crop}")
+        if not 0 <= self.cfg.warp < 1:
+            raise ValueError(f"--warp must lie in [0, 1), got {self.cfg.warp}")
         if not 0 <= self.cfg.label_smoothing < 1:
             raise ValueError(f"--label-smoothing must lie in [0, 1), got "
                              f"{self.cfg.label_smoothing}")
@@ -300,6 +329,8 @@ class Classify(Task):
         lengths = lengths.t().flatten()
         if model.training and self.cfg.crop > 0:
             x, lengths = random_crop(x, lengths, self.cfg.crop)
+        if model.training and self.cfg.warp > 0:
+            x, lengths = random_warp(x, lengths, self.cfg.warp)
         if model.training and self.cfg.jitter > 0:
             x = x + self.cfg.jitter * torch.randn_like(x)  # padding is never read (lengths=)
         logits = model(x.unflatten(0, (K, B)), lengths.cpu().view(K, B))   # (K, B, C)
