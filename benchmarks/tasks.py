@@ -4,6 +4,7 @@ with their defaults, over several seeds, timed, against the targets of the task 
     .venv/bin/python benchmarks/tasks.py                          # 5 seeds each, prints Markdown
     .venv/bin/python benchmarks/tasks.py --seeds 10 --json tasks.json
     .venv/bin/python benchmarks/tasks.py --only vowels --set ensemble=8 --set epochs=50
+    .venv/bin/python benchmarks/tasks.py --only vowels --seeds 10 --jobs 2   # 2 runs at once
 
 Targets (checked per seed, every seed must meet them):
 
@@ -17,11 +18,15 @@ Each run is exactly what ``recur train TASK --seed S`` does (the same ``train_ta
 defaults, writing a run directory under a temporary folder that is removed afterwards); the
 wall time includes loading the data, training, the final evaluation and the plots. The
 machine, the date and the commit are printed with the table and stored in the JSON.
+``--jobs N`` runs N seeds at once in separate processes (each with the task's own ``--threads``;
+the vowels defaults use one thread, so two jobs on a 2-core machine do not share a core); the
+JSON records the number of jobs next to the times.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import logging
 import platform
@@ -91,6 +96,17 @@ def run_one(task: str, seed: int, overrides: dict[str, str]) -> dict:
     return row
 
 
+def _quiet() -> None:
+    logging.disable(logging.WARNING)  # the runs' own progress lines
+
+
+def _report(row: dict) -> dict:
+    print(f"{row['task']} seed {row['seed']}: " + ", ".join(
+        f"{k}={v}" for k, v in row.items() if k not in ("task", "seed", "config")),
+        file=sys.stderr, flush=True)
+    return row
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| task | seed | result | target | met | seconds |",
              "|---|---:|---|---|:---:|---:|"]
@@ -126,8 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a task option (tuning; the README table uses none)")
     p.add_argument("--json", default=None, help="write the rows and the summary here")
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (processes)")
     args = p.parse_args(argv)
-    logging.disable(logging.WARNING)  # the runs' own progress lines
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+    _quiet()
     overrides = _parse_set(args.set)
     tasks = [args.only] if args.only else ["vowels", "forecast"]
     # each override goes to the tasks that have that option; one no task has is an error
@@ -137,20 +156,23 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set {key}: no option of that name in {', '.join(tasks)}")
     import torch
 
-    rows = []
-    for task in tasks:
-        for seed in range(args.seeds):
-            rows.append(run_one(task, seed, overrides))
-            print(f"{task} seed {seed}: " + ", ".join(
-                f"{k}={v}" for k, v in rows[-1].items() if k not in ("task", "seed", "config")),
-                file=sys.stderr, flush=True)
+    runs = [(task, seed) for task in tasks for seed in range(args.seeds)]
+    if args.jobs == 1:
+        rows = [_report(run_one(task, seed, overrides)) for task, seed in runs]
+    else:
+        ctx = __import__("multiprocessing").get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx,
+                                                    initializer=_quiet) as pool:
+            futures = [pool.submit(run_one, task, seed, overrides) for task, seed in runs]
+            rows = [_report(f.result()) for f in futures]
     info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
             "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "commit": commit(), "overrides": overrides}
+            "commit": commit(), "overrides": overrides, "jobs": args.jobs}
     print(f"recur benchmarks/tasks.py, {info['date']}, commit {info['commit']}, "
           f"{info['cpus']}-CPU {info['machine']}, Python {info['python']}, torch {info['torch']}"
-          + (f", overrides {overrides}" if overrides else ""))
+          + (f", overrides {overrides}" if overrides else "")
+          + (f", {args.jobs} runs at once" if args.jobs > 1 else ""))
     print(table(rows))
     s = summary(rows)
     for task, v in s.items():
