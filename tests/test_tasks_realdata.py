@@ -36,9 +36,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
     cfg = resolve_config(get_task("vowels"))
     assert (cfg.data, cfg.cell, cfg.bidirectional, cfg.ensemble) == \
-        ("aeon:JapaneseVowels", "gru", True, 5)
-    assert (cfg.conv, cfg.pool, cfg.head_dropout, cfg.jitter) == (3, "both", 0.3, 0.1)
-    assert resolve_config(get_task("classify")).data is None
+        ("aeon:JapaneseVowels", "gru", True, 10)
+    assert (cfg.conv, cfg.pool, cfg.head_dropout, cfg.jitter, cfg.warp, cfg.epochs) == \
+        (3, "both", 0.3, 0.1, 0.2, 30)
+    plain = resolve_config(get_task("classify"))
+    assert plain.data is None and (plain.ensemble, plain.warp, plain.conv) == (1, 0.0, 0)
 
 
 def test_classifier_uses_lengths_so_padding_changes_nothing():
