@@ -89,7 +89,8 @@ def test_random_warp_resamples_each_row_to_a_new_length():
     out, new = random_warp(x, lengths, 0.4)
     assert new.dtype == lengths.dtype and out.shape == (B, int(new.max()), 2)
     assert bool((new >= 1).all())
-    assert bool((new >= (0.6 * lengths).floor()).all()) and bool((new <= (1.4 * lengths).ceil()).all())
+    assert bool((new >= (0.6 * lengths).floor()).all())
+    assert bool((new <= (1.4 * lengths).ceil()).all())
     assert bool((new != lengths).any())
     for b in range(B):
         L, n = int(lengths[b]), int(new[b])
@@ -149,7 +150,8 @@ def test_classify_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     result = train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 8, "epochs": 2,
                                      "ensemble": 2, "conv": 3, "crop": 0.2,
-                                     "warp": 0.2, "label_smoothing": 0.1, "jitter": 0.05, "out": str(out)})
+                                     "warp": 0.2, "label_smoothing": 0.1, "jitter": 0.05,
+                                     "out": str(out)})
     m = result.metrics
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 370
     assert len(m["member_test_accuracy"]) == 2

@@ -24,9 +24,9 @@ model is the result. ``metrics.json`` holds ``test_accuracy``.
 ``vowels`` defaults: a width-3 convolution (64 channels, ReLU), then a bidirectional GRU of
 64 units read at its last states and its mean (``--pool both``), head dropout 0.3, input
 jitter 0.1, time warps of +-20%, Adam 3e-3, batch 32, 30 epochs, an ensemble of 10 (each on
-its own batch order), one CPU thread (about 75 s on a 2-core CPU). ``benchmarks/tasks.py`` reports the test
-accuracy over seeds (README); ``benchmarks/peers.py`` measures 1-NN DTW and MiniRocket on
-the same split.
+its own batch order), one CPU thread (about 75 s on a 2-core CPU). ``benchmarks/tasks.py``
+reports the test accuracy over seeds (README); ``benchmarks/peers.py`` measures 1-NN DTW and
+MiniRocket on the same split.
 """
 
 from __future__ import annotations
@@ -385,9 +385,9 @@ class Vowels(Classify):
     # 370 wrong); time warps (+-20%) left that mean as it was but made series 114 wrong less
     # often. Four test series are wrong for every model tried and two more for most, so one
     # model misses 0.98 on about a third of the seeds; averaging ten (each on its own batch
-    # order) leaves ~6 errors and more than 7 in about 1% of draws (estimated by drawing ten
-    # from ~270 single models of these settings and close variants). 30 epochs keep a run of
-    # ten near 75 s. One thread: these small models gain nothing from more, and on a busy
+    # order) leaves ~6 errors, more than 7 in 1-2% of draws of ten from ~270 single models
+    # of these settings and close variants (in whole runs on seeds 200-209: once, seed 209).
+    # 30 epochs keep a run of ten near 75 s. One thread: these small models gain nothing from more, and on a busy
     # machine waiting OpenMP threads slow every step down.
     defaults = {**Classify.defaults, "epochs": 30, "threads": 1}
     options = tuple(
