@@ -36,7 +36,7 @@ from ._forward import (
     _publish2,
     _row_sum,
     _store_gate,
-    _zone,
+    _zone_split,
 )
 
 
@@ -192,11 +192,8 @@ def bwd_small_kernel(
             s1 = tl.zeros((BB, BH), dtype=tl.float32)
         d1 = dc
         if ZONE > 0:
-            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, ZONE, NS)
-            dz0 = m0 * d0
-            dz1 = m1 * d1
-            d0 = d0 - dz0
-            d1 = d1 - dz1
+            d0, d1, dz0, dz1 = _zone_split(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, d0,
+                                           d1, ZONE, NS)
         vh = valid & m_h
         if LN > 0:
             mean, rstd = _ln_stats(r0, r1, r2, r3, m_h, G * H, G, EPS)
@@ -370,11 +367,8 @@ def bwd_grid_kernel(
             s1 = tl.zeros((BB, BN), dtype=tl.float32)
         d1 = dc
         if ZONE > 0:
-            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, ZONE, NS)
-            dz0 = m0 * d0
-            dz1 = m1 * d1
-            d0 = d0 - dz0
-            d1 = d1 - dz1
+            d0, d1, dz0, dz1 = _zone_split(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, d0,
+                                           d1, ZONE, NS)
         vn = valid & m_n
         if LN > 0:
             st = lnst_ws + (t * B + rb) * 4

@@ -147,6 +147,27 @@ def _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE: tl.constexpr,
     return m0, m1
 
 
+@triton.jit
+def _zone_mix(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, h, c, n0, n1,
+              ZONE: tl.constexpr, NS: tl.constexpr):
+    """Zoneout at step t: each unit keeps its previous state where the mask is set,
+    ``n_k' = m_k * prev_k + (1 - m_k) * n_k`` (masks from :func:`_zone`)."""
+    m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE, NS)
+    return m0 * h + (1.0 - m0) * n0, m1 * c + (1.0 - m1) * n1
+
+
+@triton.jit
+def _zone_split(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, d0, d1,
+                ZONE: tl.constexpr, NS: tl.constexpr):
+    """Backward of :func:`_zone_mix`: the state gradients ``d0, d1`` split into the part
+    reaching the new values ``(1 - m_k) d_k`` and the part carried to the previous state
+    ``m_k d_k``; returns ``(d0', d1', dz0, dz1)``."""
+    m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, mask, ZONE, NS)
+    dz0 = m0 * d0
+    dz1 = m1 * d1
+    return d0 - dz0, d1 - dz1, dz0, dz1
+
+
 # the projection's W_hr chunk (hidden units per chunk forward, outputs per chunk backward)
 PROJ_CHUNK = tl.constexpr(64)
 
@@ -429,9 +450,8 @@ def fwd_small_kernel(
                          mask=m_h)
             n0 = tl.sigmoid(x3 + r3) * _tanh(chat * gc[None, :] + ec[None, :])
         if ZONE > 0:
-            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, ZONE, NS)
-            n0 = m0 * h + (1.0 - m0) * n0
-            n1 = m1 * c + (1.0 - m1) * n1
+            n0, n1 = _zone_mix(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_h, h, c, n0, n1,
+                               ZONE, NS)
         if PROJ:
             n0 = tl.where(m_h, n0, 0.0)
             if SAVE:
@@ -596,9 +616,8 @@ def fwd_grid_kernel(
                          mask=m_n)
             n0 = tl.sigmoid(x3 + r3) * _tanh(chat * gc[None, :] + ec[None, :])
         if ZONE > 0:
-            m0, m1 = _zone(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, ZONE, NS)
-            n0 = m0 * h + (1.0 - m0) * n0
-            n1 = m1 * c + (1.0 - m1) * n1
+            n0, n1 = _zone_mix(z0_ptr, z1_ptr, zp0, zp1, t, rb, rn, B, H, m_n, h, c, n0, n1,
+                               ZONE, NS)
         n0 = tl.where(m_n, n0, 0.0)
         n1 = tl.where(m_n, n1, 0.0)
         if PROJ:  # u: publish this program's units, then project all of u onto rp
