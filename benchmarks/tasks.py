@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--set {key}: no option of that name in {', '.join(tasks)}")
     import torch
 
+    code = commit()  # the checkout as the run starts (it may move on while it runs)
     runs = [(task, seed) for task in tasks
             for seed in range(args.first_seed, args.first_seed + args.seeds)]
     if args.jobs == 1:
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
             "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-            "commit": commit(), "overrides": overrides, "jobs": args.jobs,
+            "commit": code, "overrides": overrides, "jobs": args.jobs,
             "first_seed": args.first_seed}
     print(f"recur benchmarks/tasks.py, {info['date']}, commit {info['commit']}, "
           f"{info['cpus']}-CPU {info['machine']}, Python {info['python']}, torch {info['torch']}"

@@ -175,10 +175,11 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
+    code = commit()  # the checkout as the run starts (it may move on while it runs)
     rows = variant_rows(args, device) + min_rows(args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     meta = dict(device=str(device), device_name=name or platform.machine(),
-                threads=torch.get_num_threads(), torch=torch.__version__, commit=commit(),
+                threads=torch.get_num_threads(), torch=torch.__version__, commit=code,
                 date=time.strftime("%Y-%m-%d"))
     print(f"# {meta['device']} ({meta['device_name']}, {meta['threads']} threads), torch "
           f"{meta['torch']}, commit {meta['commit']}, {meta['date']}; fwd+bwd, float32")

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet()
     import torch
 
+    code = commit()  # the checkout as the run starts (it may move on while it runs)
     seeds = range(args.first_seed, args.first_seed + args.models)
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx,
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d"), "commit": commit(), "models": args.models,
+            "date": time.strftime("%Y-%m-%d"), "commit": code, "models": args.models,
             "first_seed": args.first_seed, "jobs": args.jobs, "draws": args.draws,
             "test_size": int(y.numel())}
     acc = [r["test_accuracy"] for r in runs]
