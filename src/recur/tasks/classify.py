@@ -383,12 +383,12 @@ class Vowels(Classify):
     # a width-3 convolution in front, both poolings, head dropout 0.3 and input jitter 0.1
     # lift one model from a mean test accuracy of 0.977 (the plain bi-GRU) to ~0.981 (7 of
     # 370 wrong); time warps (+-20%) left that mean as it was but made series 114 wrong less
-    # often. Four test series are wrong for every model tried and two more for most, so one
-    # model misses 0.98 on about a third of the seeds; averaging ten (each on its own batch
-    # order) leaves ~6 errors, more than 7 in 1-2% of draws of ten from ~270 single models
-    # of these settings and close variants (in whole runs on seeds 200-209: once, seed 209).
-    # 30 epochs keep a run of ten near 75 s. One thread: these small models gain nothing from more, and on a busy
-    # machine waiting OpenMP threads slow every step down.
+    # often. Series 31, 36, 170 and 193 are wrong in nearly every model and 359 in most
+    # (benchmarks/vowels_members.py, 40 models), so one model misses 0.98 on 16 of 40 seeds;
+    # ensembles of ten of those models (each member on its own batch order here) average
+    # 5.6 errors and exceed 7 in 0.6% of draws (in whole runs on seeds 200-209: once, seed
+    # 209). 30 epochs keep a run of ten near 75 s. One thread: these small models gain
+    # nothing from more, and on a busy machine waiting OpenMP threads slow every step down.
     defaults = {**Classify.defaults, "epochs": 30, "threads": 1}
     options = tuple(
         replace(o, default={"conv": 3, "pool": "both", "head_dropout": 0.3, "jitter": 0.1,
