@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 
 import pytest
 import torch
@@ -48,13 +47,39 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "new"
 
 
+@pytest.mark.parametrize("umask", [0o002, 0o027])
+def test_atomic_write_gives_the_mode_open_would_give(tmp_path, umask):
+    before = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "new.json", lambda f: f.write("{}"))
+        (tmp_path / "plain.json").write_text("{}")
+        (tmp_path / "kept.json").write_text("{}")
+        os.chmod(tmp_path / "kept.json", 0o640)
+        atomic_write(tmp_path / "kept.json", lambda f: f.write("{}"))   # replaced: mode kept
+    finally:
+        os.umask(before)
+    mode = os.stat(tmp_path / "new.json").st_mode & 0o777
+    assert mode == 0o666 & ~umask == os.stat(tmp_path / "plain.json").st_mode & 0o777
+    assert os.stat(tmp_path / "kept.json").st_mode & 0o777 == 0o640
+
+
 def test_history_names_the_malformed_line(tmp_path):
     run = RunDir(tmp_path)
     run.append_history({"epoch": 1, "train_loss": 0.5})
     with open(tmp_path / RunDir.METRICS_LOG, "a") as f:
         f.write("{not json\n")
-    with pytest.raises(ValueError, match="line 2"):
+    with pytest.raises(ValueError, match="line 2: not a readable recur metrics log"):
         run.read_history()
+
+
+@pytest.mark.parametrize("text", ["{oops", "[1, 2]", "", "\xff\xfe"])
+def test_read_json_of_a_damaged_file_is_one_line_naming_it(tmp_path, text):
+    (tmp_path / "config.json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError) as err:
+        RunDir(tmp_path).read_json("config.json")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'config.json'} is not a readable recur run file: "
+                              f"expected") and "\n" not in message
 
 
 def test_json_files_are_strict_json(tmp_path):
@@ -89,13 +114,35 @@ class Payload:
 def test_checkpoint_loading_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": 1, "model": {}, "x": Payload()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="not a readable recur checkpoint") as err:
         load_checkpoint(path)
+    assert str(path) in str(err.value) and "weights_only" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "no-model"])
+def test_checkpoint_damage_is_one_line_naming_the_file(tmp_path, damage):
+    path = save_checkpoint(tmp_path / "c.pt", model=nn.GRU(3, 4), optimizer=None, epoch=1,
+                           step=1, rng=[], history=[])
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a checkpoint\n" * 10)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save({"format": 1, "epoch": 1}, path)
+    with pytest.raises(ValueError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert message.startswith(f"{path} is not a readable recur checkpoint: expected")
+    assert "\n" not in message and "weights_only" not in message
 
 
 def test_checkpoint_rejects_other_files(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a recur checkpoint"):
+    with pytest.raises(ValueError, match="not a readable recur checkpoint: expected format 1"):
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")

@@ -21,6 +21,7 @@ never interrupted.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -88,13 +89,44 @@ def save_checkpoint(path: str | os.PathLike, *, model: nn.Module,
     return Path(path)
 
 
+#: keys every checkpoint of :data:`FORMAT` holds
+KEYS = ("format", "epoch", "step", "model", "optimizer", "rng", "history")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``torch.load(weights_only=True)``; check its format."""
+    """Load a checkpoint with ``torch.load(weights_only=True)``; check its format.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: one line naming ``path`` when it is not a readable recur checkpoint
+            (truncated, corrupt, another format, or holding objects other than tensors and
+            plain values); PyTorch's own message is not repeated, since it ends in advice to
+            load with ``weights_only=False``, which would execute the file's pickled code.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path} is not a readable recur checkpoint: expected tensors and "
+                         f"plain values only, got other Python objects (not loaded: "
+                         f"that would run code from the file)") from None
+    except Exception as err:  # torch.load raises RuntimeError, EOFError, ... for bad bytes
+        raise ValueError(f"{path} is not a readable recur checkpoint: expected a complete "
+                         f"torch.save file, got a truncated or corrupt one "
+                         f"({type(err).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"{path}: not a recur checkpoint of format {FORMAT} (found {found!r})")
+        raise ValueError(f"{path} is not a readable recur checkpoint: expected format "
+                         f"{FORMAT}, got {found!r}")
+    missing = [k for k in KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"{path} is not a readable recur checkpoint: expected the keys "
+                         f"{', '.join(KEYS)}, got no {', '.join(missing)}")
+    if not isinstance(payload["model"], dict):
+        raise ValueError(f"{path} is not a readable recur checkpoint: expected a state dict "
+                         f"under 'model', got {type(payload['model']).__name__}")
     return payload
