@@ -242,7 +242,7 @@ def test_sentiment_on_the_shipped_sample_tiny(tmp_path):
     out = tmp_path / "run"
     result = train_task("sentiment", {"epochs": 2, "hidden": 8, "embed": 8, "out": str(out)})
     m = result.metrics
-    assert 0.0 <= m["accuracy"] <= 1.0 and m["heldout_size"] == 100
+    assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 100
     assert m["majority_accuracy"] == 0.5
     assert (out / "confusion.png").read_bytes()[:8] == PNG
     _, pred = predict_run(out, {"text": "great food, friendly staff"}, device="cpu")
@@ -258,7 +258,7 @@ def test_sentiment_jsonl_three_classes(tmp_path):
     result = train_task("sentiment", {"data": str(path), "text_column": "review",
                                       "label_column": "mood", "epochs": 15, "hidden": 8,
                                       "embed": 8, "out": str(tmp_path / "run")})
-    assert result.metrics["accuracy"] == 1.0                   # one word decides the class
+    assert result.metrics["test_accuracy"] == 1.0              # one word decides the class
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -18,9 +18,9 @@ Encoding: lower-case word tokens → indices ``[B, T]`` (0 = padding) → embedd
 → (bi)LSTM run with ``lengths=`` (no padding enters the state) → mean of the outputs over the
 real tokens, concatenated with the final states → dropout → linear class logits.
 
-``metrics.json``: ``accuracy`` on the held-out split (and ``majority_accuracy``, what always
-answering the most frequent training label scores); ``confusion.png`` shows the held-out
-confusion matrix.
+``metrics.json``: ``test_accuracy`` and ``test_loss`` on the held-out split (the keys
+``classify`` uses for its test split), ``majority_accuracy`` (what always answering the most
+frequent training label scores there); ``confusion.png`` shows the held-out confusion matrix.
 """
 
 from __future__ import annotations
@@ -162,10 +162,10 @@ class Sentiment(Task):
         logits, y = self._predict(model, data.train)
         majority = data.info["classes"].index(data.info["majority_class"])
         y_held = data.test.tensors[2]
-        return {"accuracy": held["accuracy"], "loss": held["loss"],
+        return {"test_accuracy": held["accuracy"], "test_loss": held["loss"],
                 "train_accuracy": (logits.argmax(-1) == y).float().mean().item(),
                 "majority_accuracy": (y_held == majority).float().mean().item(),
-                "heldout_size": len(data.test), "vocab_size": len(data.info["vocab"])}
+                "test_size": len(data.test), "vocab_size": len(data.info["vocab"])}
 
     def plots(self, model: nn.Module, data: TaskData, out_dir: Path) -> list[Path]:
         """``confusion.png``: the held-out confusion matrix."""
