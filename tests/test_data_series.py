@@ -89,6 +89,8 @@ def test_malformed_csv_names_the_line(tmp_path, body, line, what):
 def test_missing_file_and_empty_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="series file not found"):
         load_series(str(tmp_path / "nope.csv"), column="v")
+    with pytest.raises(FileNotFoundError, match="series file not found"):  # before the column
+        load_series(str(tmp_path / "nope.csv"))
     with pytest.raises(ValueError, match="no data rows"):
         load_series(_write(tmp_path, "h.csv", "t,v\n"), column="v")
 

@@ -32,8 +32,11 @@ def report() -> dict[str, str]:
         "torch": torch.__version__,
         "triton": _version("triton"),
     }
-    for package in ("numpy", "matplotlib", "tqdm", "safetensors", "aeon", "statsmodels"):
+    for package in ("numpy", "matplotlib", "tqdm", "safetensors", "aeon", "statsmodels",
+                    "onnx", "onnxruntime"):   # the tasks extra, then the export extra
         info[package] = _version(package)
+    if _version("onnxscript") != "not installed":  # torch.onnx's exporter, when present
+        info["onnxscript"] = _version("onnxscript")
     if torch.cuda.is_available():
         names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["cuda"] = f"{torch.version.cuda}, {len(names)} device(s): {', '.join(names)}"

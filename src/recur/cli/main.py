@@ -5,14 +5,19 @@
     recur train sine-cos --hidden 32 --epochs 5 --out runs/sc
     recur train sine-cos --out runs/sc --resume --epochs 20   # continue a run
     recur eval runs/sc                       # recompute the final metrics from the checkpoint
-    recur predict runs/hello --text hello    # task-specific use of a trained run
+    recur predict runs/hello --text hello    # task-specific use of a trained run (a table)
+    recur predict runs/hello --json          # the same as one JSON line, for programs
     recur env                                # versions, devices, backends
     recur diagnose gradients --seq-len 100   # why gates matter: ||dL/dh_t|| for RNN/LSTM/GRU
     torchrun --standalone --nproc_per_node 2 -m recur train lagged-sine   # DDP (gloo on CPU)
 
 Every run writes config.json, metrics.jsonl, metrics.json, checkpoint.pt and PNG plots to its
-``--out`` directory; the last line printed is a one-line summary of the final metrics. Bad
-input exits with status 2 and an argparse-style message (``recur train: error: ...``).
+``--out`` directory; the last line printed is a one-line summary of the final metrics.
+
+Errors exit with status 2 and never show a traceback: a mistake in the command line itself (an
+unknown flag, a bad choice) prints the usage and then ``recur train: error: ...``; an error found
+after that (a data file, a column, a damaged run directory) is one line on stderr,
+``recur train forecast: error: ...``.
 """
 
 from __future__ import annotations
@@ -28,12 +33,17 @@ from typing import Any
 from ..tasks import COMMON_OPTIONS, Option, all_tasks, get_task, resolve_config
 from ..train.progress import Reporter, format_value
 from .progress import TerminalReporter
+from .table import format_result
 
 __all__ = ["main", "build_parser", "summary_line"]
 
 log = logging.getLogger("recur")
 
 EPILOG = "Run `recur train TASK --help` for a task's options."
+TRAIN_USAGE = "usage: recur train TASK [options]  (`recur train --help` lists the tasks)"
+#: what a task, the data readers and the run files raise for input that is wrong (a missing
+#: or malformed file, a bad column, an impossible value, a loss that diverged): one line
+RUN_ERRORS = (ValueError, OSError, FloatingPointError)
 
 
 def _add_option(group, option: Option, shown_default: Any = None) -> None:
@@ -72,9 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("env", help="versions of python, torch, triton; devices; backends")
     p = sub.add_parser("export", help="export a run's recurrent layer to ONNX's own "
-                       "RNN/LSTM/GRU operators: recur export RUN_DIR OUT.onnx")
+                       "RNN/LSTM/GRU operators: recur export RUN_DIR OUT.onnx",
+                       description="Write the recurrent layer of the run in RUN_DIR to OUT.onnx "
+                       "as ONNX's own RNN/LSTM/GRU operators. OUT.onnx is a path like any "
+                       "other: a relative one (model.onnx) is relative to the current "
+                       "directory, not to RUN_DIR; an existing file is replaced.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("out", metavar="OUT.onnx", help="path of the ONNX file to write")
+    p.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write; a relative path "
+                   "is relative to the current directory (not to RUN_DIR)")
     p = sub.add_parser("diagnose", help="diagnostics: recur diagnose gradients")
     dsub = p.add_subparsers(dest="diagnosis", metavar="DIAGNOSIS", required=True)
     g = dsub.add_parser("gradients", help="||dL/dh_t|| over t and eig(W_hh) for RNN/LSTM/GRU "
@@ -116,13 +131,13 @@ def _train(argv: list[str]) -> int:
         print(_train_usage())
         return 0
     if not argv:
-        print(_train_usage(), file=sys.stderr)
-        _usage_error("recur train", "the following arguments are required: TASK")
+        _usage_error("recur train", "the following arguments are required: TASK",
+                     usage=_train_usage())
     name, rest = argv[0], argv[1:]
     tasks = all_tasks()
     if name not in tasks:
         _usage_error("recur train", f"argument TASK: invalid choice: {name!r} "
-                     f"(choose from {', '.join(tasks)})")
+                     f"(choose from {', '.join(tasks)})", usage=TRAIN_USAGE)
     parser = _task_parser(name)
     ns = parser.parse_args(rest)
     _setup_logging(ns.verbose)
@@ -135,9 +150,9 @@ def _train(argv: list[str]) -> int:
     try:
         result = train_task(name, overrides,
                             reporter=TerminalReporter() if main_rank else Reporter())
-    except (ValueError, FileNotFoundError) as err:
+    except RUN_ERRORS as err:  # the data or the run directory, not the command line: one line
         log.debug("train failed", exc_info=True)
-        parser.error(str(err))
+        _usage_error(f"recur train {name}", str(err))
     except KeyboardInterrupt:
         if main_rank:
             print(f"\ninterrupted; the last finished epoch is saved. Continue with:\n"
@@ -154,39 +169,83 @@ def _train(argv: list[str]) -> int:
 
 
 # ---- predict ----------------------------------------------------------------------------
+PREDICT_USAGE = "usage: recur predict RUN_DIR [--device {auto,cpu,cuda}] [--json] [OPTIONS]"
+
+
+def _predict_parser(prog: str, task_cls: type | None = None, *,
+                    for_help: bool = False) -> argparse.ArgumentParser:
+    """The parser of ``recur predict RUN_DIR``: the options of every run, then those of
+    ``task_cls``'s runs (``for_help``: only the options, as a section of the general help)."""
+    parser = argparse.ArgumentParser(
+        prog=prog, add_help=not for_help, usage=argparse.SUPPRESS if for_help else None,
+        description=None if for_help or task_cls is None
+        else f"Use a trained {task_cls.name!r} run.")
+    if task_cls is None:
+        parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+        parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                            help="where to run the model (default: auto)")
+        parser.add_argument("--json", action="store_true",
+                            help="print the result as one JSON line instead of a table")
+        return parser
+    if not for_help:
+        parser = _predict_parser(prog)
+    if task_cls.predict_options:
+        group = parser.add_argument_group(f"options of {task_cls.name} runs")
+        for option in task_cls.predict_options:
+            _add_option(group, option, option.default)
+    return parser
+
+
+def _predict_help() -> str:
+    """``recur predict --help``: every run's options and each task's own."""
+    from ..tasks import Task
+
+    about = ("Use a trained run: RUN_DIR's task decides what predict does and which options "
+             "it takes (`recur predict RUN_DIR --help` shows them for one run). The result is "
+             "printed as a table, or with --json as one JSON line.")
+    common = _predict_parser("recur predict").format_help().split("\n\n", 1)[1].rstrip()
+    parts = [PREDICT_USAGE, "", about, "", common]
+    for name, task_cls in all_tasks().items():
+        if task_cls.predict is Task.predict:
+            parts += ["", f"{name} runs: no predict"]
+        elif not task_cls.predict_options:
+            doc = (task_cls.predict.__doc__ or "").strip().splitlines()
+            what = doc[0].rstrip(".") if doc else ""
+            parts += ["", f"{name} runs: no options" + (f" ({what[:1].lower()}{what[1:]})"
+                                                       if what else "")]
+        else:
+            parts += ["", _predict_parser("recur predict", task_cls,
+                                          for_help=True).format_help().strip()]
+    return "\n".join(parts)
+
+
 def _predict(argv: list[str]) -> int:
-    usage = "usage: recur predict RUN_DIR [options]  (`recur predict RUN_DIR --help` for them)"
     if argv and argv[0] in ("-h", "--help"):
-        print(usage)
+        print(_predict_help())
         return 0
     if not argv:
-        _usage_error("recur predict", "the following arguments are required: RUN_DIR")
+        _usage_error("recur predict", "the following arguments are required: RUN_DIR",
+                     usage=PREDICT_USAGE)
     run_dir, rest = argv[0], argv[1:]
     from ..tasks.runner import predict_run
     from ..train import RunDir
 
+    prog = f"recur predict {run_dir}"
     try:
         saved = RunDir(run_dir).read_json(RunDir.CONFIG)
         task_cls = get_task(saved.get("task", ""))
-    except (ValueError, FileNotFoundError) as err:
+    except RUN_ERRORS as err:
         _usage_error("recur predict", str(err))
-    parser = argparse.ArgumentParser(prog=f"recur predict {run_dir}",
-                                     description=f"use a trained {task_cls.name!r} run")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    for option in task_cls.predict_options:
-        _add_option(parser, option, option.default)
+    parser = _predict_parser(prog, task_cls)
     ns = parser.parse_args(rest)
     _setup_logging(ns.verbose)
-    args = {k: v for k, v in vars(ns).items() if k not in ("verbose", "device")}
+    args = {k: v for k, v in vars(ns).items() if k not in ("verbose", "device", "json")}
     try:
         _, result = predict_run(run_dir, args, device=ns.device)
-    except NotImplementedError as err:
-        parser.error(str(err))
-    except (ValueError, FileNotFoundError) as err:
+    except (NotImplementedError, *RUN_ERRORS) as err:
         log.debug("predict failed", exc_info=True)
-        parser.error(str(err))
-    print(json.dumps(result), flush=True)
+        _usage_error(prog, str(err))
+    print(json.dumps(result) if ns.json else format_result(result), flush=True)
     return 0
 
 
@@ -204,7 +263,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     try:
         cfg, metrics = eval_run(args.run_dir, device=args.device)
-    except (ValueError, FileNotFoundError) as err:
+    except RUN_ERRORS as err:
+        log.debug("eval failed", exc_info=True)
         _usage_error("recur eval", str(err))
     for key, value in metrics.items():
         print(f"{key}: {format_value(value)}")
@@ -251,8 +311,13 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage_error(prog: str, message: str) -> None:
-    print(f"usage: {prog} ...\n{prog}: error: {message}", file=sys.stderr)
+def _usage_error(prog: str, message: str, usage: str | None = None) -> None:
+    """Exit with status 2 after ``PROG: error: MESSAGE`` on stderr, one line; ``usage`` (a
+    mistake in the command line itself) is printed before it. A data or run-file error gets
+    no usage: it would bury the one line that matters."""
+    if usage:
+        print(usage, file=sys.stderr)
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
     raise SystemExit(2)
 
 

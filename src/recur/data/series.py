@@ -217,6 +217,7 @@ def load_series(spec: str, column: str | None = None, fillna: str | None = None)
         :class:`Series` with ``values: [N]`` float64 and no NaN.
 
     Raises:
+        FileNotFoundError: ``spec`` is neither a statsmodels name nor an existing file.
         ValueError: unknown name (lists the valid ones), missing column, malformed line, or a
             missing value without ``fillna`` (names its line / row and how many there are).
     """
@@ -227,6 +228,8 @@ def load_series(spec: str, column: str | None = None, fillna: str | None = None)
         values, where = _load_statsmodels(name)
         label = f"statsmodels:{name.lower()}"
     else:
+        if not os.path.isfile(spec):  # before the column: the file is the first thing wrong
+            raise FileNotFoundError(f"series file not found: {spec}")
         if not column:
             raise ValueError(f"reading a series from {spec} needs a column name (--column)")
         values, where = read_csv_column(spec, column)

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..train import (RunDir, Trainer, TrainerConfig, plot_history, seed_everything, setup,
                      teardown, wrap)
-from ..train.checkpoint import load_checkpoint
+from ..train.checkpoint import load_checkpoint, load_model_state
 from ..train.distributed import DistInfo, env_info, gather_objects, resolve_device
 from ..train.progress import Reporter
 from . import get_task
@@ -174,7 +174,7 @@ def load_run(run_dir: str | Path, device: str = "auto"
     task = task_cls(cfg)
     info = run.read_json(RunDir.INFO)
     model = task.build_model(info)
-    model.load_state_dict(load_checkpoint(run.checkpoint)["model"])
+    load_model_state(model, load_checkpoint(run.checkpoint)["model"], run.checkpoint)
     return task, model.to(torch_device).eval(), info, run
 
 

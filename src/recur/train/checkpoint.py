@@ -33,7 +33,7 @@ from torch import nn
 from .rundir import atomic_write
 
 __all__ = ["FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
-           "seed_everything"]
+           "load_model_state", "seed_everything"]
 
 FORMAT = 1
 
@@ -130,3 +130,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise ValueError(f"{path} is not a readable recur checkpoint: expected a state dict "
                          f"under 'model', got {type(payload['model']).__name__}")
     return payload
+
+
+def load_model_state(model: nn.Module, state: dict[str, Any], path: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)`` (strict); weights of another model (names or shapes
+    that do not fit) raise ``ValueError``, one line naming ``path``, the checkpoint they came
+    from, instead of PyTorch's list of every mismatch."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        detail = [line.strip() for line in str(err).splitlines() if line.strip()]
+        first = detail[1] if len(detail) > 1 else (detail[0] if detail else "")
+        more = f" and {len(detail) - 2} more" if len(detail) > 2 else ""
+        raise ValueError(f"{path} is not a readable recur checkpoint of this run: expected the "
+                         f"weights of the model its config.json describes, got others "
+                         f"({first[:160]}{more})") from None

@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint,
+                         set_rng_state)
 from .distributed import DistInfo, all_mean, gather_objects, unwrap
 from .progress import Reporter
 from .rundir import RunDir
@@ -161,7 +162,7 @@ class Trainer:
     def restore(self, path: str | Path) -> None:
         """Continue from a checkpoint: weights, optimizer, epoch, history, RNG states."""
         ckpt = load_checkpoint(path, map_location=self.device)
-        unwrap(self.model).load_state_dict(ckpt["model"])
+        load_model_state(unwrap(self.model), ckpt["model"], path)
         if ckpt["optimizer"]:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.global_step = ckpt["epoch"], ckpt["step"]
