@@ -14,8 +14,13 @@ faster); the peak memory of one training step above the inputs; the FLOPs per st
 
     python benchmarks/gpu.py                       # full table
     python benchmarks/gpu.py --quick --json out.json
+    python benchmarks/gpu.py --cells LSTM GRU --B 16 64 256 --H 256 512 1024 --T 512
+    TRITON_INTERPRET=1 python benchmarks/gpu.py --dry-run --B 2 --H 8 --T 4
 
-Needs a CUDA device and Triton; anywhere else it says so and exits.
+Needs a CUDA device and Triton; anywhere else it says so and exits. ``--dry-run`` runs the
+same code on the CPU under Triton's interpreter (timed with ``perf_counter``, no memory
+figures): it tests this script, it measures nothing worth quoting. ``--json`` is rewritten
+after every row, so a run cut off by a time limit keeps the rows it finished.
 """
 
 from __future__ import annotations
@@ -44,7 +49,9 @@ def flops_per_step(cell: str, B: int, H: int, train: bool) -> float:
     return fwd * 3 if train else fwd
 
 
-def _peak_bytes(fn) -> int:
+def _peak_bytes(fn) -> int | None:
+    if not torch.cuda.is_available():
+        return None
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
@@ -53,9 +60,28 @@ def _peak_bytes(fn) -> int:
     return torch.cuda.max_memory_allocated() - base
 
 
-def bench_one(cell: str, dtype: torch.dtype, B: int, T: int, H: int, *, rep: int) -> dict:
+def _cpu_bench(fn, warmup: int, rep: int) -> float:
+    """``do_bench``'s answer (ms per call) for a dry run on the CPU: the median of 3 calls."""
+    import statistics
+    import time
+
+    fn()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def bench_one(cell: str, dtype: torch.dtype, B: int, T: int, H: int, *, rep: int,
+              dev: str = "cuda") -> dict:
     import torch.nn.functional as F
-    from triton.testing import do_bench
+
+    if dev == "cuda":
+        from triton.testing import do_bench
+    else:
+        do_bench = _cpu_bench
 
     from recur.cells import BY_MODE
     from recur.ops import scan
@@ -63,7 +89,6 @@ def bench_one(cell: str, dtype: torch.dtype, B: int, T: int, H: int, *, rep: int
 
     mode, module = CELLS[cell]
     c = BY_MODE[mode]
-    dev = "cuda"
     torch.manual_seed(0)
     ref = module(H, H).to(device=dev, dtype=dtype)
     x = torch.randn(T, B, H, device=dev, dtype=dtype)
@@ -102,7 +127,8 @@ def bench_one(cell: str, dtype: torch.dtype, B: int, T: int, H: int, *, rep: int
                 row[f"{name}_{kind}_us_per_step"] = None
                 row[f"{name}_{kind}_error"] = f"{type(e).__name__}: {e}"[:200]
         try:
-            row[f"{name}_peak_train_MiB"] = _peak_bytes(train(f)) / 2**20
+            peak = _peak_bytes(train(f))
+            row[f"{name}_peak_train_MiB"] = None if peak is None else peak / 2**20
         except Exception:  # noqa: BLE001
             row[f"{name}_peak_train_MiB"] = None
     for kind in ("fwd", "fwdbwd"):
@@ -140,10 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=list(DTYPES))
     ap.add_argument("--quick", action="store_true", help="first two (B, T, H) only")
     ap.add_argument("--rep", type=int, default=200, help="do_bench time budget per call, ms")
+    ap.add_argument("--B", type=int, nargs="+", default=None, help="batch sizes (grid with "
+                    "--H and --T; replaces the default configurations)")
+    ap.add_argument("--H", type=int, nargs="+", default=None, help="hidden sizes")
+    ap.add_argument("--T", type=int, nargs="+", default=None, help="sequence lengths")
+    ap.add_argument("--dry-run", action="store_true", help="CPU, Triton's interpreter "
+                    "(TRITON_INTERPRET=1): tests the script, measures nothing")
     ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write rows here")
     args = ap.parse_args(argv)
 
-    if not torch.cuda.is_available():
+    if args.dry_run:
+        import os
+
+        if os.environ.get("TRITON_INTERPRET") != "1":
+            ap.error("--dry-run needs TRITON_INTERPRET=1 in the environment")
+    elif not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here; nothing measured. Run it on a machine "
               "with an NVIDIA GPU and Triton installed.")
         return 0
@@ -153,20 +190,25 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/gpu.py: the triton package is not installed; nothing measured.")
         return 0
 
-    meta = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
-            "triton": triton.__version__, "cudnn": torch.backends.cudnn.version(),
+    dev = "cpu" if args.dry_run else "cuda"
+    meta = {"gpu": "none (dry run on the CPU)" if args.dry_run else torch.cuda.get_device_name(),
+            "torch": torch.__version__, "triton": triton.__version__,
+            "cudnn": torch.backends.cudnn.version(),
             "date": datetime.date.today().isoformat(), "commit": commit(),
-            "tf32": torch.backends.cuda.matmul.allow_tf32}
+            "tf32": torch.backends.cuda.matmul.allow_tf32, "dry_run": args.dry_run}
     configs = CONFIGS[:2] if args.quick else CONFIGS
+    if args.B or args.H or args.T:
+        configs = [(B, T, H) for B in args.B or [16] for T in args.T or [512]
+                   for H in args.H or [512]]
     rows = []
     for cell in args.cells:
         for dt in args.dtypes:
             for B, T, H in configs:
-                rows.append(bench_one(cell, DTYPES[dt], B, T, H, rep=args.rep))
+                rows.append(bench_one(cell, DTYPES[dt], B, T, H, rep=args.rep, dev=dev))
                 print(f"done {cell} {dt} B={B} T={T} H={H}", file=sys.stderr, flush=True)
+                if args.json is not None:  # after every row: a cut-off run keeps them
+                    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print_table(rows, meta)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     return 0
 
 

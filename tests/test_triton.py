@@ -18,6 +18,7 @@ import sys
 import pytest
 import torch
 
+from recur import testing
 from recur.cells import GRU, LSTM, RNN_RELU, RNN_TANH, Cell
 from recur.cells.layernorm import LAYERNORM_GRU, LAYERNORM_LSTM
 from recur.ops import scan
@@ -59,84 +60,21 @@ def triton_backend():
 
 # --- helpers ------------------------------------------------------------------------------------
 
-def make_inputs(cell: Cell, T: int, B: int, H: int, *, P: int | None = None, bias: bool = True,
-                dtype=torch.float32, device=DEVICE, seed: int = 0):
-    """Random inputs with the scales of an initialised layer: ``xg [T, B, G*H]``,
-    ``w_hh [G*H, HO]``, ``b_hh``, ``state0``, ``w_hr [P, H]`` (all leaves needing grad)."""
-    g = torch.Generator().manual_seed(seed)
-    G, HO = cell.num_gates, P or H
-    k = HO ** -0.5
-
-    def rnd(*shape, scale=1.0):
-        t = (torch.rand(*shape, generator=g) * 2 - 1) * scale
-        return t.to(device=device, dtype=dtype).requires_grad_()
-
-    xg = rnd(T, B, G * H, scale=1.5)
-    w_hh = rnd(G * H, HO, scale=k)
-    b_hh = rnd(G * H, scale=k) if bias else None
-    state0 = (rnd(B, HO),) + tuple(rnd(B, H) for _ in range(cell.num_states - 1))
-    w_hr = rnd(P, H, scale=H ** -0.5) if P else None
-    return xg, w_hh, b_hh, state0, w_hr
+def make_inputs(cell, T, B, H, **kw):
+    """:func:`recur.testing.make_inputs` on this module's device."""
+    return testing.make_inputs(cell, T, B, H, **({"device": DEVICE} | kw))
 
 
-def make_ln_params(cell: Cell, H: int, *, device=DEVICE, seed: int = 4) -> list:
-    """A layer-norm cell's ``params`` (gains near 1, biases near 0, then ``b_hh``), leaves."""
-    g = torch.Generator().manual_seed(seed)
-    GH = cell.num_gates * H
-
-    def rnd(n, centre, scale):
-        t = centre + (torch.rand(n, generator=g) * 2 - 1) * scale
-        return t.to(device).requires_grad_()
-
-    out = [rnd(GH, 1.0, 0.3), rnd(GH, 0.0, 0.3)]
-    if cell.fused_norm == "hc":
-        out += [rnd(H, 1.0, 0.3), rnd(H, 0.0, 0.3)]
-    return out + [rnd(GH, 0.0, H ** -0.5)]
+def make_ln_params(cell, H, **kw):
+    return testing.make_ln_params(cell, H, **({"device": DEVICE} | kw))
 
 
-def run(cell, inputs, *, backend, lengths=None, reverse=False, cast=None, grads=True,
-        h_mask=None, zoneout=None, params=()):
-    """Outputs, final states and (optionally) the gradient of every input, as a dict.
-
-    The loss weighs every output and final state differently, so each gradient path counts.
-    ``cast`` runs the backend on converted copies (e.g. float64 for the oracle), masks too.
-    ``params``: leaves handed to ``scan(params=...)`` (layer-norm cells), gradients too."""
-    xg, w_hh, b_hh, state0, w_hr = inputs
-    leaves = {"xg": xg, "w_hh": w_hh, "b_hh": b_hh, "w_hr": w_hr}
-    leaves.update({f"params[{i}]": p for i, p in enumerate(params)})
-    leaves.update({f"state0[{i}]": s for i, s in enumerate(state0)})
-    leaves = {k: v for k, v in leaves.items() if v is not None}
-    args = {k: (v.detach().to(cast).requires_grad_() if cast else v) for k, v in leaves.items()}
-    st0 = tuple(args[f"state0[{i}]"] for i in range(len(state0)))
-    if cast is not None:
-        h_mask = None if h_mask is None else h_mask.to(cast)
-        zoneout = None if zoneout is None else tuple(m.to(cast) for m in zoneout)
-    ps = tuple(args[f"params[{i}]"] for i in range(len(params)))
-    out, states = scan(cell, args["xg"], args["w_hh"], args.get("b_hh"), st0,
-                       w_hr=args.get("w_hr"), lengths=lengths, reverse=reverse, backend=backend,
-                       h_mask=h_mask, zoneout=zoneout, params=ps)
-    res = {"out": out.detach()}
-    res.update({f"state[{i}]": s.detach() for i, s in enumerate(states)})
-    if grads:
-        g = torch.Generator().manual_seed(1)
-        wo = torch.randn(out.shape, generator=g).to(out)
-        loss = (out * wo).sum()
-        for i, s in enumerate(states):
-            loss = loss + (s * torch.randn(s.shape, generator=g).to(s)).sum()
-        gs = torch.autograd.grad(loss, list(args.values()))
-        res.update({f"d{k}": v for k, v in zip(args, gs)})
-    return res
+def make_masks(cell, T, B, H, **kw):
+    return testing.make_masks(cell, T, B, H, **({"device": DEVICE} | kw))
 
 
-def assert_close(got: dict, want: dict, rtol: float) -> None:
-    """Every tensor of ``want`` matches ``got`` in relative norm (and ``got`` is finite)."""
-    assert got.keys() == want.keys()
-    for k, ref in want.items():
-        a, b = got[k].double(), ref.double()
-        assert a.shape == b.shape, f"{k}: shape {tuple(a.shape)} != {tuple(b.shape)}"
-        assert torch.isfinite(a).all(), f"{k}: non-finite values (unwritten memory?)"
-        err = (a - b).norm() / b.norm().clamp_min(1e-12)
-        assert err <= rtol, f"{k}: relative error {err:.3e} > {rtol:.1e}"
+run = testing.run_scan
+assert_close = testing.assert_close
 
 
 # --- the CPU-CI matrix (interpreter on CPU, compiled on CUDA) -----------------------------------
@@ -177,24 +115,6 @@ def test_matches_reference(case):
     want = run(cell, inputs, backend="reference", lengths=lens, reverse=reverse,
                cast=torch.float64)
     assert_close(got, want, rtol=1e-5)
-
-
-def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mask: bool,
-               device=DEVICE, seed: int = 2):
-    """A recurrent-dropout mask ``[B, H]`` (scaled by 1/(1-p), p=0.3) and zoneout masks per
-    state: ``"train"`` Bernoulli ``[T, B, H]`` draws, ``"eval"`` expanded rates."""
-    g = torch.Generator().manual_seed(seed)
-    hm = None
-    if h_mask:
-        hm = ((torch.rand(B, H, generator=g) > 0.3).float() / 0.7).to(device)
-    rates = (0.3, 0.6)[: cell.num_states]
-    zo = None
-    if zoneout == "train":
-        zo = tuple(torch.bernoulli(torch.full((T, B, H), p), generator=g).to(device)
-                   for p in rates)
-    elif zoneout == "eval":
-        zo = tuple(torch.full((1, 1, 1), p, device=device).expand(T, B, H) for p in rates)
-    return hm, zo
 
 
 # (cell, T, B, H, lengths, reverse, zoneout, h_mask)
@@ -388,19 +308,10 @@ GRID_CASES = [
 
 
 def force_one_slice(monkeypatch, path: str) -> None:
-    """Make the planner return a ``path`` plan with one slice of all H units per batch tile
-    of 16 rows (``stream``: chunks of 16 inputs)."""
-    import triton
-
+    """:func:`recur.testing.one_slice_plan` for the rest of the test."""
     from recur.ops.triton import _launch
 
-    def one_slice(G, B_, H_, HO, proj, device, wbytes=4):
-        BN = _launch._pow2(H_)
-        return _launch.Plan(path, BB=16, BN=BN, BK=16 if path == "stream" else BN,
-                            BP=_launch._pow2(HO) if proj else 0,
-                            grid=(1, triton.cdiv(B_, 16)))
-
-    monkeypatch.setattr(_launch, "plan", one_slice)
+    monkeypatch.setattr(_launch, "plan", testing.one_slice_plan(path))
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="forces a one-slice grid plan, for the interpreter; on "

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Everything a lent GPU should run, in ONE command that ends within $GPU_CHECK_BUDGET seconds
+# (default 345: one device call, leaving time for a second). Steps in priority order, each
+# under its own time limit (cut to what is left of the budget), each writing its log and
+# JSON under $OUT as it goes, so a cut-off run still returns what it did; one status line per
+# step in $OUT/status.txt ("STEP ok|FAIL|TIMEOUT|SKIP ... seconds").
+#
+#   OUT=$OUT bash scripts/gpu_check.sh             # on the GPU machine (H100 / H200)
+#   OUT=/tmp/gc bash scripts/gpu_check.sh --dry-run  # on a CPU: Triton's interpreter, tiny sizes
+#   OUT=$OUT bash scripts/gpu_check.sh --only correctness,speed   # rerun failed steps only
+#
+#   1 env          versions, nvidia-smi
+#   2 smoke        one small LSTM forward + backward, triton against the float64 reference
+#   3 correctness  small / grid / stream paths x RNN, LSTM, LSTM+proj, GRU, LayerNormLSTM,
+#                  LayerNormGRU x float32, bfloat16, with lengths and reverse; one zoneout and
+#                  one recurrent-dropout case; outputs and workspaces NaN-poisoned
+#   4 repro        the same inputs twice: every output and gradient bitwise equal
+#   5 speed        benchmarks/gpu.py: LSTM, GRU x fwd, fwd+bwd x B 16/64/256 x H 256/512/1024,
+#                  T 512, fp32 + bf16, against cuDNN in the same process; peak memory
+#   6 speed-ln     LayerNormLSTM on triton against the eager loop (and cuDNN's plain LSTM)
+#   7 gpu-tests    while time is left: the gpu-marked tests of tests/test_triton.py
+#
+# Needs only what the GPU machine has (Python, torch with CUDA, Triton, numpy, pytest) and
+# runs the checkout from source (PYTHONPATH=src). Without .git, pass RECUR_COMMIT=<hash>.
+# Exit status: 0 when every step that ran passed, 1 otherwise.
+set -u
+cd "$(dirname "$0")/.."
+DRY=0
+ONLY=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --dry-run) DRY=1 ;;
+        --only) ONLY=",${2:?--only needs a comma-separated list of steps},"; shift ;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown argument $1 (expected --dry-run, --only STEPS)" >&2
+           exit 2 ;;
+    esac
+    shift
+done
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export RECUR_COMMIT=${RECUR_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+PY=${PYTHON:-$(command -v python || command -v python3)}
+BUDGET=${GPU_CHECK_BUDGET:-345}
+START=$(date +%s)
+FAILED=0
+if [ "$DRY" = 1 ]; then
+    export TRITON_INTERPRET=1
+    DRYFLAG=--dry-run
+    WORKERS=2
+    SPEED_SIZES=(--B 2 --H 8 --T 4)
+else
+    DRYFLAG=
+    WORKERS=8  # Triton compiles on the CPU: 8 processes compile the cases' kernels at once
+    SPEED_SIZES=(--B 16 64 256 --H 256 512 1024 --T 512)
+fi
+
+wanted() { [ -z "$ONLY" ] || [[ "$ONLY" == *",$1,"* ]]; }
+
+step() {  # step NAME SECONDS COMMAND...: run within the budget, log, one status line
+    local name=$1 limit=$2
+    shift 2
+    wanted "$name" || return 0
+    local left=$((BUDGET - ($(date +%s) - START)))
+    if [ "$left" -lt 15 ]; then
+        echo "$name SKIP no time left (${left} s of the budget)" | tee -a "$OUT/status.txt"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    local t0
+    t0=$(date +%s)
+    timeout -k 5 "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$? word=ok
+    [ "$rc" != 0 ] && word=FAIL && FAILED=1
+    [ "$rc" = 124 ] || [ "$rc" = 137 ] && word=TIMEOUT
+    echo "$name $word rc=$rc $(($(date +%s) - t0)) s (limit $limit s): $(tail -n 1 "$OUT/$name.log")" \
+        | tee -a "$OUT/status.txt"
+}
+
+: > "$OUT/status.txt"
+step env 20 $PY benchmarks/gpu_check.py env --out "$OUT" $DRYFLAG
+step smoke 45 $PY benchmarks/gpu_check.py smoke --out "$OUT" $DRYFLAG
+step correctness 120 $PY benchmarks/gpu_check.py correctness --out "$OUT" --workers "$WORKERS" $DRYFLAG
+step repro 40 $PY benchmarks/gpu_check.py repro --out "$OUT" --workers "$WORKERS" $DRYFLAG
+step speed 100 $PY benchmarks/gpu.py --cells LSTM GRU --dtypes float32 bfloat16 \
+    "${SPEED_SIZES[@]}" --rep 50 --json "$OUT/speed.json" $DRYFLAG
+step speed-ln 35 $PY benchmarks/gpu_check.py speed-ln --out "$OUT" $DRYFLAG
+if [ "$DRY" = 1 ]; then
+    wanted gpu-tests && echo "gpu-tests SKIP dry run (the gpu-marked tests need CUDA)" | tee -a "$OUT/status.txt"
+else
+    step gpu-tests 600 $PY -m pytest -q -rs -x -p no:cacheprovider -m gpu tests/test_triton.py
+fi
+count() { grep -c "^[^ ]* $1 " "$OUT/status.txt"; }
+echo "gpu_check: $(count ok) ok, $(count FAIL) failed, $(count TIMEOUT) timed out, $(count SKIP) \
+skipped in $(($(date +%s) - START)) s; logs and JSON in $OUT"
+exit "$FAILED"

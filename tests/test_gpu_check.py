@@ -1,0 +1,91 @@
+"""``scripts/gpu_check.sh --dry-run``: the one-command GPU check run on the CPU under
+Triton's interpreter at tiny sizes, so the script is tested before its first GPU run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                 reason="triton is not installed"),
+              pytest.mark.slow]
+STEPS = ["env", "smoke", "correctness", "repro", "speed", "speed-ln"]
+
+
+def _run(out: Path, *args: str, budget: int = 345, timeout: int = 400):
+    env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_BUDGET=str(budget))
+    return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", *args],
+                          env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          check=False)
+
+
+def _status(out: Path) -> dict[str, str]:
+    lines = (out / "status.txt").read_text().splitlines()
+    return {line.split()[0]: line.split()[1] for line in lines}
+
+
+def test_dry_run_every_step_passes(tmp_path):
+    res = _run(tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    status = _status(tmp_path)
+    assert status == {**{s: "ok" for s in STEPS}, "gpu-tests": "SKIP"}, res.stdout
+    correctness = json.loads((tmp_path / "correctness.json").read_text())
+    rows = correctness["rows"]
+    assert correctness["meta"]["dry_run"] is True
+    covered = {(r["cell"], r["path"], r["dtype"]) for r in rows}
+    assert covered >= {(c, p, d) for c in ("RNN", "LSTM", "LSTM+proj", "GRU", "LayerNormLSTM",
+                                           "LayerNormGRU")
+                       for p in ("small", "grid", "stream") for d in ("float32", "bfloat16")}
+    assert all(r["ok"] and r["max_rel_err"] <= r["rtol"] for r in rows)
+    assert {r["reverse"] for r in rows} == {False, True}
+    assert any(r["zoneout"] for r in rows) and any(r["h_mask"] for r in rows)
+    repro = json.loads((tmp_path / "repro.json").read_text())["rows"]
+    assert repro and all(r["ok"] and not r["differ"] for r in repro)
+    speed = json.loads((tmp_path / "speed.json").read_text())["rows"]
+    assert {(r["cell"], r["dtype"]) for r in speed} == {
+        (c, d) for c in ("LSTM", "GRU") for d in ("float32", "bfloat16")}
+    assert all(r["recur_fwdbwd_us_per_step"] and r["torch_fwdbwd_us_per_step"] for r in speed)
+    ln = [json.loads(x) for x in (tmp_path / "speed-ln.jsonl").read_text().splitlines()]
+    assert ln and all(r["triton_fwdbwd_us_per_step"] and r["eager_fwdbwd_us_per_step"]
+                      for r in ln)
+
+
+def test_budget_cuts_steps_and_keeps_what_finished(tmp_path):
+    """A budget too small for the correctness step: it times out, the later steps are
+    skipped, the exit status says so, and the cases finished before the cut are on disk."""
+    res = _run(tmp_path, "--only", "env,smoke,correctness,repro", budget=24)
+    status = _status(tmp_path)
+    assert res.returncode == 1
+    assert status["env"] == "ok" and status["smoke"] == "ok"
+    assert status["correctness"] == "TIMEOUT", (tmp_path / "status.txt").read_text()
+    assert status["repro"] == "SKIP"
+    done = [line for p in tmp_path.glob("correctness-*.jsonl")
+            for line in p.read_text().splitlines()]
+    assert done and all(json.loads(x)["ok"] for x in done)
+
+
+def test_the_check_fails_a_wrong_result():
+    """The comparison is not vacuous: a case passes at its tolerance and fails at zero."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.pop(0)
+    case = gpu_check.correctness_cases(dry=True)[0]
+    assert gpu_check.run_correctness(case, "cpu", True, rtol_scale=1.0)["ok"]
+    bad = gpu_check.run_correctness(case, "cpu", True, rtol_scale=0.0)
+    assert not bad["ok"] and bad["max_rel_err"] > 0
+
+
+def test_unknown_argument_is_a_usage_error(tmp_path):
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--fast"],
+                         capture_output=True, text=True, env=dict(os.environ, OUT=str(tmp_path)),
+                         check=False)
+    assert res.returncode == 2 and "unknown argument --fast" in res.stderr
