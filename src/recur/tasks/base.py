@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -87,6 +87,7 @@ class Option:
         default: value when not given (``None`` allowed: "not set").
         help: one line for ``--help``.
         choices: allowed values, or ``None`` for any.
+        multiple: the flag may be repeated; the value is the list of the values given.
     """
 
     name: str
@@ -94,15 +95,20 @@ class Option:
     default: Any = None
     help: str = ""
     choices: tuple | None = None
+    multiple: bool = False
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> Any:
-        """Convert ``value`` to ``self.type`` and check ``choices``; raise ``ValueError``."""
+        """Convert ``value`` to ``self.type`` and check ``choices``; raise ``ValueError``.
+        A ``multiple`` option takes a list (or one value) and returns a list."""
         if value is None:
             return None
+        if self.multiple:
+            values = value if isinstance(value, (list, tuple)) else [value]
+            return [replace(self, multiple=False).check(v) for v in values]
         if self.type is bool and not isinstance(value, bool):
             raise ValueError(f"{self.flag}: expected true/false, got {value!r}")
         if self.type in (int, float) and isinstance(value, bool):

