@@ -51,8 +51,8 @@ Rules: a task never prints (use ``logging``); ``build_data`` is deterministic gi
 as ``model(...)`` (it may be wrapped in ``DistributedDataParallel``); in ``evaluate`` and later
 hooks the model is unwrapped and in ``eval()`` mode. Find the device with :func:`model_device`.
 Bad user input (a malformed file, a missing column, an impossible option value) raises
-``ValueError`` with the expected and the received value: the CLI turns it into an
-argparse-style error with exit status 2. ``evaluate``/``final_metrics``/``plots``/``predict``
+``ValueError`` with the expected and the received value: the CLI prints it as one line,
+``recur train TASK: error: ...``, without usage or traceback (exit status 2). ``evaluate``/``final_metrics``/``plots``/``predict``
 run under ``torch.no_grad()``; ``batch_len`` (used by the default ``evaluate``) assumes
 batch-first batches. Models: :class:`recur.tasks.models.SeqModel` (recur ``RNN``/``LSTM``/``GRU``
 + linear head, per step or pooled at each row's last valid step with ``lengths=``) and

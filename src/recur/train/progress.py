@@ -41,7 +41,7 @@ class Reporter:
         """After an epoch with its ``metrics.jsonl`` record."""
 
     def message(self, text: str) -> None:
-        """A message from a task callback (e.g. hello's predicted string)."""
+        """A message from a task callback (a string its ``on_epoch_end`` returned)."""
 
     def on_fit_end(self, history: list[dict[str, Any]]) -> None:
         """After the last epoch."""
