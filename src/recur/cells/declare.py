@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .base import Cell
+from .registry import register
 
 Init = str | Callable[[Tensor, int], None]
 _INITS = ("uniform", "zeros", "ones")
@@ -130,7 +131,9 @@ def declare(
             signature or wrong output shapes here rather than deep inside a forward pass.
 
     Returns:
-        A :class:`DeclaredCell` (or, used as ``@declare(...)``, a decorator returning one).
+        A :class:`DeclaredCell` (or, used as ``@declare(...)``, a decorator returning one),
+        registered under its name (:mod:`recur.cells.registry`: a saved module holding it
+        loads again by that name).
     """
     def build(fn: Callable) -> DeclaredCell:
         if not callable(fn):
@@ -141,7 +144,7 @@ def declare(
                             doc=doc or (line[0] if line else ""), params=tuple(params))
         if check:
             check_cell(cell)
-        return cell
+        return register(cell)
 
     return build if update is None else build(update)
 

@@ -28,8 +28,8 @@ def to_time_major(
 ) -> tuple[Tensor, Tensor | None, Layout]:
     """Return ``x: [T, B, I]``, ``lengths: [B]`` int64 on the CPU (or None) and the layout.
 
-    Raises the errors torch.nn raises for a wrong input rank, plus clear errors for an empty
-    sequence or batch and for bad ``lengths``.
+    Raises the errors torch.nn raises for a wrong input rank or an empty sequence (an empty
+    batch is fine, as in torch.nn), plus clear errors for bad ``lengths``.
     """
     if isinstance(input, PackedSequence):
         if lengths is not None:
@@ -50,12 +50,8 @@ def to_time_major(
     else:
         x = input
     T, B = x.shape[0], x.shape[1]
-    if T == 0:
-        raise ValueError(f"{name}: Expected a sequence of length >= 1, got input of shape "
-                         f"{tuple(input.shape)} (zero time steps)")
-    if B == 0:
-        raise ValueError(f"{name}: Expected a batch of size >= 1, got input of shape "
-                         f"{tuple(input.shape)} (empty batch)")
+    if T == 0:  # torch.nn's class and message (an empty batch is fine, as in torch.nn)
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
     lens = None if lengths is None else check_lengths(lengths, T, B, batched)
     return x, lens, Layout(batched=batched, batch_first=batch_first)
 
@@ -73,7 +69,7 @@ def check_lengths(lengths, T: int, B: int, batched: bool) -> Tensor:
         raise ValueError(f"lengths must have {want} to match the batch, "
                          f"got shape {tuple(lens.shape)}")
     lens = lens.to(device="cpu", dtype=torch.int64)
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or B == 0:
         return lens  # values are data: checked in eager calls, not traced (torch.compile)
     lo, hi = int(lens.min()), int(lens.max())
     if lo < 1 or hi > T:

@@ -17,12 +17,13 @@ from torch import Tensor, _VF, nn
 from .. import cells
 from ..cells import Cell
 from ..ops.dispatch import check_backend_name, requested_backend
+from ._pickle import CellByName
 
 _VF_CELLS = {"RNN_TANH": _VF.rnn_tanh_cell, "RNN_RELU": _VF.rnn_relu_cell,
              "LSTM": _VF.lstm_cell, "GRU": _VF.gru_cell}
 
 
-class RNNCellBase(nn.Module):
+class RNNCellBase(CellByName, nn.Module):
     """One recurrent step of a declared cell with torch.nn's parameters."""
 
     cell: Cell
@@ -33,14 +34,12 @@ class RNNCellBase(nn.Module):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value <= 0:
-                raise ValueError(f"{name} must be greater than zero, got {value}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias should be of type bool, got: {type(bias).__name__}")
+            if value < 0:  # torch.nn accepts 0 (outputs of size 0), not negative sizes
+                raise ValueError(f"{name} must be zero or greater, got {value}")
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.bias = bias
+        self.bias = bias  # as given: torch.nn's cells take any truthy value (e.g. 1)
         self.backend = check_backend_name(backend)
         if backend == "triton":
             raise ValueError("backend='triton' runs whole sequences (recur.RNN/LSTM/GRU); a "
@@ -58,14 +57,14 @@ class RNNCellBase(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.hidden_size)
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
         if getattr(self, "nonlinearity", "tanh") != "tanh":
             s += f", nonlinearity={self.nonlinearity}"
         if self.backend != "auto":
@@ -74,42 +73,47 @@ class RNNCellBase(nn.Module):
 
     def _step(self, input: Tensor, hx: tuple[Tensor, ...] | None) -> tuple[Tensor, ...]:
         """``input: [I]`` or ``[B, I]``; ``hx``: states ``[H]`` or ``[B, H]`` (or None).
-        Returns the new states in the input's batching."""
+        Returns the new states in the input's batching. Checks, classes and messages are
+        torch.nn's (its Python checks, then ATen's ``check_rnn_cell_forward_*``), in its order."""
         name = type(self).__name__
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if hx is not None:
+            for k, h in enumerate(hx):
+                if h.dim() not in (1, 2):
+                    what = f"hx[{k}]" if self.cell.num_states > 1 else "hidden"
+                    raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {h.dim()}D "
+                                     "instead")
         batched = input.dim() == 2
         x = input if batched else input.unsqueeze(0)  # (B, I)
-        if x.shape[0] == 0:
-            raise ValueError(f"{name}: Expected a batch of size >= 1, got input of shape "
-                             f"{tuple(input.shape)}")
         if x.shape[1] != self.input_size:
-            raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]}, "
+            raise RuntimeError(f"input has inconsistent input_size: got {x.shape[1]} "
                                f"expected {self.input_size}")
-        if x.dtype != self.weight_ih.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise ValueError(f"{name} input dtype ({x.dtype}) does not match weight dtype "
-                             f"({self.weight_ih.dtype})")
-        if x.device != self.weight_ih.device:
-            raise RuntimeError(f"Expected input on the weights' device {self.weight_ih.device}, "
-                               f"got input on {x.device}")
         B = x.shape[0]
         if hx is None:
             states = tuple(x.new_zeros(B, self.hidden_size) for _ in range(self.cell.num_states))
         else:
             states = []
             for k, h in enumerate(hx):
-                if h.dim() not in (1, 2):
-                    raise ValueError(f"{name}: Expected hx[{k}] to be 1D or 2D, got "
-                                     f"{h.dim()}D instead")
                 if (h.dim() == 2) != batched:
                     raise RuntimeError(f"{name}: hx[{k}] must be {'2' if batched else '1'}-D "
                                        f"like the input, got {h.dim()}-D")
                 h = h if batched else h.unsqueeze(0)
-                if tuple(h.shape) != (B, self.hidden_size):
-                    raise RuntimeError(f"hidden{k} has inconsistent shape: got "
-                                       f"{list(h.shape)}, expected {[B, self.hidden_size]}")
+                if h.shape[0] != B:
+                    raise RuntimeError(f"Input batch size {B} doesn't match hidden{k} batch "
+                                       f"size {h.shape[0]}")
+                if h.shape[1] != self.hidden_size:
+                    raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got "
+                                       f"{h.shape[1]}, expected {self.hidden_size}")
                 states.append(h)
             states = tuple(states)
+        w = self.weight_ih
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise RuntimeError(f"{name} input dtype ({x.dtype}) does not match weight dtype "
+                               f"({w.dtype})")
+        if x.device != w.device:
+            raise RuntimeError(f"Expected input on the weights' device {w.device}, "
+                               f"got input on {x.device}")
         # RECUR_BACKEND=triton asks for the fused kernels; one step has none, so it means auto
         if requested_backend(self.backend) in ("auto", "torch", "triton"):
             fn = _VF_CELLS[self.cell.native_mode]

@@ -23,10 +23,11 @@ from ..ops import LayerWeights, run_stack
 from ..ops.dispatch import check_backend_name, resolve_stack_backend
 from ..ops.native import stack_native
 from ._layout import from_time_major, to_time_major
+from ._pickle import CellByName
 from .streaming import StreamingMixin
 
 
-class RNNBase(StreamingMixin, nn.Module):
+class RNNBase(CellByName, StreamingMixin, nn.Module):
     """Base of the multi-layer recurrent modules; the cell is the only per-class difference.
 
     Args:
@@ -121,7 +122,14 @@ class RNNBase(StreamingMixin, nn.Module):
     # torch.nn compatibility ------------------------------------------------------------
     @property
     def _flat_weights(self) -> list[Tensor]:
-        return [getattr(self, n) for n in self._flat_weights_names]
+        return [self._weight(n) for n in self._flat_weights_names]
+
+    def _weight(self, name: str) -> Tensor:
+        """The weight ``name`` as an attribute lookup sees it, so that parametrizations,
+        ``weight_norm`` and pruning (which replace the registered parameter) take part; the
+        plain parameter straight from ``_parameters`` otherwise (forward's hot path)."""
+        w = self._parameters.get(name)
+        return w if w is not None else getattr(self, name)
 
     @property
     def all_weights(self) -> list[list[Tensor]]:
@@ -150,8 +158,7 @@ class RNNBase(StreamingMixin, nn.Module):
 
     # forward ---------------------------------------------------------------------------
     def _layer_weights(self) -> list[LayerWeights]:
-        params = self._parameters  # direct dict access: forward is on the hot path
-        return [LayerWeights(*(params[n] if n else None for n in names))
+        return [LayerWeights(*(self._weight(n) if n else None for n in names))
                 for names in self._layer_names]
 
     def _stack_weights(self, x: Tensor) -> list[LayerWeights]:
@@ -165,7 +172,7 @@ class RNNBase(StreamingMixin, nn.Module):
         return [(LD, B, h_out)] + [(LD, B, self.hidden_size)] * (self.cell.num_states - 1)
 
     def _check_input(self, x: Tensor) -> None:
-        w = self._parameters["weight_ih_l0"]
+        w = self._weight("weight_ih_l0")
         if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
             raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype "
                              f"({w.dtype}). Convert input: input.to({w.dtype}), or convert "
@@ -227,7 +234,7 @@ class RNNBase(StreamingMixin, nn.Module):
         self._check_input(x)
         amp = torch.is_autocast_enabled(x.device.type)
         if amp:  # the recurrence and its states in the weights' dtype (float32), autocast off
-            x, hx = _cast_inputs(x, hx, self._parameters["weight_ih_l0"].dtype)
+            x, hx = _cast_inputs(x, hx, self._weight("weight_ih_l0").dtype)
         states = self._prepare_hx(hx, x, layout.batched)
         if amp:
             with torch.autocast(x.device.type, enabled=False):
@@ -245,12 +252,11 @@ class RNNBase(StreamingMixin, nn.Module):
     def _run(self, x: Tensor, states: tuple[Tensor, ...], lens: Tensor | None):
         """``x: [T, B, I]`` through the stack; returns ``out, finals`` as ``run_stack``."""
         if (self._plain_native and not torch.compiler.is_compiling()
+                and not torch.onnx.is_in_onnx_export()
                 and resolve_stack_backend(self.backend, self.cell, x, native_ok=True) == "torch"):
             # torch.nn's own cell with nothing added: its flat weights go straight to PyTorch's
             # kernels, without building LayerWeights (a few us per call; see benchmarks/cpu.py)
-            params = self._parameters
-            return stack_native(self.cell.native_mode, x, states,
-                                [params[n] for n in self._flat_weights_names],
+            return stack_native(self.cell.native_mode, x, states, self._flat_weights,
                                 has_biases=self.bias, has_proj=self.proj_size > 0,
                                 num_layers=self.num_layers, bidirectional=self.bidirectional,
                                 dropout=self.dropout, training=self.training, lengths=lens)

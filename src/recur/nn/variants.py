@@ -137,7 +137,6 @@ class VariantRNN(CustomRNN):
                              f"{', zoneout' if zoned else ''}"
                              f"{', recurrent_dropout' if self.recurrent_dropout else ''}; "
                              "use backend='auto' or 'reference'")
-        self.base_cell = cell
         super().__init__(cell, input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, backend=backend)

@@ -15,8 +15,8 @@ def _check(cell: Cell, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, state0: St
     if xg.dim() != 3:
         raise ValueError(f"xg must be 3-D [T, B, G*H], got {xg.dim()}-D {tuple(xg.shape)}")
     T, B, GH = xg.shape
-    if T == 0 or B == 0:
-        raise ValueError(f"xg must have T >= 1 and B >= 1, got shape {tuple(xg.shape)}")
+    if T == 0:  # an empty batch (B == 0) is fine: empty outputs, as in torch.nn
+        raise ValueError(f"xg must have T >= 1, got shape {tuple(xg.shape)}")
     if GH % cell.num_gates:
         raise ValueError(f"xg.size(-1) must be a multiple of num_gates={cell.num_gates}, got {GH}")
     H = GH // cell.num_gates
@@ -43,7 +43,7 @@ def _check(cell: Cell, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, state0: St
             raise ValueError(f"lengths must have shape ({B},), got {tuple(lengths.shape)}")
         if lengths.is_floating_point() or lengths.is_complex():
             raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-        lo, hi = int(lengths.min()), int(lengths.max())
+        lo, hi = (int(lengths.min()), int(lengths.max())) if B else (1, T)
         if lo < 1 or hi > T:
             raise ValueError(f"lengths must lie in [1, {T}], got values in [{lo}, {hi}]")
     return state0, lengths
@@ -142,6 +142,10 @@ def scan(
     if zoneout is not None:
         zoneout = _check_zoneout(cell, zoneout, xg, w_hr)
     req = requested_backend(backend)
+    if xg.shape[1] == 0 and req != "torch":  # an empty batch: no step to run on any backend
+        return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
+                              reverse=reverse, params=tuple(params),
+                              step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
     if extras:
         # Extra tensors handed to the cell's update (variants, declared cells with
         # parameters): the reference loop takes any; the fused kernels take the layer-norm
