@@ -1,174 +1,149 @@
-"""``export_onnx``: a recur ``RNN`` / ``LSTM`` / ``GRU`` as ONNX's own RNN / LSTM / GRU operators.
+"""``export_onnx``: one recur recurrent layer as an ONNX file, through ``torch.onnx.export``.
 
-The graph is written directly with ``onnx.helper`` from the module's weights, one ONNX
-recurrent operator per layer (both directions in one operator), so every runtime runs its
-fused kernel and there is no per-step ``Loop`` / ``Scan``. Per layer::
+There is one way to translate a recur layer to ONNX, :mod:`recur.ops.onnx`, used by
+``torch.onnx.export`` on any model that holds recur layers. This file only wraps a single
+layer in a module whose inputs are the layer's ``input``, ``lengths`` and initial states, and
+exports it with dynamic batch and time axes:
 
-    Y, Y_h[, Y_c] = LSTM(X, W, R, B, sequence_lens, initial_h[, initial_c])  # Y: [T, D, B, H]
-    X_next = Reshape(Transpose(Y, perm=[0, 2, 1, 3]), [0, 0, -1])             # [T, B, D*H]
+- torch.nn's four cells (RNN tanh / relu, LSTM, GRU; any layers, bidirectional, bias or not)
+  become ONNX's own ``RNN`` / ``LSTM`` / ``GRU`` operators, one per layer (both directions in
+  one node), ``lengths`` their ``sequence_lens``: no per-step loop;
+- everything else (LSTM with ``proj_size``, declared cells, the layer-norm cells, variants
+  with zoneout or recurrent dropout) becomes an ONNX ``Scan`` over the cell's step.
 
-Weights are converted once at export: ONNX's gate orders are LSTM (i, o, f, c) and GRU
-(z, r, h) against torch.nn's (i, f, g, o) and (r, z, n); torch.nn's GRU applies the reset
-gate after the recurrent product, which is ONNX's ``linear_before_reset=1``; ONNX's bias
-input is ``[b_ih, b_hh]`` per direction. ``lengths`` become the operators' ``sequence_lens``
-(rows past their length give zero output and keep their last state, as with packing).
-
-Not exportable (an error at export time, naming what): LSTM with ``proj_size`` (ONNX's LSTM
-has no projection), cells other than torch.nn's four, variant modules with per-layer extras.
-The graph is the module in eval mode: inter-layer dropout is not part of it.
-
-Why not ``torch.onnx.export``: the fused ``_VF`` kernels do not trace, and the dynamo
-exporter would need a custom translation of ``recur::rnn_layer`` with the same weight
-conversion as here plus the extra ``onnxscript`` dependency; writing the graph directly is
-short, exact and has no moving parts.
+The graph is the layer in eval mode (no dropout; zoneout by its rates). Needs the ``export``
+extra (``onnx``, ``onnxscript``; ``onnxruntime`` to run the result).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
-import numpy as np
 import torch
+from torch import Tensor, nn
 
 from ..nn.rnn import RNNBase
 
-# ONNX gate block i takes torch.nn's block PERM[i]
-_PERM = {"LSTM": [0, 3, 1, 2], "GRU": [1, 0, 2], "RNN_TANH": [0], "RNN_RELU": [0]}
-_OP = {"LSTM": "LSTM", "GRU": "GRU", "RNN_TANH": "RNN", "RNN_RELU": "RNN"}
-_NP_DTYPE = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+_DTYPES = (torch.float32, torch.float64, torch.float16)
+
+# Warnings torch's exporter raises about its own internals or about how this wrapper names its
+# axes (one Dim shared by several inputs), not about the user's layer: kept out of the output.
+_EXPORTER_NOISE = (
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    (UserWarning, r"# The axis name: .* will not be used, since it shares the same shape"),
+)
 
 
 def check_exportable(model) -> None:
-    """Raise ``ValueError`` naming what is not supported if ``model`` cannot be exported
-    (``TypeError`` if it is not a recur recurrent module at all)."""
+    """Raise ``TypeError`` if ``model`` is not a recur recurrent module (``RNN``, ``LSTM``,
+    ``GRU``, a variant or a ``CustomRNN``), ``ValueError`` if its weights' dtype has no ONNX
+    recurrent kernel in onnxruntime."""
     if not isinstance(model, RNNBase):
-        raise TypeError(f"export_onnx takes a recur.RNN / LSTM / GRU module, got "
-                         f"{type(model).__name__}; export a model containing one with "
-                         "torch.export (recur's layers are one operator each there)")
-    if model.mode not in _PERM or model.cell.native_mode != model.mode:
-        raise ValueError(f"export_onnx: cell {model.cell.name!r} has no ONNX operator; only "
-                         "torch.nn's RNN (tanh/relu), LSTM and GRU cells export")
-    if type(model)._stack_weights is not RNNBase._stack_weights:
-        raise ValueError(f"export_onnx: {type(model).__name__} adds per-layer extras "
-                         "(variant); only recur.RNN / LSTM / GRU export to ONNX")
-    if model.proj_size > 0:
-        raise ValueError(f"export_onnx: LSTM with proj_size={model.proj_size} is not "
-                         "supported: ONNX's LSTM operator has no projection (W_hr); export "
-                         "an LSTM without proj_size")
+        raise TypeError(f"export_onnx takes a recur recurrent module (recur.RNN / LSTM / GRU, "
+                        f"a variant or a CustomRNN), got {type(model).__name__}; export a "
+                        "model containing one with torch.onnx.export(model, args, path)")
     dtype = model.weight_ih_l0.dtype
-    if dtype not in _NP_DTYPE:
-        raise ValueError(f"export_onnx: weights of dtype {dtype} are not supported; use "
-                         f"one of {list(_NP_DTYPE)}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"export_onnx: weights of dtype {dtype} are not supported; use one "
+                         f"of {list(_DTYPES)}")
 
 
-def _gates(w: torch.Tensor, perm: list[int]) -> np.ndarray:
-    blocks = w.detach().cpu().chunk(len(perm), dim=0)
-    return torch.cat([blocks[p] for p in perm], dim=0).numpy()
+def state_names(num_states: int) -> tuple[list[str], list[str]]:
+    """Graph input and output names of the states: ``h0`` / ``h_n``, then ``c0`` / ``c_n`` for
+    an LSTM-shaped cell (two states), else ``s1_0`` / ``s1_n``, ..."""
+    rest = range(1, num_states)
+    if num_states == 2:
+        return ["h0", "c0"], ["h_n", "c_n"]
+    return ["h0"] + [f"s{k}_0" for k in rest], ["h_n"] + [f"s{k}_n" for k in rest]
+
+
+class _LayerGraph(nn.Module):
+    """``forward(input, [lengths], [*initial states]) -> (output, *final states)``: the
+    layer's own forward with its inputs as separate graph inputs (which ones: the flags)."""
+
+    def __init__(self, layer: RNNBase, lengths: bool, initial_states: bool) -> None:
+        super().__init__()
+        self.layer, self.lengths, self.initial_states = layer, lengths, initial_states
+
+    def forward(self, input: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        lens = rest[0] if self.lengths else None
+        states = rest[1:] if self.lengths else rest
+        hx = None
+        if self.initial_states:
+            hx = states[0] if len(states) == 1 else tuple(states)
+        out, final = self.layer(input, hx, lengths=lens)
+        return (out, *(final if isinstance(final, tuple) else (final,)))
 
 
 def build_onnx(model: RNNBase, *, lengths: bool = True, initial_states: bool = True,
-               opset: int = 17):
-    """Build the ``onnx.ModelProto`` of ``model`` (see :func:`export_onnx`)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
+               opset: int | None = None):
+    """Export ``model`` with ``torch.onnx.export`` (see :func:`export_onnx`) and return the
+    ``onnx.ModelProto``."""
     check_exportable(model)
-    mode, H = model.mode, model.hidden_size
     L, D = model.num_layers, 2 if model.bidirectional else 1
-    perm, op = _PERM[mode], _OP[mode]
-    np_dtype = _NP_DTYPE[model.weight_ih_l0.dtype]
-    elem = helper.np_dtype_to_tensor_dtype(np.dtype(np_dtype))
-    n_states = model.cell.num_states
-    state_names = ["h0", "c0"][:n_states]
-    out_state_names = ["h_n", "c_n"][:n_states]
-
-    time_batch = ["batch", "time"] if model.batch_first else ["time", "batch"]
-    inputs = [helper.make_tensor_value_info("input", elem, [*time_batch, model.input_size])]
+    n = model.cell.num_states
+    T, B = 3, 2  # the example's sizes; both axes are dynamic in the graph
+    w = model.weight_ih_l0
+    x = torch.zeros((B, T, model.input_size) if model.batch_first else (T, B, model.input_size),
+                    dtype=w.dtype, device=w.device)
+    time, batch = torch.export.Dim("time"), torch.export.Dim("batch")
+    args, shapes = [x], [{0: batch, 1: time} if model.batch_first else {0: time, 1: batch}]
+    in_names, out_names = ["input"], ["output"]
     if lengths:
-        inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"]))
+        args.append(torch.full((B,), T, dtype=torch.int32))
+        shapes.append({0: batch})
+        in_names.append("lengths")
+    s_in, s_out = state_names(n)
     if initial_states:
-        inputs += [helper.make_tensor_value_info(n, elem, [L * D, "batch", H])
-                   for n in state_names]
-    outputs = [helper.make_tensor_value_info("output", elem, [*time_batch, D * H])]
-    outputs += [helper.make_tensor_value_info(n, elem, [L * D, "batch", H])
-                for n in out_state_names]
-
-    nodes, inits = [], []
-
-    def const(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-        return name
-
-    x = "input"
-    if model.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["x_tm"], perm=[1, 0, 2]))
-        x = "x_tm"
-    const("flatten_dirs", np.array([0, 0, -1], dtype=np.int64))
-    finals: list[list[str]] = [[] for _ in range(n_states)]
-    for layer in range(L):
-        W, R, Bs = [], [], []
-        for d in range(D):
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            W.append(_gates(getattr(model, "weight_ih" + sfx), perm))
-            R.append(_gates(getattr(model, "weight_hh" + sfx), perm))
-            if model.bias:
-                Bs.append(np.concatenate([_gates(getattr(model, "bias_ih" + sfx), perm),
-                                          _gates(getattr(model, "bias_hh" + sfx), perm)]))
-        args = [x, const(f"W_{layer}", np.stack(W).astype(np_dtype)),
-                const(f"R_{layer}", np.stack(R).astype(np_dtype)),
-                const(f"B_{layer}", np.stack(Bs).astype(np_dtype)) if model.bias else "",
-                "lengths" if lengths else ""]
-        if initial_states:
-            start, end = const(f"start_{layer}", np.array([layer * D], dtype=np.int64)), \
-                const(f"end_{layer}", np.array([(layer + 1) * D], dtype=np.int64))
-            for name in state_names:
-                nodes.append(helper.make_node("Slice", [name, start, end],
-                                              [f"{name}_{layer}"]))
-                args.append(f"{name}_{layer}")
-        outs = [f"Y_{layer}", f"Yh_{layer}"] + ([f"Yc_{layer}"] if n_states == 2 else [])
-        attrs = {"hidden_size": H, "direction": "bidirectional" if D == 2 else "forward"}
-        if mode == "GRU":
-            attrs["linear_before_reset"] = 1
-        if op == "RNN":
-            attrs["activations"] = ["Relu" if mode == "RNN_RELU" else "Tanh"] * D
-        nodes.append(helper.make_node(op, args, outs, name=f"{op}_{layer}", **attrs))
-        for j, o in enumerate(outs[1:]):
-            finals[j].append(o)
-        # Y: [T, D, B, H] -> [T, B, D*H]
-        nodes.append(helper.make_node("Transpose", [outs[0]], [f"Yt_{layer}"],
-                                      perm=[0, 2, 1, 3]))
-        last = layer == L - 1 and not model.batch_first
-        x = "output" if last else f"X_{layer + 1}"
-        nodes.append(helper.make_node("Reshape", [f"Yt_{layer}", "flatten_dirs"], [x]))
-    if model.batch_first:
-        nodes.append(helper.make_node("Transpose", [x], ["output"], perm=[1, 0, 2]))
-    for name, parts in zip(out_state_names, finals):
-        nodes.append(helper.make_node("Concat", parts, [name], axis=0) if len(parts) > 1
-                     else helper.make_node("Identity", parts, [name]))
-    graph = helper.make_graph(nodes, f"recur_{type(model).__name__}", inputs, outputs, inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="recur")
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+        h_out = model.proj_size if model.proj_size > 0 else model.hidden_size
+        for k in range(n):
+            args.append(torch.zeros(L * D, B, h_out if k == 0 else model.hidden_size,
+                                    dtype=w.dtype, device=w.device))
+            shapes.append({1: batch})
+        in_names += s_in
+    out_names += s_out
+    # forward(input, *rest): one entry for input, one tuple for rest (if any)
+    dynamic = (shapes[0], tuple(shapes[1:])) if len(shapes) > 1 else (shapes[0],)
+    graph = _LayerGraph(model, lengths, initial_states)
+    was_training = model.training
+    graph.eval()
+    try:
+        with warnings.catch_warnings():
+            for category, message in _EXPORTER_NOISE:
+                warnings.filterwarnings("ignore", message=message, category=category)
+            program = torch.onnx.export(graph, tuple(args), input_names=in_names,
+                                        output_names=out_names, opset_version=opset,
+                                        dynamic_shapes=dynamic, verbose=False)
+    finally:
+        model.train(was_training)
+    return program.model_proto
 
 
 def export_onnx(model: RNNBase, path: str | os.PathLike, *, lengths: bool = True,
-                initial_states: bool = True, opset: int = 17):
-    """Write ``model`` (a recur ``RNN`` / ``LSTM`` / ``GRU``) to ``path`` as an ONNX graph of
-    ONNX's own recurrent operators, one per layer; batch and time axes are dynamic.
+                initial_states: bool = True, opset: int | None = None):
+    """Write ``model`` (a recur recurrent module) to ``path`` as an ONNX graph; batch and
+    time axes are dynamic. Built by ``torch.onnx.export`` with recur's translation
+    (:mod:`recur.ops.onnx`): ONNX's own RNN / LSTM / GRU operators for torch.nn's four cells,
+    an ONNX ``Scan`` over the cell's step for any other configuration.
 
     Graph inputs (in this order; the optional ones only if asked for):
         ``input``: ``[T, B, I]`` (``[B, T, I]`` if ``model.batch_first``), the model's dtype.
-        ``lengths``: ``[B]`` int32 in ``[1, T]`` (if ``lengths``): ONNX's ``sequence_lens``.
-        ``h0`` (and ``c0`` for LSTM): ``[L*D, B, H]`` (if ``initial_states``; else zeros).
+        ``lengths``: ``[B]`` int32 in ``[1, T]`` (if ``lengths``).
+        ``h0: [L*D, B, Hout]``, then ``c0: [L*D, B, H]`` for an LSTM (if ``initial_states``;
+            else zeros). A declared cell's further states are ``s1_0``, ``s2_0``, ...
 
     Graph outputs, as ``model(input, (h0, c0), lengths=lengths)`` in eval mode:
-        ``output``: ``[T, B, D*H]`` (``[B, T, D*H]`` if batch_first), zero past each length;
-        ``h_n`` (and ``c_n``): ``[L*D, B, H]``.
+        ``output``: ``[T, B, D*Hout]`` (``[B, T, D*Hout]`` if batch_first), zero past each
+        length; ``h_n`` (and ``c_n``, or ``s1_n``, ...): ``[L*D, B, H*]``.
 
-    Raises ``ValueError`` naming the reason for a configuration that ONNX cannot express
-    (``proj_size``, non-standard cells, variants). Needs the ``onnx`` package
-    (``pip install recur[export]``). Returns the ``onnx.ModelProto`` it wrote.
+    ``opset``: the ONNX opset; None takes ``torch.onnx.export``'s default (opset 20 with torch
+    2.13). Opsets below the exporter's own are reached by the ONNX version converter, which
+    does not convert a ``Scan``'s body: give one only for torch.nn's four cells.
+
+    Raises ``TypeError`` for a module that is not a recur recurrent module. Needs the
+    ``export`` extra (``pip install 'recur[export]'``: onnx, onnxscript, onnxruntime).
+    Returns the ``onnx.ModelProto`` it wrote.
 
     Example:
         >>> m = recur.LSTM(8, 16, num_layers=2, bidirectional=True).eval()
@@ -176,9 +151,10 @@ def export_onnx(model: RNNBase, path: str | os.PathLike, *, lengths: bool = True
     """
     try:
         import onnx
+        import onnxscript  # noqa: F401  (torch.onnx.export's translation needs it)
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("export_onnx needs the onnx package: pip install 'recur[export]'") \
-            from e
+        raise ImportError("export_onnx needs the onnx and onnxscript packages: "
+                          "pip install 'recur[export]'") from e
     proto = build_onnx(model, lengths=lengths, initial_states=initial_states, opset=opset)
     onnx.save(proto, os.fspath(path))
     return proto

@@ -47,18 +47,52 @@ def scan_reference(
     outs: list[Tensor | None] = [None] * T
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
-        h = states[0] if h_mask is None else states[0] * h_mask  # (B, Hout)
-        hg = F.linear(h, w_hh, b_hh)  # (B, G*H)
-        new = cell.update(xg[t], hg, states, *params, *(p[t] for p in step_params))
-        if zoneout is not None:
-            new = tuple(m[t] * s + (1 - m[t]) * n for m, s, n in zip(zoneout, states, new))
-        if w_hr is not None:
-            new = (F.linear(new[0], w_hr),) + tuple(new[1:])  # h: (B, P)
-        if valid is not None:
-            m = valid[t]  # (B, 1)
-            new = tuple(torch.where(m, n, s) for n, s in zip(new, states))
-            outs[t] = torch.where(m, new[0], torch.zeros_like(new[0]))
-        else:
-            outs[t] = new[0]
-        states = tuple(new)
+        states, outs[t] = cell_step(
+            cell, xg[t], states, w_hh, b_hh, w_hr=w_hr, params=params,
+            step_params=tuple(p[t] for p in step_params), h_mask=h_mask,
+            zoneout=None if zoneout is None else tuple(m[t] for m in zoneout),
+            valid=None if valid is None else valid[t])
     return torch.stack(outs), states  # (T, B, Hout)
+
+
+def cell_step(
+    cell: Cell,
+    xg_t: Tensor,
+    states: States,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    *,
+    w_hr: Tensor | None = None,
+    params: tuple[Tensor, ...] = (),
+    step_params: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
+    valid: Tensor | None = None,
+) -> tuple[States, Tensor]:
+    """One step of the reference loop: the single place where the engine applies a cell's
+    update with its extras (the loop above and the ONNX ``Scan`` of ``recur.ops.onnx`` both
+    call it).
+
+    Args:
+        xg_t: ``[B, G*H]`` this step's input projection; ``states``: the states of step t-1
+            (``h: [B, Hout]``, the others ``[B, H]``).
+        step_params: this step's slices ``p[t]`` of ``scan``'s ``step_params``.
+        zoneout: this step's masks, one ``[B, H]`` per state (or broadcastable), or None.
+        valid: ``[B, 1]`` bool, False for rows past their length (state kept, output zero),
+            or None (every row runs).
+        Others as in :func:`recur.ops.scan`.
+
+    Returns:
+        The states of step t and this step's output ``[B, Hout]``.
+    """
+    h = states[0] if h_mask is None else states[0] * h_mask  # (B, Hout)
+    hg = F.linear(h, w_hh, b_hh)  # (B, G*H)
+    new = cell.update(xg_t, hg, states, *params, *step_params)
+    if zoneout is not None:
+        new = tuple(m * s + (1 - m) * n for m, s, n in zip(zoneout, states, new))
+    if w_hr is not None:
+        new = (F.linear(new[0], w_hr),) + tuple(new[1:])  # h: (B, P)
+    if valid is None:
+        return tuple(new), new[0]
+    new = tuple(torch.where(valid, n, s) for n, s in zip(new, states))
+    return new, torch.where(valid, new[0], torch.zeros_like(new[0]))

@@ -93,6 +93,13 @@ def run_stack(
     D = 2 if bidirectional else 1
     has_bias = layers[0].b_ih is not None
     extras = any(lw.has_extras() for lw in layers)
+    if torch.onnx.is_in_onnx_export():
+        # torch.onnx.export: ONNX's RNN / LSTM / GRU operators, or a Scan (see ops/onnx.py)
+        from .onnx import run_stack_onnx
+
+        return run_stack_onnx(cell, x, hx, layers, num_layers=num_layers,
+                              bidirectional=bidirectional, dropout=dropout, training=training,
+                              lengths=lengths)
     if torch.compiler.is_compiling() and cell.native_mode is not None and not extras:
         # torch.compile / torch.export: one opaque custom operator per layer (see custom_op)
         from .custom_op import run_stack_op
