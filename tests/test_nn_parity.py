@@ -1,12 +1,19 @@
 """recur.RNN / LSTM / GRU against torch.nn, over random configurations (hypothesis).
 
 Every cell x 1-3 layers x bidirectional x batch_first x bias x proj_size x batched /
-unbatched / packed / lengths= x hx given or not x backend: outputs, final states and the
-gradients of the input, the initial state and every parameter by name. float64 within 1e-10,
-float32 within 1e-5.
+unbatched / packed / lengths= x hx given or not: outputs, final states and the gradients of
+the input, the initial state and every parameter by name. float64 within 1e-10, float32
+within 1e-5.
+
+Each example runs recur's own engine (``backend="reference"``: the declared cells on the
+loop, not PyTorch's kernels) and the default path (``"auto"``, which on the CPU hands the
+weights to PyTorch's kernels, so it mostly checks the wrapper); a second, smaller search runs
+the fused Triton kernels under the CPU interpreter (float32).
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 import torch
@@ -36,21 +43,13 @@ def configs(draw):
         T=draw(st.integers(1, 6)),
         B=draw(st.integers(1, 4)),
         dtype=draw(st.sampled_from([torch.float64, torch.float32])),
-        backend=draw(st.sampled_from(["auto", "reference", "torch"])),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
-# torch.nn itself warns that oneDNN cannot run an LSTM with projections (and falls back).
-@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
-@settings(max_examples=400, deadline=None, derandomize=True)
-@given(cfg=configs())
-def test_matches_torch_nn(cfg):
+def _check_against_torch_nn(cfg, backends):
     g = torch.Generator().manual_seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])
-    ref, ours = make_pair(cfg["mode"], cfg["I"], cfg["H"], cfg["L"], cfg["bias"],
-                          cfg["batch_first"], cfg["bidirectional"], cfg["proj"], cfg["dtype"],
-                          cfg["backend"])
     T, B, kind, dtype = cfg["T"], cfg["B"], cfg["kind"], cfg["dtype"]
     batched = kind != "unbatched"
     if not batched:
@@ -71,19 +70,45 @@ def test_matches_torch_nn(cfg):
         if cfg["mode"] == "LSTM":
             hx.append(torch.randn(*lead, cfg["H"], generator=g, dtype=dtype))
     weights = [torch.randn(4096, generator=g, dtype=dtype) for _ in range(3)]
-    out_r, st_r, gr_r = run_and_grad(ref, x, hx, kind, lengths, cfg["batch_first"], weights)
-    out_o, st_o, gr_o = run_and_grad(ours, x, hx, kind, lengths, cfg["batch_first"], weights)
-    assert out_o.shape == out_r.shape
-    assert_same(out_o, out_r, dtype, "output")
-    assert len(st_o) == len(st_r)
-    for k, (a, b) in enumerate(zip(st_o, st_r)):
-        assert_same(a, b, dtype, f"final state {k}")
-    assert gr_o.keys() == gr_r.keys()
-    for name in gr_r:
-        a, b = gr_o[name], gr_r[name]
-        assert (a is None) == (b is None), name
-        if a is not None:
-            assert_same(a, b, dtype, f"grad of {name}")
+    ref = None
+    for backend in backends:
+        ref, ours = make_pair(cfg["mode"], cfg["I"], cfg["H"], cfg["L"], cfg["bias"],
+                              cfg["batch_first"], cfg["bidirectional"], cfg["proj"], dtype,
+                              backend)
+        out_r, st_r, gr_r = run_and_grad(ref, x, hx, kind, lengths, cfg["batch_first"],
+                                         weights)
+        out_o, st_o, gr_o = run_and_grad(ours, x, hx, kind, lengths, cfg["batch_first"],
+                                         weights)
+        assert out_o.shape == out_r.shape
+        assert_same(out_o, out_r, dtype, f"{backend}: output")
+        assert len(st_o) == len(st_r)
+        for k, (a, b) in enumerate(zip(st_o, st_r)):
+            assert_same(a, b, dtype, f"{backend}: final state {k}")
+        assert gr_o.keys() == gr_r.keys()
+        for name in gr_r:
+            a, b = gr_o[name], gr_r[name]
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert_same(a, b, dtype, f"{backend}: grad of {name}")
+
+
+# torch.nn itself warns that oneDNN cannot run an LSTM with projections (and falls back).
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(cfg=configs())
+def test_matches_torch_nn(cfg):
+    _check_against_torch_nn(cfg, ["reference", "auto"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter run is for the CPU; on "
+                    "CUDA tests/test_triton.py runs the kernels compiled")
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(cfg=configs().map(lambda c: {**c, "dtype": torch.float32}))
+def test_triton_kernels_match_torch_nn(cfg):
+    """The fused kernels (Triton's interpreter, float32) through the whole module."""
+    _check_against_torch_nn(cfg, ["triton"])
 
 
 @pytest.mark.parametrize("mode", MODES)
