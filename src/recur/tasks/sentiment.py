@@ -49,22 +49,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from ..data import (PACKAGED_TEXT, Vocabulary, load_packaged_text, read_labelled_text,
-                    sample_path, stratified_split, tokenize)
+from ..data import (
+    PACKAGED_TEXT,
+    Vocabulary,
+    load_packaged_text,
+    read_labelled_text,
+    sample_path,
+    stratified_split,
+    tokenize,
+)
 from ..train import new_figure, save_figure
 from .base import Config, Option, Task, TaskData, register
 from .classify import Ensemble, confusion_matrix, ensemble_loss, plot_confusion, predict_proba
 from .models import make_recurrent
 
-__all__ = ["Sentiment", "TextClassifier", "TFIDF_C_GRID", "f1_from_confusion",
-           "prefix_probabilities", "tfidf_peer"]
+__all__ = [
+    "TFIDF_C_GRID",
+    "Sentiment",
+    "TextClassifier",
+    "f1_from_confusion",
+    "prefix_probabilities",
+    "tfidf_peer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +206,13 @@ class Sentiment(Task):
         Option("test_fraction", float, 0.2, "share of each class in the test split"),
         Option("max_len", int, 64, "tokens kept per text"),
         Option("min_freq", int, 1, "keep words seen at least this often in training"),
-        Option("embed", int, 128, "embedding size"),
+        Option("embed", int, 96, "embedding size"),
         Option("pool", str, "maxmean", "what the classifier reads",
                ("maxmean", "mean", "last")),
         Option("embed_dropout", float, 0.3, "training: embedding dimensions dropped per text"),
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
-        Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
+        Option("ensemble", int, 3, "independently initialised models, probabilities averaged"),
     )
     predict_options = (
         Option("text", str, None, "a text to classify (repeat the flag for several)",
@@ -208,9 +221,9 @@ class Sentiment(Task):
         Option("plot", str, None, "write the word-by-word picture of the first text to this "
                "PNG"),
     )
-    defaults = {"cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8,
-                "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
-                "schedule": "cosine", "threads": 1}
+    defaults: ClassVar[dict[str, Any]] = {"cell": "gru", "hidden": 48, "bidirectional": True, "epochs": 7,
+        "batch_size": 64, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
+        "schedule": "cosine", "threads": 1}
 
     # ---- data ------------------------------------------------------------------------
     def _examples(self):
