@@ -17,6 +17,7 @@ from torch import Tensor, _VF, nn
 from .. import cells
 from ..cells import Cell
 from ..ops.dispatch import check_backend_name, requested_backend
+from ._args import check_int
 from ._pickle import CellByName
 
 _VF_CELLS = {"RNN_TANH": _VF.rnn_tanh_cell, "RNN_RELU": _VF.rnn_relu_cell,
@@ -32,10 +33,7 @@ class RNNCellBase(CellByName, nn.Module):
                  device=None, dtype=None, *, backend: str = "auto") -> None:
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-            if value < 0:  # torch.nn accepts 0 (outputs of size 0), not negative sizes
-                raise ValueError(f"{name} must be zero or greater, got {value}")
+            check_int(name, value, minimum=0)  # torch.nn's cells accept 0 (outputs [B, 0])
         self.cell = cell
         self.input_size = input_size
         self.hidden_size = hidden_size

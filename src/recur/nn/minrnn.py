@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.parallel_scan import METHODS, linear_scan_sequential, log_linear_scan
+from ._args import check_dropout, check_int
 from ._layout import from_time_major, to_time_major
 
 
@@ -50,10 +51,8 @@ class _MinRNN(nn.Module):
         super().__init__()
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+            check_int(name, v)
+        check_dropout(dropout, upper_open=True)
         if mode not in ("parallel", "sequential"):
             raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
         if method not in METHODS:

@@ -10,7 +10,6 @@ torch.nn: ``forward(..., lengths=)`` for padded input without packing, and ``bac
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 
 import torch
@@ -22,6 +21,7 @@ from ..cells import Cell
 from ..ops import LayerWeights, run_stack
 from ..ops.dispatch import check_backend_name, resolve_stack_backend
 from ..ops.native import stack_native
+from ._args import check_bool, check_dropout, check_int
 from ._layout import from_time_major, to_time_major
 from ._pickle import CellByName
 from .streaming import StreamingMixin
@@ -274,23 +274,13 @@ def _cast_inputs(x: Tensor, hx, dtype: torch.dtype):
 
 
 def _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size):
-    if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
-            or not 0 <= dropout <= 1):
-        raise ValueError("dropout should be a number in range [0, 1] representing the "
-                         f"probability of an element being zeroed, got {dropout!r}")
-    for name, value in (("bias", bias), ("batch_first", batch_first)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+    check_dropout(dropout)
+    check_bool("bias", bias)
+    check_bool("batch_first", batch_first)
     for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
-                        ("num_layers", num_layers), ("proj_size", proj_size)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{name} should be of type int, got: {type(value).__name__}")
-    if input_size <= 0:
-        raise ValueError(f"input_size must be greater than zero, got {input_size}")
-    if hidden_size <= 0:
-        raise ValueError(f"hidden_size must be greater than zero, got {hidden_size}")
-    if num_layers <= 0:
-        raise ValueError(f"num_layers must be greater than zero, got {num_layers}")
+                        ("num_layers", num_layers)):
+        check_int(name, value)
+    check_int("proj_size", proj_size, minimum=None)  # torch.nn's own message just below
     if proj_size < 0:
         raise ValueError("proj_size should be a positive integer or zero to disable "
                          f"projections, got {proj_size}")
