@@ -7,7 +7,6 @@ from .layernorm import LAYERNORM_GRU, LAYERNORM_LSTM
 from .lstm import LSTM
 from .registry import lookup, register, registered
 from .rnn import RNN_RELU, RNN_TANH
-from .zoneout import with_zoneout
 
 BY_MODE = {"RNN_TANH": RNN_TANH, "RNN_RELU": RNN_RELU, "LSTM": LSTM, "GRU": GRU}
 for _cell in (RNN_TANH, RNN_RELU, LSTM, GRU, LAYERNORM_LSTM, LAYERNORM_GRU):
@@ -15,4 +14,4 @@ for _cell in (RNN_TANH, RNN_RELU, LSTM, GRU, LAYERNORM_LSTM, LAYERNORM_GRU):
 
 __all__ = ["Cell", "States", "UpdateFn", "RNN_TANH", "RNN_RELU", "LSTM", "GRU", "BY_MODE",
            "declare", "Param", "DeclaredCell", "check_cell", "LAYERNORM_LSTM", "LAYERNORM_GRU",
-           "with_zoneout", "lookup", "register", "registered"]
+           "lookup", "register", "registered"]
