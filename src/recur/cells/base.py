@@ -60,6 +60,7 @@ class Cell:
     triton_update: object | None = field(default=None, compare=False, repr=False)
     doc: str = ""
     fused_norm: str | None = None
+    forget_gate: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_gates < 1:
@@ -68,6 +69,9 @@ class Cell:
             raise ValueError(f"num_states must be >= 1, got {self.num_states}")
         if self.fused_norm not in (None, "h", "hc"):
             raise ValueError(f"fused_norm must be None, 'h' or 'hc', got {self.fused_norm!r}")
+        if self.forget_gate is not None and not 0 <= self.forget_gate < self.num_gates:
+            raise ValueError(f"forget_gate must index one of the {self.num_gates} gate blocks, "
+                             f"got {self.forget_gate}")
         if self.fused_norm == "hc" and (self.num_gates < 4 or self.num_states < 2):
             raise ValueError("fused_norm='hc' needs an LSTM-shaped cell (4 gates, 2 states), "
                              f"got {self.num_gates} gates and {self.num_states} states")

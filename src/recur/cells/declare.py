@@ -112,6 +112,7 @@ def declare(
     triton: object | None = None,
     doc: str = "",
     check: bool = True,
+    forget_gate: int | None = None,
 ):
     """Declare a cell from its pointwise update; usable as a decorator or a function.
 
@@ -129,6 +130,8 @@ def declare(
         doc: one line of math for messages and docs (default: the update's first doc line).
         check: run the update once on tiny zero inputs (B=2, H=3, float64) to catch a wrong
             signature or wrong output shapes here rather than deep inside a forward pass.
+        forget_gate: index of the gate block that is a forget gate, if any (lets
+            ``recur.VariantRNN(..., forget_bias=)`` initialise its bias).
 
     Returns:
         A :class:`DeclaredCell` (or, used as ``@declare(...)``, a decorator returning one),
@@ -141,7 +144,8 @@ def declare(
         line = (fn.__doc__ or "").strip().splitlines()
         cell = DeclaredCell(name or getattr(fn, "__name__", "cell"), num_gates, num_states,
                             fn, native_mode=None, triton_update=triton,
-                            doc=doc or (line[0] if line else ""), params=tuple(params))
+                            doc=doc or (line[0] if line else ""), params=tuple(params),
+                            forget_gate=forget_gate)
         if check:
             check_cell(cell)
         return register(cell)

@@ -60,7 +60,7 @@ _LN_H = (Param("ln_h_weight", ("G*H",), "ones"), Param("ln_h_bias", ("G*H",), "z
 LAYERNORM_LSTM = DeclaredCell(
     "layernorm_lstm", num_gates=4, num_states=2, update=_ln_lstm_update,
     params=_LN_H + (Param("ln_c_weight", ("H",), "ones"), Param("ln_c_bias", ("H",), "zeros")),
-    triton_update="recur.cells.triton_pointwise:LSTM", fused_norm="hc",
+    triton_update="recur.cells.triton_pointwise:LSTM", fused_norm="hc", forget_gate=1,
     doc="g = LN_x(x W_ih^T) + LN_h(h W_hh^T) + b; c' = s(f) c + s(i) tanh(g); "
         "h' = s(o) tanh(LN_c(c'))",
 )

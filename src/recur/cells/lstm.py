@@ -26,5 +26,5 @@ def _lstm_update(xg: Tensor, hg: Tensor, states: States) -> States:
 
 LSTM = Cell(
     "lstm", num_gates=4, num_states=2, update=_lstm_update, native_mode="LSTM",
-    doc="c' = s(f) c + s(i) tanh(g); h' = s(o) tanh(c')",
+    doc="c' = s(f) c + s(i) tanh(g); h' = s(o) tanh(c')", forget_gate=1,
 )

@@ -95,8 +95,6 @@ class VariantRNN(CustomRNN):
     ``output, (h_n, c_n, ...)``).
     """
 
-    #: index of the forget gate among the G gate blocks, for ``forget_bias`` (None: no gate)
-    forget_gate: int | None = None
     #: layer norm on the input projection (``ln_x_weight_l{k}``, ``ln_x_bias_l{k}``) and the
     #: torch.nn biases moved out of the products (the cell adds ``b_hh`` after LN_h)
     layernorm: bool = False
@@ -124,7 +122,7 @@ class VariantRNN(CustomRNN):
             raise ValueError("zoneout mixes h_{t-1} and the new h unit by unit, which needs "
                              f"proj_size=0, got proj_size={proj_size}")
         if forget_bias is not None:
-            if self.forget_gate is None:
+            if cell.forget_gate is None:
                 raise ValueError(f"forget_bias needs a cell with a forget gate (LSTM), got "
                                  f"{type(self).__name__} with cell {cell.name!r}")
             if not bias:
@@ -168,7 +166,7 @@ class VariantRNN(CustomRNN):
         fb = getattr(self, "forget_bias", None)
         if fb is None or not hasattr(self, "_cell_param_names"):
             return
-        H, k = self.hidden_size, self.forget_gate
+        H, k = self.hidden_size, self.cell.forget_gate
         with torch.no_grad():
             for names in self._all_weights:
                 for n in names:
@@ -261,8 +259,6 @@ class VariantLSTM(VariantRNN):
     recurrent_dropout, weight_drop, forget_bias, merge). Without options it equals
     ``recur.LSTM``; its ``state_dict`` is torch.nn.LSTM's."""
 
-    forget_gate = 1
-
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(cells.LSTM, *args, **kwargs)
 
@@ -287,7 +283,6 @@ class LayerNormLSTM(VariantRNN):
     torch.nn's parameters. Takes every option of :class:`VariantRNN`.
     """
 
-    forget_gate = 1
     layernorm = True
 
     def __init__(self, *args, **kwargs) -> None:

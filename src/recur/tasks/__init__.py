@@ -1,7 +1,7 @@
 """Tasks: one file per experiment (data + model head + loss + metrics + plots + defaults).
 
-The registry imports a fixed list of task modules, :data:`TASK_MODULES`; a module that does not
-exist (yet) is skipped, any other import error is raised. To add a task, write
+The registry imports a fixed list of task modules, :data:`TASK_MODULES` (an import error is
+raised: every listed module exists). To add a task, write
 ``recur/tasks/<module>.py`` with a ``@register``-ed :class:`~recur.tasks.base.Task` subclass and
 add ``<module>`` to :data:`TASK_MODULES`. The interface is documented in :mod:`recur.tasks.base`.
 """
@@ -27,12 +27,7 @@ def _load_all() -> None:
     if _loaded:
         return
     for module in TASK_MODULES:
-        fullname = f"{__name__}.{module}"
-        try:
-            importlib.import_module(fullname)
-        except ModuleNotFoundError as err:
-            if err.name != fullname:  # the file exists but needs something missing: say so
-                raise
+        importlib.import_module(f"{__name__}.{module}")
     _loaded = True
 
 
