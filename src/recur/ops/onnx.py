@@ -200,8 +200,11 @@ def _scan_direction(cell: Cell, xg: Tensor, state0: tuple[Tensor, ...], lw,
 
     def step(states, inp):
         valid = None if lengths is None else (inp["t"] < lens).unsqueeze(-1)  # (B, 1)
+        # params copied inside the body: a view of a closed-over tensor (e.g. an update that
+        # unpacks ``w_a, w_b = param``) would otherwise be lifted as a second, aliasing input
+        params = tuple(p.clone() for p in lw.params)
         new, out = cell_step(cell, inp["xg"], tuple(states), lw.w_hh, lw.b_hh, w_hr=lw.w_hr,
-                             params=tuple(lw.params), step_params=tuple(inp["step_params"]),
+                             params=params, step_params=tuple(inp["step_params"]),
                              h_mask=lw.h_mask, zoneout=inp.get("zoneout"), valid=valid)
         # Scan's body may not return one tensor twice (carry and output): copy the output
         return tuple(new), out.clone() if any(out is s for s in new) else out
