@@ -1,4 +1,6 @@
-"""recur.export_onnx: ONNX's own RNN/LSTM/GRU operators, checked by running onnxruntime."""
+"""recur.export_onnx (one layer, through torch.onnx.export and recur.ops.onnx): ONNX's own
+RNN/LSTM/GRU operators for torch.nn's cells, a Scan for the rest; checked with onnxruntime.
+Whole models: tests/test_export_whole_model.py."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import recur
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra: pip install 'recur[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra (onnxruntime)")
+pytest.importorskip("onnxscript", reason="needs the export extra (onnxscript, which "
+                                         "torch.onnx.export's translation uses)")
 
 I, H = 3, 5
 MODES = {
@@ -41,7 +45,8 @@ def _compare(model, sess, T, B, lengths, states):
     x = torch.randn(B, T, I) if model.batch_first else torch.randn(T, B, I)
     n = model.cell.num_states
     D = 2 if model.bidirectional else 1
-    hx = tuple(torch.randn(model.num_layers * D, B, H) for _ in range(n)) if states else None
+    sizes = [model.proj_size or H] + [H] * (n - 1)  # h0 [L*D, B, Hout], c0 [L*D, B, H]
+    hx = tuple(torch.randn(model.num_layers * D, B, s) for s in sizes) if states else None
     feeds = {"input": x.numpy()}
     if lengths is not None:
         feeds["lengths"] = lengths.to(torch.int32).numpy()
@@ -56,8 +61,9 @@ def _compare(model, sess, T, B, lengths, states):
         np.testing.assert_allclose(g, w.numpy(), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("shape", list(SHAPES))
-@pytest.mark.parametrize("mode", list(MODES))
+# every mode and every shape once (an export takes 1-3 s; whole models: the other file)
+@pytest.mark.parametrize("mode, shape", [("RNN-tanh", "L3-nobias-bf"), ("RNN-relu", "L1"),
+                                         ("LSTM", "L2-bidir-bf"), ("GRU", "L2-bidir")])
 def test_onnxruntime_matches_pytorch(mode, shape, tmp_path):
     model = _model(mode, shape)
     path = tmp_path / "m.onnx"
@@ -73,28 +79,39 @@ def test_onnxruntime_matches_pytorch(mode, shape, tmp_path):
     _compare(model, sess, T=11, B=3, lengths=torch.tensor([11, 11, 11]), states=True)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_without_lengths_or_states_inputs(mode):
-    model = _model(mode, "L2-bidir")
+def test_without_lengths_or_states_inputs():
+    model = _model("GRU", "L2-bidir")
     proto = recur.export.build_onnx(model, lengths=False, initial_states=False)
     assert [i.name for i in proto.graph.input] == ["input"]
     _compare(model, _session(proto), T=6, B=3, lengths=None, states=False)
 
 
-def test_unsupported_configurations_fail_at_export(tmp_path):
-    with pytest.raises(ValueError, match="proj_size=2 is not supported.*no projection"):
-        recur.export_onnx(recur.LSTM(I, H, proj_size=2), tmp_path / "p.onnx")
-    assert not (tmp_path / "p.onnx").exists()
+@recur.cells.declare(num_gates=1)
+def softsign_rnn(xg, hg, states):
+    """h' = softsign(xg + hg): a cell ONNX's RNN operator does not have"""
+    return (torch.nn.functional.softsign(xg + hg),)
 
-    cell = recur.cells.Cell("mine", 1, 1, lambda xg, hg, s: (torch.tanh(xg + hg),))
-    with pytest.raises(ValueError, match="cell 'mine' has no ONNX operator"):
-        recur.export_onnx(recur.RNNBase(cell, I, H), tmp_path / "c.onnx")
 
-    class Variant(recur.LSTM):
-        def _stack_weights(self, x):
-            return super()._stack_weights(x)
+def test_what_onnx_operators_cannot_express_exports_as_a_scan(tmp_path):
+    # proj_size (ONNX's LSTM has no projection) and declared cells: a Scan per direction,
+    # same inputs and outputs; the module is exported in eval mode and its mode kept
+    torch.manual_seed(0)
+    model = recur.LSTM(I, H, proj_size=2, bidirectional=True).train()
+    proto = recur.export_onnx(model, tmp_path / "p.onnx")
+    assert model.training
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Scan") == 2 and "LSTM" not in ops, ops
+    assert [i.name for i in proto.graph.input] == ["input", "lengths", "h0", "c0"]
+    _compare(model.eval(), _session(proto), T=6, B=3, lengths=torch.tensor([6, 1, 4]),
+             states=True)
 
-    with pytest.raises(ValueError, match="Variant adds per-layer extras"):
-        recur.export_onnx(Variant(I, H), tmp_path / "v.onnx")
-    with pytest.raises(TypeError, match="takes a recur.RNN / LSTM / GRU module"):
+    model = recur.CustomRNN(softsign_rnn, I, H).eval()
+    proto = recur.export.build_onnx(model, initial_states=False)
+    assert "Scan" in [n.op_type for n in proto.graph.node]
+    _compare(model, _session(proto), T=4, B=2, lengths=torch.tensor([2, 4]), states=False)
+
+
+def test_what_is_not_a_recur_layer_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="takes a recur recurrent module.*torch.onnx.export"):
         recur.export_onnx(torch.nn.LSTM(I, H), tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()
