@@ -149,8 +149,8 @@ def _f(v: float | None) -> str:
 
 def table(summary: list[dict]) -> str:
     """Markdown: dataset, recur mean / min / max, the peers, slowest seconds, what ran."""
-    lines = ["| dataset | recur mean | min | max | 1-NN DTW | MiniRocket | seconds (max) | "
-             "chosen |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [("| dataset | recur mean | min | max | 1-NN DTW | MiniRocket | seconds (max) | "
+              "chosen |"), "|---|---:|---:|---:|---:|---:|---:|---|"]
     for s in summary:
         lines.append(f"| {s['dataset']} | {s['mean']:.3f} | {s['min']:.3f} | {s['max']:.3f} | "
                      f"{_f(s['dtw'])} | {_f(s['minirocket'])} | {s['seconds_max']:.0f} | "

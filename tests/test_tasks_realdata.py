@@ -40,7 +40,8 @@ def test_vowels_is_classify_on_japanese_vowels_with_tuned_defaults():
     assert (cfg.conv, cfg.pool, cfg.head_dropout, cfg.jitter, cfg.warp, cfg.epochs) == \
         (3, "both", 0.3, 0.1, 0.2, 30)
     plain = resolve_config(get_task("classify"))
-    assert plain.data is None and (plain.ensemble, plain.warp, plain.conv) == (1, 0.0, 0)
+    assert plain.data is None and (plain.ensemble, plain.warp, plain.conv) == (0, 0.0, 0)
+    assert (cfg.arch, plain.arch, plain.epochs, plain.batch_size) == ("rnn", "conv-rnn", 0, 0)
 
 
 def test_classifier_uses_lengths_so_padding_changes_nothing():
@@ -149,7 +150,7 @@ def test_classify_rejects_bad_regularisers(tmp_path):
 def test_classify_end_to_end_tiny(tmp_path):
     out = tmp_path / "run"
     result = train_task("classify", {"data": "aeon:JapaneseVowels", "hidden": 8, "epochs": 2,
-                                     "ensemble": 2, "conv": 3, "crop": 0.2,
+                                     "ensemble": 2, "conv": 3, "arch": "rnn", "crop": 0.2,
                                      "warp": 0.2, "label_smoothing": 0.1, "jitter": 0.05,
                                      "out": str(out)})
     m = result.metrics
@@ -165,6 +166,7 @@ def test_classify_end_to_end_tiny(tmp_path):
 
 def test_classify_univariate_equal_length(tmp_path):
     result = train_task("classify", {"data": "aeon:GunPoint", "hidden": 4, "epochs": 1,
+                                     "ensemble": 1, "channels": 4,
                                      "bidirectional": False, "out": str(tmp_path)})
     assert result.metrics["test_size"] == 150 and "member_test_accuracy" not in result.metrics
 

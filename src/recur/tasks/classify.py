@@ -6,27 +6,33 @@
 
 Encoding: each series is ``[T_i, C]`` (C channels, lengths may differ); every channel is
 standardised with the mean and std of the *train* split only; a batch is padded to its longest
-series and the true lengths go to recur's ``lengths=``, so a row's final state is the one at its
-last real step and padding never enters the model. A (bidirectional) recurrent layer reads the
-series, the pooled state (``--pool last``: final states of both directions; ``mean``: mean of
-the outputs over the valid steps; ``both``) feeds a linear layer of class logits, trained with
-cross-entropy. ``--conv K`` puts a 'same' 1-D convolution (+ ReLU) over time in front of the
-recurrent layer. ``--ensemble K`` trains K independently initialised copies, each on its own
-batches in its own order (:class:`MemberDataset`: copies that see the same batches make
-correlated errors), and averages their class probabilities. Training-only regularisers:
-``--jitter`` (input noise), ``--crop`` (random crops), ``--warp`` (random time warps),
+series and the true lengths go to recur's ``lengths=``, so padding never enters the model.
+
+``classify`` defaults (``--arch conv-rnn``, :class:`~.classify_model.ConvRecurrentClassifier`):
+three conv + batch-norm + ReLU blocks of 64 channels (kernels 7, 5, 3; the first strided on
+long series), their features averaged over short windows feed a bidirectional recur GRU of 64
+units; the head reads the conv features averaged over time, the GRU outputs averaged over time
+and its final states. AdamW (lr 3e-3, weight decay 0.01) with a cosine schedule, label
+smoothing 0.1, an ensemble whose members each see their own batch order. What depends on the
+data (options left at 0: ``--stride``, ``--batch-size``, ``--epochs``, ``--ensemble``) is chosen
+from the train split's size and series length by :mod:`~.classify_defaults`, written to
+config.json and to metrics.json as ``chosen`` (the summary line prints it).
+
+``--arch rnn`` (:class:`~.classify_model.SequenceClassifier`) is the recurrent layer alone:
+``--pool last`` (final states of both directions), ``mean`` (outputs averaged over the valid
+steps) or ``both``; ``--conv K`` puts a 'same' convolution (+ ReLU) in front. Training-only
+regularisers (:mod:`~.augment`): ``--jitter``, ``--crop``, ``--warp``; also
 ``--label-smoothing``, ``--head-dropout``.
 
 The official test split is never used for fitting or for choosing anything: it is evaluated
 after each epoch only so that ``metrics.jsonl`` shows the learning curve, and the last epoch's
-model is the result. ``metrics.json`` holds ``test_accuracy``.
+model is the result. ``metrics.json`` holds ``test_accuracy``. ``benchmarks/panel.py classify``
+runs these defaults on a panel of datasets against 1-NN DTW and MiniRocket (README).
 
-``vowels`` defaults: a width-3 convolution (64 channels, ReLU), then a bidirectional GRU of
-64 units read at its last states and its mean (``--pool both``), head dropout 0.3, input
-jitter 0.1, time warps of +-20%, Adam 3e-3, batch 32, 30 epochs, an ensemble of 10 (each on
-its own batch order), one CPU thread (about 75 s on a 2-core CPU). ``benchmarks/tasks.py``
-reports the test accuracy over seeds (README); ``benchmarks/peers.py`` measures 1-NN DTW and
-MiniRocket on the same split.
+``vowels`` keeps its own tuned recipe (``--arch rnn``): a width-3 convolution (64 channels,
+ReLU), then a bidirectional GRU of 64 units read at its last states and its mean, head dropout
+0.3, input jitter 0.1, time warps of +-20%, Adam 3e-3, batch 32, 30 epochs, an ensemble of 10,
+one CPU thread (about 75 s on a 2-core CPU). ``benchmarks/tasks.py`` reports it over seeds.
 """
 
 from __future__ import annotations
@@ -35,26 +41,35 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import Dataset
 
-from ..data import SequenceSplit, aeon_classification_names, load_aeon_classification
-from ..train import new_figure, save_figure
-from .base import Option, Task, TaskData, model_device, register
-from .models import make_recurrent
+from ..data import SequenceSplit, load_aeon_classification
+from .augment import jitter, random_crop, random_warp
+from .base import Option, Task, TaskData, register
+from .classify_data import MemberDataset, SplitDataset, parse_aeon_spec
+from .classify_defaults import choose, describe
+from .classify_metrics import confusion_matrix, plot_confusion
+from .classify_model import (
+    ConvRecurrentClassifier,
+    Ensemble,
+    SequenceClassifier,
+    ensemble_loss,
+    predict_proba,
+)
 
-__all__ = [
+__all__ = [  # the task, and for compatibility the pieces it is built from
     "Classify",
+    "ConvRecurrentClassifier",
     "Ensemble",
     "MemberDataset",
     "SequenceClassifier",
     "SplitDataset",
     "Vowels",
     "confusion_matrix",
+    "ensemble_loss",
     "parse_aeon_spec",
     "plot_confusion",
     "predict_proba",
@@ -65,203 +80,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def parse_aeon_spec(spec: str | None) -> str:
-    """``"aeon:NAME"`` → ``"NAME"``; anything else is a ``ValueError`` listing the valid names."""
-    if not spec or not spec.startswith("aeon:") or not spec[5:]:
-        raise ValueError(f"--data must be aeon:NAME, got {spec!r}; datasets shipped with the "
-                         f"installed aeon: {', '.join(aeon_classification_names())}")
-    return spec[5:]
-
-
-class SplitDataset(Dataset):
-    """Items ``(x [T, C], length [], y [])`` of a :class:`~recur.data.SequenceSplit`."""
-
-    def __init__(self, split: SequenceSplit) -> None:
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        s = self.split
-        return s.x[i], s.lengths[i], s.y[i]
-
-
-class MemberDataset(Dataset):
-    """One item per ensemble member: item ``i`` is ``(x [K, T, C], length [K], y [K])``,
-    member ``k`` reading series ``order_k[i]`` of the split (``order_0`` is the identity,
-    the others fixed random permutations drawn from ``seed``). The sampler shuffles ``i``
-    every epoch, so each member sees its own batches in its own order: members trained on
-    the same batches make correlated errors."""
-
-    def __init__(self, split: SequenceSplit, members: int, seed: int) -> None:
-        self.split = split
-        n = len(split)
-        gen = torch.Generator().manual_seed(seed)
-        self.order = torch.stack([torch.arange(n)]
-                                 + [torch.randperm(n, generator=gen) for _ in range(members - 1)])
-
-    def __len__(self) -> int:
-        return len(self.split)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
-        s, j = self.split, self.order[:, i]
-        return s.x[j], s.lengths[j], s.y[j]
-
-
-class SequenceClassifier(nn.Module):
-    """Recurrent layer(s) + pooling + linear head.
-
-    ``forward(x: [B, T, I], lengths: [B]) -> logits [B, K]``.
-    """
-
-    def __init__(self, input_size: int, num_classes: int, *, cell: str, hidden: int,
-                 layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
-                 pool: str = "last", head_dropout: float = 0.0, conv: int = 0,
-                 backend: str = "auto") -> None:
-        super().__init__()
-        if pool not in ("last", "mean", "both"):
-            raise ValueError(f"pool must be 'last', 'mean' or 'both', got {pool!r}")
-        if conv < 0 or (conv > 0 and conv % 2 == 0):
-            raise ValueError(f"conv must be 0 (none) or an odd kernel size, got {conv}")
-        self.pool = pool
-        self.directions = 2 if bidirectional else 1
-        # optional front end: a 'same' 1-D convolution over time (+ ReLU) of width ``hidden``
-        self.conv = nn.Conv1d(input_size, hidden, conv, padding=conv // 2) if conv else None
-        self.rnn = make_recurrent(cell, hidden if conv else input_size, hidden, layers=layers,
-                                  bidirectional=bidirectional, dropout=dropout, backend=backend)
-        width = self.directions * hidden * (2 if pool == "both" else 1)
-        self.drop = nn.Dropout(head_dropout)
-        self.head = nn.Linear(width, num_classes)
-
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        if self.conv is not None:
-            valid = torch.arange(x.shape[1], device=x.device)[None, :] < \
-                lengths.to(x.device)[:, None]                           # (B, T)
-            x = x * valid[:, :, None].to(x.dtype)     # the padding reads as zeros (mean)
-            x = torch.relu(self.conv(x.transpose(1, 2))).transpose(1, 2)  # (B, T, H)
-        out, state = self.rnn(x, lengths=lengths)                   # (B, T, D*H)
-        h_n = state[0] if isinstance(state, tuple) else state       # (L*D, B, H)
-        last = torch.cat(list(h_n[-self.directions:]), dim=-1)      # (B, D*H)
-        if self.pool == "last":
-            return self.head(self.drop(last))
-        mean = out.sum(1) / lengths.to(out.device, out.dtype)[:, None]  # padding is zero
-        pooled = mean if self.pool == "mean" else torch.cat([last, mean], -1)
-        return self.head(self.drop(pooled))
-
-
-class Ensemble(nn.Module):
-    """``K`` independently initialised members; :func:`predict_proba` averages their
-    probabilities.
-
-    ``forward(x [B, T, I], lengths [B])``: every member reads the same batch.
-    ``forward(x [K, B, T, I], lengths [K, B])``: member ``k`` reads batch ``k`` (training on
-    :class:`MemberDataset` batches). Either way the result is the logits ``[K, B, C]`` (train
-    each member with its own loss).
-    """
-
-    def __init__(self, members: list[nn.Module]) -> None:
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        if lengths.dim() == 1:
-            return torch.stack([m(x, lengths) for m in self.members])  # (K, B, C)
-        if lengths.shape[0] != len(self.members):
-            raise ValueError(f"per-member batches: expected {len(self.members)} members "
-                             f"(lengths [K, B]), got lengths of shape {tuple(lengths.shape)}")
-        return torch.stack([m(x[k, :, :int(lengths[k].max())], lengths[k])
-                            for k, m in enumerate(self.members)])
-
-
-def predict_proba(model: nn.Module, x: Tensor, lengths: Tensor,
-                  batch_size: int = 256) -> Tensor:
-    """Mean class probabilities of the ensemble: ``[N, C]`` on the CPU (in batches)."""
-    device = model_device(model)
-    chunks = []
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch_size):
-            L = lengths[i:i + batch_size]
-            xb = x[i:i + batch_size, : int(L.max())]
-            chunks.append(model(xb.to(device), L.to(device)).softmax(-1).mean(0).cpu())
-    return torch.cat(chunks)
-
-
-def ensemble_loss(logits: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Sum over members of each member's mean cross-entropy; ``logits: [K, B, C]``, ``y``:
-    ``[B]`` (the same batch for every member) or ``[K, B]`` (a batch per member)."""
-    K, B = logits.shape[:2]
-    y = y.expand(K, B) if y.dim() == 1 else y
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(),
-                           label_smoothing=label_smoothing) * K
-
-
-def random_crop(x: Tensor, lengths: Tensor, share: float) -> tuple[Tensor, Tensor]:
-    """Random crops of a padded batch: row ``b`` loses ``k_b = floor(u * share * L_b)`` steps
-    (``u ~ U[0, 1)``, at least one step is kept), a random part of them from its start and the
-    rest from its end. ``x: [B, T, C]``, ``lengths: [B]`` -> ``(x' [B, T, C], lengths' [B])``;
-    steps past a row's new length are zero."""
-    B, T = x.shape[:2]
-    L = lengths.to(x.device)
-    drop = (torch.rand(B, device=x.device) * share * L).long().clamp(max=L - 1)
-    start = (torch.rand(B, device=x.device) * (drop + 1)).long().clamp(max=drop)
-    new = L - drop
-    t = torch.arange(T, device=x.device)
-    idx = (start[:, None] + t).clamp(max=T - 1)                      # (B, T)
-    out = x.gather(1, idx[:, :, None].expand(-1, -1, x.shape[2]))
-    out = out * (t[None, :] < new[:, None]).to(x.dtype)[:, :, None]
-    return out, new.to(lengths.dtype).to(lengths.device)
-
-
-def random_warp(x: Tensor, lengths: Tensor, share: float) -> tuple[Tensor, Tensor]:
-    """Random time warps of a padded batch: row ``b`` is resampled (linear interpolation
-    between neighbouring steps) to ``round(s_b * L_b)`` steps, ``s_b ~ U[1 - share, 1 + share]``
-    (at least one step). ``x: [B, T, C]``, ``lengths: [B]`` -> ``(x' [B, T', C], lengths' [B])``
-    with ``T' = max(lengths')``; steps past a row's new length are zero."""
-    B = x.shape[0]
-    L = lengths.to(x.device)
-    s = 1 + share * (2 * torch.rand(B, device=x.device, dtype=x.dtype) - 1)
-    new = (L.to(x.dtype) * s).round().long().clamp(min=1)
-    T2 = int(new.max())
-    t = torch.arange(T2, device=x.device, dtype=x.dtype)
-    # position of output step t in the input: t * (L - 1) / (new - 1) (0 when new == 1)
-    scale = (L - 1).to(x.dtype) / (new - 1).clamp(min=1).to(x.dtype)
-    u = (t[None, :] * scale[:, None]).clamp(max=(L - 1).to(x.dtype)[:, None])   # (B, T2)
-    lo = u.floor().long()
-    hi = (lo + 1).clamp(max=(L - 1)[:, None])
-    w = (u - lo.to(x.dtype))[:, :, None]
-    C = x.shape[2]
-    out = (x.gather(1, lo[:, :, None].expand(-1, -1, C)) * (1 - w)
-           + x.gather(1, hi[:, :, None].expand(-1, -1, C)) * w)
-    out = out * (t[None, :] < new[:, None]).to(x.dtype)[:, :, None]
-    return out, new.to(lengths.dtype).to(lengths.device)
-
-
-def confusion_matrix(y_true: Tensor, y_pred: Tensor, num_classes: int) -> Tensor:
-    """``[C, C]`` int64 counts; row = true class, column = predicted class."""
-    flat = y_true.long() * num_classes + y_pred.long()
-    return torch.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def plot_confusion(cm: Tensor, classes: list[str], path: Path, title: str) -> Path:
-    """Save the confusion matrix ``cm: [C, C]`` as a PNG with counts written in the cells."""
-    C = len(classes)
-    size = max(3.6, 0.45 * C + 2.2)
-    fig, ax = new_figure(size=(size + 0.8, size))
-    image = ax.imshow(cm.numpy(), cmap="Blues")
-    top = int(cm.max()) if cm.numel() else 0
-    if C <= 30:
-        for i in range(C):
-            for j in range(C):
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > top / 2 else "black")
-    ax.set_xticks(range(C), classes, rotation=45 if max(map(len, classes)) > 3 else 0)
-    ax.set_yticks(range(C), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="count")
-    return save_figure(fig, path)
+def _check_range(cfg: Any) -> None:
+    """Impossible option values: one ``ValueError`` naming the flag, the range and the value."""
+    for key, low in (("ensemble", 0), ("stride", 0), ("passes", 0), ("rnn_steps", 0), ("epochs", 0),
+                     ("batch_size", 0), ("channels", 1)):
+        if getattr(cfg, key) < low:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least {low} (0: chosen "
+                             f"from the data), got {getattr(cfg, key)}")
+    if cfg.conv < 0 or (cfg.conv > 0 and cfg.conv % 2 == 0):
+        raise ValueError(f"--conv must be 0 (none) or an odd kernel size, got {cfg.conv}")
+    if cfg.jitter < 0:
+        raise ValueError(f"--jitter must be >= 0, got {cfg.jitter}")
+    for key in ("crop", "warp", "label_smoothing", "head_dropout"):
+        if not 0 <= getattr(cfg, key) < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must lie in [0, 1), got "
+                             f"{getattr(cfg, key)}")
 
 
 @register
@@ -272,55 +105,75 @@ class Classify(Task):
     summary = "UCR/UEA time-series classification (--data aeon:NAME), official split"
     options = (
         Option("data", str, None, "aeon:NAME, a classification dataset shipped with aeon"),
-        Option("pool", str, "last", "what the head reads", ("last", "mean", "both")),
-        Option("head_dropout", float, 0.0, "dropout on the pooled state, before the head"),
-        Option("conv", int, 0, "kernel size of a 1-D convolution (+ ReLU, --hidden channels) "
-               "over time before the recurrent layer; 0: none"),
+        Option("arch", str, "conv-rnn", "conv-rnn: conv blocks then the recurrent layer; "
+               "rnn: the recurrent layer alone (--conv, --pool)", ("conv-rnn", "rnn")),
+        Option("channels", int, 64, "conv-rnn: channels of the conv blocks"),
+        Option("stride", int, 0, "conv-rnn: stride of the first conv block (0: from the "
+               "series length)"),
+        Option("rnn_steps", int, 32, "conv-rnn: the recurrent layer reads at most this many "
+               "steps (conv features averaged over windows; 0: every step)"),
+        Option("pool", str, "last", "rnn: what the head reads", ("last", "mean", "both")),
+        Option("head_dropout", float, 0.0, "dropout on the pooled features, before the head"),
+        Option("conv", int, 0, "rnn: kernel size of a 1-D convolution (+ ReLU, --hidden "
+               "channels) over time before the recurrent layer; 0: none"),
         Option("jitter", float, 0.0, "training only: Gaussian noise of this std added to the "
                "(standardised) input values"),
         Option("crop", float, 0.0, "training only: drop a random share in [0, CROP) of each "
                "series' steps, split between its start and its end (random crops)"),
         Option("warp", float, 0.0, "training only: resample each series to a random length "
                "within +-WARP of its own (time warps)"),
-        Option("label_smoothing", float, 0.0, "cross-entropy label smoothing"),
-        Option("ensemble", int, 1, "independently initialised models, probabilities averaged"),
+        Option("label_smoothing", float, 0.1, "cross-entropy label smoothing"),
+        Option("passes", int, 0, "passes over the train split per epoch (0: 1, or with "
+               "--epochs chosen too, enough passes for 25 steps)"),
+        Option("ensemble", int, 0, "independently initialised models, probabilities averaged "
+               "(0: as many as the time budget allows for this data, 1-5)"),
     )
-    defaults = {"cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 60,
-                "batch_size": 32, "lr": 3e-3, "optimizer": "adam"}
+    # epochs and batch_size 0: chosen from the data (classify_defaults.choose)
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 0,
+        "batch_size": 0, "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01,
+        "schedule": "cosine", "threads": 1}
 
     def build_data(self) -> TaskData:
         name = parse_aeon_spec(self.cfg.data)
-        if self.cfg.ensemble < 1:
-            raise ValueError(f"--ensemble must be at least 1, got {self.cfg.ensemble}")
-        if self.cfg.jitter < 0:
-            raise ValueError(f"--jitter must be >= 0, got {self.cfg.jitter}")
-        if not 0 <= self.cfg.crop < 1:
-            raise ValueError(f"--crop must lie in [0, 1), got {self.cfg.crop}")
-        if not 0 <= self.cfg.warp < 1:
-            raise ValueError(f"--warp must lie in [0, 1), got {self.cfg.warp}")
-        if not 0 <= self.cfg.label_smoothing < 1:
-            raise ValueError(f"--label-smoothing must lie in [0, 1), got "
-                             f"{self.cfg.label_smoothing}")
-        if not 0 <= self.cfg.head_dropout < 1:
-            raise ValueError(f"--head-dropout must lie in [0, 1), got {self.cfg.head_dropout}")
+        _check_range(self.cfg)
+        if self.cfg.arch == "rnn" and not self.cfg.stride:
+            self.cfg.stride = 1                     # unused by this arch: nothing to choose
         ds = load_aeon_classification(name)
+        train_max = int(ds.train.lengths.max())
+        chosen = choose(n_train=len(ds.train), max_length=train_max, cfg=self.cfg)
+        if self.cfg.arch == "rnn":
+            chosen["stride"] = chosen["rnn_window"] = 1
+        for key in ("stride", "batch_size", "passes", "epochs", "ensemble"):
+            setattr(self.cfg, key, chosen[key])     # config.json records the values that ran
         info = {"dataset": ds.name, "input_size": ds.num_channels, "classes": ds.classes,
                 "mean": ds.mean.tolist(), "std": ds.std.tolist(),
                 "train_size": len(ds.train), "test_size": len(ds.test),
                 "max_length": int(max(ds.train.lengths.max(), ds.test.lengths.max())),
-                "min_length": int(min(ds.train.lengths.min(), ds.test.lengths.min()))}
+                "min_length": int(min(ds.train.lengths.min(), ds.test.lengths.min())),
+                "chosen": chosen, "chosen_text": f"{self.cfg.arch}, {describe(chosen)}"}
+        log.info("classify %s: %s", ds.name, info["chosen_text"])
         test = SplitDataset(ds.test)
-        train = MemberDataset(ds.train, self.cfg.ensemble, self.cfg.seed)
+        train = MemberDataset(ds.train, self.cfg.ensemble, self.cfg.seed, chosen["passes"])
         return TaskData(train=train, val=test, test=test, info=info)
 
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
-        c = self.cfg
-        return Ensemble([SequenceClassifier(info["input_size"], len(info["classes"]),
-                                            cell=c.cell, hidden=c.hidden, layers=c.layers,
-                                            bidirectional=c.bidirectional, dropout=c.dropout,
-                                            pool=c.pool, head_dropout=c.head_dropout,
-                                            conv=c.conv, backend=c.backend)
-                         for _ in range(c.ensemble)])
+        c, size, classes = self.cfg, info["input_size"], len(info["classes"])
+        window = info.get("chosen", {}).get("rnn_window", 1)
+
+        def member() -> nn.Module:
+            if c.arch == "conv-rnn":
+                return ConvRecurrentClassifier(
+                    size, classes, cell=c.cell, hidden=c.hidden, layers=c.layers,
+                    bidirectional=c.bidirectional, channels=c.channels, stride=c.stride,
+                    rnn_window=window, head_dropout=c.head_dropout, backend=c.backend)
+            return SequenceClassifier(size, classes, cell=c.cell, hidden=c.hidden,
+                                      layers=c.layers, bidirectional=c.bidirectional,
+                                      dropout=c.dropout, pool=c.pool,
+                                      head_dropout=c.head_dropout, conv=c.conv,
+                                      backend=c.backend)
+
+        return Ensemble([member() for _ in range(c.ensemble)])
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         x, lengths, y = batch                           # (B, K, T, C), (B, K), (B, K)
@@ -331,8 +184,8 @@ class Classify(Task):
             x, lengths = random_crop(x, lengths, self.cfg.crop)
         if model.training and self.cfg.warp > 0:
             x, lengths = random_warp(x, lengths, self.cfg.warp)
-        if model.training and self.cfg.jitter > 0:
-            x = x + self.cfg.jitter * torch.randn_like(x)  # padding is never read (lengths=)
+        if model.training:
+            x = jitter(x, self.cfg.jitter)              # padding is never read (lengths=)
         logits = model(x.unflatten(0, (K, B)), lengths.cpu().view(K, B))   # (K, B, C)
         return ensemble_loss(logits, y.t(), self.cfg.label_smoothing)
 
@@ -353,7 +206,8 @@ class Classify(Task):
                "train_accuracy": train["accuracy"], "dataset": data.info["dataset"],
                "test_size": data.info["test_size"],
                "test_errors": int((test["pred"] != data.test.split.y).sum()),
-               "parameters": sum(p.numel() for p in model.parameters())}
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "chosen": data.info["chosen_text"]}
         members = getattr(model, "members", [])
         if len(members) > 1:
             out["member_test_accuracy"] = [
@@ -370,15 +224,18 @@ class Classify(Task):
         return [plot_confusion(cm, classes, Path(out_dir) / "confusion.png", title)]
 
 
+#: the vowels recipe's option values (the rest as ``classify``)
+_VOWELS = {"data": "aeon:JapaneseVowels", "arch": "rnn", "conv": 3, "pool": "both",
+           "passes": 1, "head_dropout": 0.3, "jitter": 0.1, "warp": 0.2, "ensemble": 10,
+           "label_smoothing": 0.0}
+
+
 @register
 class Vowels(Classify):
     """``classify --data aeon:JapaneseVowels`` with tuned defaults (>= 0.98 on a CPU)."""
 
     name = "vowels"
     summary = "Japanese vowels speaker id (UEA, 12 channels, lengths 7-29): classify, tuned"
-    options = tuple(replace(o, default="aeon:JapaneseVowels",
-                            help="aeon:NAME (default: JapaneseVowels)") if o.name == "data"
-                    else o for o in Classify.options)
     # Chosen on seeds 200-239 (benchmarks/tasks.py's seeds 0-9 were not used for choosing):
     # a width-3 convolution in front, both poolings, head dropout 0.3 and input jitter 0.1
     # lift one model from a mean test accuracy of 0.977 (the plain bi-GRU) to ~0.981 (7 of
@@ -389,10 +246,11 @@ class Vowels(Classify):
     # 5.6 errors and exceed 7 in 0.6% of draws (in whole runs on seeds 200-209: once, seed
     # 209). 30 epochs keep a run of ten near 75 s. One thread: these small models gain
     # nothing from more, and on a busy machine waiting OpenMP threads slow every step down.
-    defaults = {**Classify.defaults, "epochs": 30, "threads": 1}
-    options = tuple(
-        replace(o, default={"conv": 3, "pool": "both", "head_dropout": 0.3, "jitter": 0.1,
-                            "warp": 0.2, "ensemble": 10}[o.name])
-        if o.name in ("conv", "pool", "head_dropout", "jitter", "warp", "ensemble")
-        else o for o in options)
-
+    # (The recipe predates classify's data-driven defaults and keeps its own values.)
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 30, "batch_size": 32,
+        "lr": 3e-3, "optimizer": "adam", "threads": 1}
+    options = tuple(replace(o, default=_VOWELS[o.name]) if o.name in _VOWELS else o
+                    for o in Classify.options)
+    options = tuple(replace(o, help="aeon:NAME (default: JapaneseVowels)")
+                    if o.name == "data" else o for o in options)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..nn import GRU, LSTM, RNN
 
-__all__ = ["CELLS", "make_recurrent", "SeqModel", "from_config"]
+__all__ = ["CELLS", "SeqModel", "from_config", "last_states", "make_recurrent"]
 
 #: ``--cell`` name → recur module class (exact drop-ins for torch.nn's).
 CELLS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -31,6 +31,22 @@ def make_recurrent(cell: str, input_size: int, hidden: int, *, layers: int = 1,
     return CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True,
                        bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0,
                        backend=backend)
+
+
+def last_states(state: Any, directions: int) -> Tensor:
+    """The last layer's final hidden state, every direction side by side.
+
+    Args:
+        state: what a recur ``RNN | GRU`` returns as its final state, ``h_n: [L*D, B, H]``,
+            or an LSTM's ``(h_n, c_n)`` (``c_n`` is ignored).
+        directions: D, 2 for a bidirectional stack, else 1.
+
+    Returns:
+        ``[B, D*H]``: forward direction first (with ``lengths=``, each row's state at its last
+        valid step; the reverse direction's final state is the one at step 0).
+    """
+    h_n = state[0] if isinstance(state, tuple) else state          # (L*D, B, H)
+    return torch.cat(list(h_n[-directions:]), dim=-1)              # (B, D*H)
 
 
 class SeqModel(nn.Module):
@@ -75,8 +91,7 @@ class SeqModel(nn.Module):
         else:
             out, state = self.rnn(x, state, lengths=lengths)
         if self.pool == "last":
-            h_n = state[0] if isinstance(state, tuple) else state  # (L*D, B, H)
-            out = torch.cat(list(h_n[-self.directions:]), dim=-1)  # (B, D*H)
+            out = last_states(state, self.directions)              # (B, D*H)
         y = self.head(out)
         if self.out_activation == "sigmoid":
             y = torch.sigmoid(y)
