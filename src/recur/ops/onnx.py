@@ -43,6 +43,23 @@ ONNX_OPERATORS = {"LSTM": ("LSTM", (0, 3, 1, 2)), "GRU": ("GRU", (1, 0, 2)),
                   "RNN_TANH": ("RNN", (0,)), "RNN_RELU": ("RNN", (0,))}
 
 
+def exporting_onnx() -> bool:
+    """Whether ``torch.onnx.export`` is running, in both of its capture strategies.
+
+    ``torch.onnx.is_in_onnx_export()`` answers in the first (non-strict ``torch.export``); the
+    exporter retries a model that fails there with Dynamo (strict), which constant-folds that
+    function to False, so the exporter's own flag is read too (private: absent, the answer is
+    the public function's). Without it, a recur layer would take the compile path there
+    (``recur::rnn_layer``, which the exporter cannot translate) and hide the first error."""
+    if torch.onnx.is_in_onnx_export():
+        return True
+    try:
+        from torch.onnx._internal.exporter import _flags
+    except ImportError:  # pragma: no cover - depends on the installed torch
+        return False
+    return bool(getattr(_flags, "_is_onnx_exporting", False))
+
+
 def uses_onnx_operator(cell: Cell, layers) -> bool:
     """Whether a stack of ``cell`` with ``layers`` (``LayerWeights``) exports as ONNX's own
     recurrent operators (else as ``Scan``): torch.nn's four cells, no extras, no projection."""
@@ -79,7 +96,8 @@ def run_stack_onnx(
     """
     D = 2 if bidirectional else 1
     _check_deterministic(cell, layers, num_layers, dropout, training)
-    native = uses_onnx_operator(cell, layers)
+    # Dynamo (the exporter's strict retry) skips torch.onnx.ops: every layer is a Scan there
+    native = uses_onnx_operator(cell, layers) and not torch.compiler.is_dynamo_compiling()
     finals: list[list[Tensor]] = [[] for _ in range(cell.num_states)]
     inp = x
     for layer in range(num_layers):
