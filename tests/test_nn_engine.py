@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import recur
 from recur import cells
-from recur.ops import resolve_stack_backend, scan
+from recur.ops import LayerSpec, plan_stack, scan
 
 CELLS = {"rnn_tanh": cells.RNN_TANH, "rnn_relu": cells.RNN_RELU, "lstm": cells.LSTM,
          "gru": cells.GRU}
@@ -128,23 +128,33 @@ def test_torch_backend_equals_reference(mode):
         torch.testing.assert_close(sa, sb, atol=1e-12, rtol=1e-12)
 
 
+def _plan(cell, x, backend="auto", extras=frozenset()):
+    spec = LayerSpec(cell, 4, 4, extras=extras)
+    return plan_stack(cell, [spec], x, backend)
+
+
 def test_recur_backend_env_overrides_auto(monkeypatch):
     x = torch.randn(2, 1, 3)
-    assert resolve_stack_backend("auto", cells.LSTM, x, native_ok=True) == "torch"
+    assert _plan(cells.LSTM, x).backend == "torch"
     monkeypatch.setenv("RECUR_BACKEND", "reference")
-    assert resolve_stack_backend("auto", cells.LSTM, x, native_ok=True) == "reference"
+    assert _plan(cells.LSTM, x).backend == "reference"
     # an explicit backend= wins over the environment
-    assert resolve_stack_backend("torch", cells.LSTM, x, native_ok=True) == "torch"
+    assert _plan(cells.LSTM, x, "torch").backend == "torch"
     monkeypatch.setenv("RECUR_BACKEND", "fastest")
     with pytest.raises(ValueError, match="RECUR_BACKEND must be one of .* got 'fastest'"):
         recur.LSTM(3, 4)(x)
 
 
-def test_auto_without_native_kernel_uses_reference():
+def test_auto_without_native_kernel_uses_reference_and_says_why():
     x = torch.randn(2, 1, 3)
-    assert resolve_stack_backend("auto", cells.LSTM, x, native_ok=False) == "reference"
-    with pytest.raises(ValueError, match="backend='torch' runs only torch.nn's own cells"):
-        resolve_stack_backend("torch", cells.LSTM, x, native_ok=False)
+    plan = _plan(cells.LSTM, x, extras=frozenset({"h_mask"}))
+    assert plan.backend == "reference"
+    assert "h_mask, which PyTorch's kernels cannot run" in plan.rejected["torch"]
+    with pytest.raises(ValueError, match="backend='torch' cannot run cell 'lstm' here: the "
+                                         "layer adds h_mask"):
+        _plan(cells.LSTM, x, "torch", extras=frozenset({"h_mask"}))
+    plan = _plan(cells.LAYERNORM_GRU, x)
+    assert plan.backend == "reference" and "not one of torch.nn's four" in plan.rejected["torch"]
 
 
 @pytest.mark.parametrize("backend", ["reference", "torch"])

@@ -191,12 +191,13 @@ def test_variant_modules_on_the_fused_kernels(monkeypatch):
                                            atol=1e-5 * float(want.abs().max()),
                                            msg=f"grad of {n} ({cls.__name__}, train={train})")
     assert len(launches) == 2 * (1 + 4 + 1 + 4)  # train + eval, every layer and direction
-    with pytest.raises(ValueError, match="only the layer-norm cells' params"):
+    with pytest.raises(ValueError, match="takes extra params in its update, which only the "
+                                         "reference loop hands to it"):
         scan(LSTM, x.new_zeros(2, 1, 8), x.new_zeros(8, 2), None, backend="triton",
              params=(x.new_ones(2),))
     # a layer-norm cell handed b_hh (inside LN_h's input, which the kernels cannot fold)
     g = x.new_ones(6)
-    with pytest.raises(ValueError, match="only the layer-norm cells' params"):
+    with pytest.raises(ValueError, match="with a separate b_hh or a projection"):
         scan(LAYERNORM_GRU, x.new_zeros(2, 1, 6), x.new_zeros(6, 2), x.new_ones(6),
              backend="triton", params=(g, g, g))
 
@@ -411,8 +412,9 @@ def test_projection_grid_kernels_one_slice(case, path, monkeypatch):
 
 def test_projection_grid_only_for_cells_that_ignore_h(monkeypatch):
     """A projected GRU (square W_hr: its update reads the projected h) must not take the grid
-    kernels' projection mode, which hands the update no h: the planner sends it to the
-    reference loop there, and the small path (which passes h) still runs it fused."""
+    kernels' projection mode, which hands the update no h: the triton backend refuses it
+    there with the reason (auto then plans the reference loop), and the small path (which
+    passes h) still runs it fused."""
     from recur.ops.triton import which_path
 
     inputs = make_inputs(GRU, 3, 3, 7, P=7)
@@ -424,7 +426,8 @@ def test_projection_grid_only_for_cells_that_ignore_h(monkeypatch):
     assert which_path(GRU, inputs[0], inputs[1], inputs[4]) is None
     assert which_path(LSTM, *make_inputs(LSTM, 3, 3, 7, P=7)[:2],
                       make_inputs(LSTM, 3, 3, 7, P=7)[4]) == "grid"
-    assert_close(run(GRU, inputs, backend="triton", lengths=lens), want, rtol=1e-5)
+    with pytest.raises(ValueError, match="only the LSTM takes it"):
+        run(GRU, inputs, backend="triton", lengths=lens)
 
 
 LN_GRID_CASES = [
@@ -590,7 +593,7 @@ def test_supports_and_preferred():
     assert not supports(big, x)
     assert not supports(Cell("plain", 1, 1, RNN_TANH.update), x)
     # nothing measured yet: auto keeps PyTorch's kernels
-    assert preferred(LSTM, x, native_ok=True) is False
+    assert preferred(LSTM, x) is False
 
 
 # --- GPU: real sizes (issue 4), a CUDA device only -------------------------------------------

@@ -10,6 +10,7 @@ from .export import export_onnx
 from .nn import (GRU, LSTM, RNN, CustomRNN, GRUCell, LayerNormGRU, LayerNormLSTM, LSTMCell,
                  MinGRU, MinLSTM, RNNBase, RNNCell, RNNCellBase, VariantGRU, VariantLSTM,
                  VariantRNN)
+from .nn.explain import explain
 from .ops import scan
 
 __version__ = "0.1.0"
@@ -17,4 +18,4 @@ __version__ = "0.1.0"
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "RNNCellBase",
            "scan", "export_onnx", "cells", "ops", "__version__",
            "CustomRNN", "VariantRNN", "VariantLSTM", "VariantGRU", "LayerNormLSTM",
-           "LayerNormGRU", "MinGRU", "MinLSTM"]
+           "LayerNormGRU", "MinGRU", "MinLSTM", "explain"]

@@ -49,14 +49,20 @@ def report() -> dict[str, str]:
         name for name, ok in (("gloo", torch.distributed.is_gloo_available()),
                               ("nccl", torch.distributed.is_nccl_available()))
         if ok) if torch.distributed.is_available() else "not available"
-    triton_ok = info["triton"] != "not installed"
-    available = {
-        "reference": "yes (any device)",
-        "torch": "yes (PyTorch's fused kernels" + (", cuDNN" if torch.cuda.is_available()
-                                                    else ", CPU") + ")",
-        "triton": ("yes (CUDA)" if triton_ok and torch.cuda.is_available() else
-                   "interpreter only (no CUDA device)" if triton_ok else "no (not installed)"),
-    }
-    info["backends"] = "; ".join(f"{b}: {available[b]}" for b in BACKENDS if b != "auto")
+    # the planner's answer for a standard and a layer-norm LSTM on the default device
+    from ..cells import LAYERNORM_LSTM, LSTM
+    from ..ops import LayerSpec, plan_stack
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.zeros(1, 16, 128, device=device)
+    for label, cell, extras in (("LSTM", LSTM, frozenset()),
+                                ("LayerNormLSTM", LAYERNORM_LSTM, frozenset({"params"}))):
+        spec = LayerSpec(cell, 128, 128, b_hh=cell.native_mode is not None, extras=extras)
+        try:
+            info[f"plan ({label}, B=16, H=128, {device})"] = plan_stack(
+                cell, [spec], x, "auto").describe()
+        except ValueError as err:  # RECUR_BACKEND names a backend that cannot run it
+            info[f"plan ({label}, B=16, H=128, {device})"] = str(err)
+    info["backends"] = ", ".join(b for b in BACKENDS if b != "auto")
     info[ENV_VAR] = os.environ.get(ENV_VAR) or "unset (backend='auto' picks per device)"
     return info

@@ -18,8 +18,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import cells
 from ..cells import Cell
-from ..ops import LayerWeights, run_stack
-from ..ops.dispatch import check_backend_name, resolve_stack_backend
+from ..ops import LayerSpec, LayerWeights, Plan, plan_stack
+from ..ops.dispatch import check_backend_name
+from ..ops.plan import run_plan
 from ..ops.native import stack_native
 from ._args import check_bool, check_dropout, check_int
 from ._layout import from_time_major, to_time_major
@@ -249,21 +250,41 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
             self._carry(state)
         return output, state
 
+    def _specs(self, x: Tensor) -> list[LayerSpec]:
+        """What the planner looks at, per layer and direction (no extras for a plain layer;
+        variants override :meth:`_stack_weights` and are planned from their weights)."""
+        H = self.hidden_size
+        h_out = self.proj_size if self.proj_size > 0 else H
+        spec = LayerSpec(self.cell, H, h_out, self.proj_size > 0, self.bias)
+        return [spec] * len(self._layer_names)
+
+    def _planned(self, x: Tensor) -> tuple[Plan, list[LayerWeights] | None]:
+        """The plan for ``x: [T, B, I]`` and, for a layer with extras, the weights it was
+        planned from (a plain layer's are built only if the plan needs them)."""
+        if self._plain_native:
+            return plan_stack(self.cell, self._specs(x), x, self.backend), None
+        layers = self._stack_weights(x)
+        specs = [LayerSpec.of(self.cell, lw) for lw in layers]
+        return plan_stack(self.cell, specs, x, self.backend), layers
+
+    def plan(self, x: Tensor) -> Plan:
+        """The backend plan for a forward on ``x: [T, B, I]`` (time-major); see
+        :func:`recur.explain`. (A variant draws its masks to plan, as a forward would.)"""
+        return self._planned(x)[0]
+
     def _run(self, x: Tensor, states: tuple[Tensor, ...], lens: Tensor | None):
         """``x: [T, B, I]`` through the stack; returns ``out, finals`` as ``run_stack``."""
-        if (self._plain_native and not torch.compiler.is_compiling()
-                and not torch.onnx.is_in_onnx_export()
-                and resolve_stack_backend(self.backend, self.cell, x, native_ok=True) == "torch"):
-            # torch.nn's own cell with nothing added: its flat weights go straight to PyTorch's
-            # kernels, without building LayerWeights (a few us per call; see benchmarks/cpu.py)
-            return stack_native(self.cell.native_mode, x, states, self._flat_weights,
-                                has_biases=self.bias, has_proj=self.proj_size > 0,
-                                num_layers=self.num_layers, bidirectional=self.bidirectional,
-                                dropout=self.dropout, training=self.training, lengths=lens)
-        return run_stack(self.cell, x, states, self._stack_weights(x),
-                         num_layers=self.num_layers, bidirectional=self.bidirectional,
-                         dropout=self.dropout, training=self.training, lengths=lens,
-                         backend=self.backend)
+        kw = {"num_layers": self.num_layers, "bidirectional": self.bidirectional,
+              "dropout": self.dropout, "training": self.training, "lengths": lens}
+        plan, layers = self._planned(x)
+        if layers is None:
+            if plan.executor == "torch":
+                # torch.nn's own cell with nothing added: its flat weights go straight to
+                # PyTorch's kernels, without building LayerWeights (a few us per call)
+                return stack_native(self.cell.native_mode, x, states, self._flat_weights,
+                                    has_biases=self.bias, has_proj=self.proj_size > 0, **kw)
+            layers = self._layer_weights()
+        return run_plan(plan, self.cell, x, states, layers, **kw)
 
 
 def _cast_inputs(x: Tensor, hx, dtype: torch.dtype):

@@ -22,10 +22,10 @@ machinery of ``recur.LSTM``; the options combine freely (e.g. a LayerNormLSTM wi
 
 Zoneout and recurrent dropout are masks the engine applies (``recur.ops.scan``'s ``zoneout``
 and ``h_mask``): the reference loop and the fused Triton kernels (``backend="triton"``, for
-cells with a Triton pointwise: LSTM, GRU, RNN, declared cells) run them; ``backend="auto"``
-runs the reference loop (the fused kernels are not chosen by ``auto`` until timed on a GPU).
-``backend="torch"`` raises ``ValueError`` for them and for the layer-norm cells, whose
-update takes parameters (reference loop only).
+cells with a Triton pointwise: LSTM, GRU, RNN, the layer-norm cells, declared cells) run
+them. Which backend runs is planned per forward by :mod:`recur.ops.plan` (``auto``: the
+fused kernels on CUDA, the reference loop on the CPU); ``backend="torch"`` raises
+``ValueError`` at the forward with the reason (PyTorch's kernels take none of these).
 """
 
 from __future__ import annotations
@@ -128,13 +128,6 @@ class VariantRNN(CustomRNN):
             if not bias:
                 raise ValueError(f"forget_bias={forget_bias} needs bias=True, got bias=False")
         self.forget_bias = forget_bias
-        if backend == "torch" and (cell.native_mode is None or zoned
-                                   or self.recurrent_dropout > 0):
-            raise ValueError(f"backend='torch' (PyTorch's fused kernels) cannot run "
-                             f"{type(self).__name__} with cell {cell.name!r}"
-                             f"{', zoneout' if zoned else ''}"
-                             f"{', recurrent_dropout' if self.recurrent_dropout else ''}; "
-                             "use backend='auto' or 'reference'")
         super().__init__(cell, input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, backend=backend)

@@ -12,8 +12,9 @@ with a fake (shape-only) implementation, so Dynamo and ``torch.export`` see one 
 layer with symbolic T and B, and an autograd formula: ``recur::rnn_layer_backward``, itself
 an opaque operator, recomputes the layer's forward with autograd on and returns every input's
 gradient. Inter-layer dropout stays outside the operator, as ordinary traced ``F.dropout``,
-so the recomputation is deterministic. The real implementation is recur's eager
-``run_stack`` for one layer on the requested backend (PyTorch's kernels on a CPU).
+so the recomputation is deterministic. The real implementation is the eager executor
+(:func:`recur.ops.executors.run_eager`) of the backend the planner chose before tracing
+(PyTorch's kernels on a CPU); the operator never plans again.
 
 Only the standard cells (``cell.native_mode`` set, no variant extras) go through the
 operator: the operator names its cell by that mode string. Double backward is not supported
@@ -29,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import cells
-from .stack import LayerWeights, run_stack
+from .executors import run_eager
+from .layer import LayerWeights
 
 _AUTOGRAD_KEYS = (torch._C.DispatchKey.AutogradFunctionality, torch._C.DispatchKey.AutogradOther,
                   torch._C.DispatchKey.AutogradNestedTensor)
@@ -52,9 +54,9 @@ def _layers(weights: list[Tensor], D: int, has_bias: bool, has_proj: bool) -> li
 
 def _run_layer(x, hx, weights, lengths, mode, bidirectional, has_bias, has_proj, backend):
     D = 2 if bidirectional else 1
-    out, finals = run_stack(cells.BY_MODE[mode], x, tuple(hx),
+    out, finals = run_eager(backend, cells.BY_MODE[mode], x, tuple(hx),
                             _layers(weights, D, has_bias, has_proj), num_layers=1,
-                            bidirectional=bidirectional, lengths=lengths, backend=backend)
+                            bidirectional=bidirectional, lengths=lengths)
     return [out, *finals]
 
 
@@ -88,6 +90,7 @@ def rnn_layer(x, hx, weights, lengths, mode, bidirectional, has_bias, has_proj, 
         weights: per direction ``w_ih, w_hh, [b_ih, b_hh], [w_hr]`` (torch.nn's order).
         lengths: ``[B]`` int64 on the CPU, or None.
         mode: ``"LSTM" | "GRU" | "RNN_TANH" | "RNN_RELU"``.
+        backend: the eager backend the planner chose (``"torch" | "reference" | "triton"``).
 
     Returns:
         ``[out, *finals]``: ``out: [T, B, D*Hout]``, finals shaped like ``hx``.

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from ..cells import Cell, States
-from .dispatch import requested_backend, triton_available, triton_unavailable_reason
+from .layer import LayerSpec
+from .plan import plan_scan
 from .reference import scan_reference
 
 
@@ -128,7 +129,6 @@ def scan(
         (torch.Size([5, 2, 3]), torch.Size([2, 3]))
     """
     state0, lengths = _check(cell, xg, w_hh, b_hh, state0, w_hr, lengths)
-    extras = bool(params) or bool(step_params)
     if h_mask is not None and tuple(h_mask.shape) != tuple(state0[0].shape):
         raise ValueError(f"h_mask must have shape {tuple(state0[0].shape)}, "
                          f"got {tuple(h_mask.shape)}")
@@ -141,48 +141,19 @@ def scan(
                              f"got shape {tuple(p.shape)}")
     if zoneout is not None:
         zoneout = _check_zoneout(cell, zoneout, xg, w_hr)
-    req = requested_backend(backend)
-    if xg.shape[1] == 0 and req != "torch":  # an empty batch: no step to run on any backend
-        return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse, params=tuple(params),
-                              step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
-    if extras:
-        # Extra tensors handed to the cell's update (variants, declared cells with
-        # parameters): the reference loop takes any; the fused kernels take the layer-norm
-        # cells' (``Cell.fused_norm``), which they apply themselves.
-        # (b_hh inside LN_h's input cannot be folded: such calls run on the reference loop)
-        fused_ok = (not step_params and cell.fused_norm is not None and w_hr is None
-                    and b_hh is None)
-        if req == "torch":
-            raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a "
-                             "single scan; use 'auto', 'reference' or 'triton' here")
-        if req == "triton" and not fused_ok:
-            raise ValueError(f"backend='triton' cannot run cell {cell.name!r} with extra "
-                             "params / step_params (only the layer-norm cells' params); use "
-                             "'auto' or 'reference'")
-        if req == "triton" and not triton_available(cell, xg):
-            raise ValueError(f"backend='triton' is not available: "
-                             f"{triton_unavailable_reason(cell, xg)}")
-        if req == "triton" or (req == "auto" and fused_ok and xg.is_cuda
-                               and triton_available(cell, xg)):
-            from .triton import scan_triton
-
-            return scan_triton(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
-                               h_mask=h_mask, zoneout=zoneout, params=tuple(params))
-        return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse, params=tuple(params),
-                              step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
-    if req == "torch":
-        raise ValueError("backend='torch' runs whole stacks (recur.RNN/LSTM/GRU), not a single "
-                         "scan; use 'auto', 'reference' or 'triton' here")
-    use_triton = req == "triton" or (req == "auto" and xg.is_cuda and triton_available(cell, xg))
-    if req == "triton" and not triton_available(cell, xg):
-        raise ValueError(f"backend='triton' is not available: "
-                         f"{triton_unavailable_reason(cell, xg)}")
-    if use_triton:
+    extras = frozenset(n for n, present in (
+        ("params", bool(params)), ("step_params", bool(step_params)),
+        ("h_mask", h_mask is not None), ("zoneout", zoneout is not None)) if present)
+    spec = LayerSpec(cell, xg.shape[2] // cell.num_gates, w_hh.shape[1], w_hr is not None,
+                     b_hh is not None, extras)
+    plan = plan_scan(spec, xg, backend)
+    if plan.backend == "triton" and xg.shape[1] > 0:
         from .triton import scan_triton
 
         return scan_triton(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                           reverse=reverse, h_mask=h_mask, zoneout=zoneout)
+                           reverse=reverse, h_mask=h_mask, zoneout=zoneout,
+                           params=tuple(params))
+    # the reference loop (an empty batch has no step to run on any backend)
     return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                          reverse=reverse, h_mask=h_mask, zoneout=zoneout)
+                          reverse=reverse, params=tuple(params), step_params=tuple(step_params),
+                          h_mask=h_mask, zoneout=zoneout)

@@ -20,10 +20,11 @@ from torch import Tensor
 
 from ...cells import Cell, States
 from ...cells.layernorm import EPS
+from ..layer import LayerSpec
 from . import _launch
 from ._function import FusedScan
 
-__all__ = ["pointwise_of", "preferred", "scan_triton", "supports", "which_path"]
+__all__ = ["accepts", "pointwise_of", "preferred", "scan_triton", "supports", "which_path"]
 
 
 def _resolve(spec, what: str):
@@ -62,57 +63,86 @@ def pointwise_of(cell: Cell):
     return None
 
 
-def _cell_ok(cell: Cell) -> bool:
-    return (cell.num_gates <= _launch.MAX_GATES and cell.num_states <= _launch.MAX_STATES
-            and (cell.triton_update is not None or cell.native_mode is not None))
+def _device_reason(cell: Cell, x: Tensor) -> str | None:
+    """Why the kernels cannot run ``cell`` on ``x``'s device and dtype at all, or None."""
+    if cell.triton_update is None and cell.native_mode is None:
+        return (f"cell {cell.name!r} has no Triton pointwise (declare it with triton=...; "
+                "see recur.cells.triton_pointwise)")
+    if cell.num_gates > _launch.MAX_GATES or cell.num_states > _launch.MAX_STATES:
+        return (f"cell {cell.name!r} has {cell.num_gates} gates and {cell.num_states} states; "
+                f"the kernels take at most {_launch.MAX_GATES} and {_launch.MAX_STATES}")
+    if x.dtype not in _launch.DTYPES:
+        return (f"dtype {x.dtype}: the kernels take "
+                f"{', '.join(str(d).removeprefix('torch.') for d in _launch.DTYPES)}")
+    if not (x.is_cuda or (x.device.type == "cpu" and _launch.interpreting())):
+        return (f"device {x.device}: the kernels need a CUDA device (or TRITON_INTERPRET=1 on "
+                "the CPU, for tests)")
+    return None
+
+
+def accepts(spec: LayerSpec, x: Tensor) -> str | None:
+    """None when the fused kernels run the layer described by ``spec`` on ``x`` (``[T, B, *]``:
+    its device, dtype and batch size matter), else the reason they do not (for
+    :mod:`recur.ops.plan` and its ``explain``)."""
+    cell = spec.cell
+    reason = _device_reason(cell, x)
+    if reason is not None:
+        return reason
+    if "step_params" in spec.extras:
+        return "per-step tensors (step_params) are handed to the update by the reference loop only"
+    if "params" in spec.extras:
+        if cell.fused_norm is None:
+            return (f"cell {cell.name!r} takes extra params in its update, which only the "
+                    "reference loop hands to it (the kernels apply only the layer-norm cells')")
+        if spec.b_hh or spec.proj:
+            return (f"layer-norm cell {cell.name!r} with a separate b_hh or a projection: the "
+                    "kernels fold b_hh into LN_h's bias and have no projection here")
+    p = _launch.plan(cell.num_gates, x.shape[1], spec.hidden_size, spec.recurrent_size,
+                     spec.proj, x.device, x.element_size())
+    if p is None:
+        return (f"no kernel plan fits B={x.shape[1]}, H={spec.hidden_size} on {x.device} (more "
+                "programs than SMs, or too much shared memory even when streamed)")
+    if spec.proj and p.path != "small" and cell.native_mode != "LSTM":
+        return (f"cell {cell.name!r} with a projection beyond the small path: the grid kernels' "
+                "projection mode hands the update no h, so only the LSTM takes it")
+    return None
 
 
 def supports(cell: Cell, x: Tensor) -> bool:
-    """True when the fused kernels can run ``cell`` on ``x``'s device and dtype.
-
-    Needs: a Triton pointwise for the cell, at most 4 gates and 2 states, ``x`` in float32,
-    bfloat16 or float16, and a CUDA device or ``TRITON_INTERPRET=1`` (CPU tensors). Which
-    kernel path runs depends on the sizes: see :func:`which_path`; a configuration no path
-    takes runs on the reference loop.
-    """
-    if not _cell_ok(cell) or x.dtype not in _launch.DTYPES:
-        return False
-    return x.is_cuda or (x.device.type == "cpu" and _launch.interpreting())
+    """True when the fused kernels can run ``cell`` on ``x``'s device and dtype at some size
+    (:func:`accepts` answers for one configuration, with the reason)."""
+    return _device_reason(cell, x) is None
 
 
 def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None) -> str | None:
     """``"small"`` (one program per batch tile, no barrier), ``"grid"`` (programs own slices
     of hidden units and meet at a grid barrier each step; CUDA only), ``"stream"`` (the grid
     kernels reading ``W_hh`` from L2 every step, when it does not fit on chip), or ``None``
-    (no plan fits, e.g. more programs than SMs would be needed: the reference loop runs).
+    (the kernels do not take this configuration: :func:`accepts` says why).
 
     Args:
         xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; w_hr: ``[HO, H]`` or None.
     """
-    if not supports(cell, xg):
+    spec = LayerSpec(cell, xg.shape[2] // cell.num_gates, w_hh.shape[1], w_hr is not None)
+    if accepts(spec, xg) is not None:
         return None
-    p = _plan(cell, xg, w_hh, w_hr)
-    return None if p is None else p.path
+    return _plan(cell, xg, w_hh, w_hr).path
 
 
-def _plan(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None) -> _launch.Plan | None:
-    """The launch plan, or None for the reference loop. The grid / stream kernels' projection
-    mode hands the cell's update no h (it owns other entries of h than its units), so only
-    the LSTM, whose update does not read h, takes it; other projected cells (h square,
-    ``P == H``) run fused on the small path only."""
+def _plan(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None) -> _launch.Plan:
+    """The launch plan of a configuration :func:`accepts` took."""
     G = cell.num_gates
-    p = _launch.plan(G, xg.shape[1], xg.shape[2] // G, w_hh.shape[1], w_hr is not None,
-                     xg.device, w_hh.element_size())
-    if p is not None and w_hr is not None and p.path != "small" and cell.native_mode != "LSTM":
-        return None
-    return p
+    return _launch.plan(G, xg.shape[1], xg.shape[2] // G, w_hh.shape[1], w_hr is not None,
+                        xg.device, w_hh.element_size())
 
 
-def preferred(cell: Cell, x: Tensor, *, native_ok: bool) -> bool:
-    """Whether ``auto`` should pick the fused kernels over PyTorch's on CUDA.
+def preferred(cell: Cell, x: Tensor) -> bool:
+    """Whether ``auto`` should try the fused kernels before PyTorch's (cuDNN) on CUDA for a
+    cell PyTorch can run.
 
     Always False for now: no GPU timing of these kernels has been taken yet (see
-    ``docs/triton.md``), and ``auto`` must never pick a slower backend than torch.nn.
+    ``docs/triton.md``, ``scripts/gpu_check.sh``), and ``auto`` must never pick a slower
+    backend than torch.nn. (Cells PyTorch cannot run get the kernels on CUDA regardless.)
     """
     return False
 
@@ -146,20 +176,24 @@ def scan_triton(
     Returns:
         ``out [T, B, HO]`` (zero past each row's length) and the final states.
     """
-    pw = pointwise_of(cell)
-    if pw is None or not _cell_ok(cell):
-        raise ValueError(f"cell {cell.name!r} has no Triton pointwise usable by the fused "
-                         f"kernels (needs triton_update, <= 4 gates and <= 2 states)")
     T, B, GH = xg.shape
     G, NS = cell.num_gates, cell.num_states
-    ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
-    p = _plan(cell, xg, w_hh, w_hr)
-    if p is None:  # no fused path for this size (see docs/triton.md): the reference loop
+    if B == 0:  # an empty batch: nothing to launch, the (empty) result of any backend
         from ..reference import scan_reference
 
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse, h_mask=h_mask, zoneout=zoneout,
-                              params=tuple(params))
+                              reverse=reverse, params=tuple(params), h_mask=h_mask,
+                              zoneout=zoneout)
+    extras = frozenset(n for n, present in (("params", bool(params)),
+                                            ("h_mask", h_mask is not None),
+                                            ("zoneout", zoneout is not None)) if present)
+    reason = accepts(LayerSpec(cell, GH // G, w_hh.shape[1], w_hr is not None,
+                               b_hh is not None, extras), xg)
+    if reason is not None:  # no silent fallback: the planner (recur.ops.plan) asked first
+        raise ValueError(f"backend='triton' cannot run this scan: {reason}")
+    pw = pointwise_of(cell)
+    ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
+    p = _plan(cell, xg, w_hh, w_hr)
     lens = None
     if lengths is not None:
         lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)

@@ -1,0 +1,79 @@
+"""The eager executors: run a whole stack (layers x directions) on one backend that the
+planner (:mod:`recur.ops.plan`) already chose. Nothing here chooses a backend.
+
+- ``"torch"``: PyTorch's stack kernel (``_VF.lstm`` & co.), the whole stack in one call;
+- ``"reference"`` / ``"triton"``: one input GEMM per layer and direction over all steps,
+  then that backend's scan per direction, directions concatenated, inter-layer dropout in
+  training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..cells import Cell
+from .layer import LayerWeights
+from .native import stack_native
+from .reference import scan_reference
+
+
+def scan_function(backend: str):
+    """The scan of ``backend`` (``"reference"`` or ``"triton"``), same signature as
+    :func:`recur.ops.scan_reference`."""
+    if backend == "reference":
+        return scan_reference
+    if backend == "triton":
+        from .triton import scan_triton  # lazy: Triton is an optional extra
+
+        return scan_triton
+    raise ValueError(f"no per-layer scan for backend {backend!r}")
+
+
+def run_eager(
+    backend: str,
+    cell: Cell,
+    x: Tensor,
+    hx: tuple[Tensor, ...],
+    layers: list[LayerWeights],
+    *,
+    num_layers: int,
+    bidirectional: bool,
+    dropout: float = 0.0,
+    training: bool = False,
+    lengths: Tensor | None = None,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run the stack on ``backend``; arguments and returns as :func:`recur.ops.run_stack`
+    (``x: [T, B, I]``; ``hx`` each ``[L*D, B, H*]``; returns ``out: [T, B, D*Hout]`` and
+    the final states ``[L*D, B, H*]``)."""
+    if backend == "torch":
+        flat = [w for lw in layers for w in lw.flat()]
+        return stack_native(cell.native_mode, x, hx, flat, has_biases=layers[0].b_ih is not None,
+                            has_proj=layers[0].w_hr is not None, num_layers=num_layers,
+                            bidirectional=bidirectional, dropout=float(dropout),
+                            training=training, lengths=lengths)
+    scan_fn = scan_function(backend)
+    D = 2 if bidirectional else 1
+    finals: list[list[Tensor]] = [[] for _ in range(cell.num_states)]
+    inp = x
+    for layer in range(num_layers):
+        outs = []
+        for d in range(D):
+            k = layer * D + d
+            lw = layers[k]
+            xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
+            if lw.xg_fn is not None:
+                xg = lw.xg_fn(xg)  # (T, B, G*H)
+            kw = {"step_params": lw.step_params} if lw.step_params else {}
+            out, states = scan_fn(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
+                                  w_hr=lw.w_hr, lengths=lengths, reverse=d == 1,
+                                  params=lw.params, h_mask=lw.h_mask, zoneout=lw.zoneout,
+                                  **kw)
+            outs.append(out)
+            for j, s in enumerate(states):
+                finals[j].append(s)
+        inp = outs[0] if D == 1 else torch.cat(outs, dim=-1)  # (T, B, D*Hout)
+        if dropout > 0 and training and layer < num_layers - 1:
+            inp = F.dropout(inp, p=dropout, training=True)
+    return inp, tuple(torch.stack(f, dim=0) for f in finals)

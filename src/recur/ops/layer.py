@@ -1,0 +1,72 @@
+"""``LayerWeights``: what one layer and direction of a stack hands to a backend;
+``LayerSpec``: what a backend looks at to accept it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import Tensor
+
+from ..cells import Cell
+
+EXTRAS = ("params", "step_params", "h_mask", "xg_fn", "zoneout")
+
+
+class LayerWeights(NamedTuple):
+    """One layer and direction: ``w_ih [G*H, I]``, ``w_hh [G*H, Hout]``, biases ``[G*H]`` or
+    None, ``w_hr [P, H]`` or None.
+
+    Optional extras, for variants and declared cells (all default to "none"; which backend
+    takes which is each backend's ``accepts``, see :mod:`recur.ops.plan`): ``params`` handed
+    to every step's update, ``step_params`` (``[T, ...]``, sliced per step), ``h_mask
+    [B, Hout]`` on ``h_{t-1}`` before ``W_hh``, ``zoneout`` masks (one ``[T, B, H]`` per
+    state, see :func:`recur.ops.scan`), and ``xg_fn`` applied once to the whole input
+    projection ``xg [T, B, G*H]`` before the scan (e.g. a layer norm).
+    """
+
+    w_ih: Tensor
+    w_hh: Tensor
+    b_ih: Tensor | None = None
+    b_hh: Tensor | None = None
+    w_hr: Tensor | None = None
+    params: tuple[Tensor, ...] = ()
+    step_params: tuple[Tensor, ...] = ()
+    h_mask: Tensor | None = None
+    xg_fn: Callable[[Tensor], Tensor] | None = None
+    zoneout: tuple[Tensor, ...] | None = None
+
+    def flat(self) -> list[Tensor]:
+        """torch.nn's weights only (``w_ih, w_hh, b_ih, b_hh, w_hr``), the Nones left out."""
+        return [w for w in self[:5] if w is not None]
+
+    def extras(self) -> frozenset[str]:
+        """The names (of :data:`EXTRAS`) of the extras this layer uses; empty for a plain
+        torch.nn layer."""
+        return frozenset(name for name in EXTRAS if _present(getattr(self, name)))
+
+    def has_extras(self) -> bool:
+        """Whether anything beyond torch.nn's weights takes part."""
+        return bool(self.extras())
+
+
+def _present(value) -> bool:
+    return value is not None and not (isinstance(value, tuple) and not value)
+
+
+class LayerSpec(NamedTuple):
+    """What a backend needs to know to accept one layer and direction (see
+    :mod:`recur.ops.plan`): the cell, ``H`` units, the recurrent width ``HO`` (``P`` with a
+    projection), whether there is a projection / a recurrent bias, and the extras used."""
+
+    cell: Cell
+    hidden_size: int
+    recurrent_size: int
+    proj: bool = False
+    b_hh: bool = True
+    extras: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, cell: Cell, lw: LayerWeights) -> LayerSpec:
+        return cls(cell, lw.w_hh.shape[0] // cell.num_gates, lw.w_hh.shape[1],
+                   lw.w_hr is not None, lw.b_hh is not None, lw.extras())

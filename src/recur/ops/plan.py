@@ -1,0 +1,191 @@
+"""One backend plan per forward call: the single place that decides what runs, and says why.
+
+A stack of layers (``run_stack``, the modules) or a single scan (``scan``) is planned once,
+from the cell, each layer's extras (:class:`recur.ops.layer.LayerSpec`), the input (device,
+dtype, batch) and the request (``backend=``, then ``RECUR_BACKEND`` for ``"auto"``):
+
+    plan = plan_stack(cell, specs, x, backend)      # -> Plan: executor + why not the others
+    out, states = run_plan(plan, cell, x, hx, layers, ...)
+
+Each backend answers one question, ``accepts(spec, x) -> None | reason``:
+
+- ``torch``: PyTorch's kernels (``_VF.lstm`` & co.; oneDNN / native on CPU, cuDNN on GPU):
+  torch.nn's four cells with nothing added, whole stacks only;
+- ``triton``: the fused kernels (:func:`recur.ops.triton.accepts`: a Triton pointwise, the
+  dtype, CUDA or the interpreter, the extras they fuse, a launch plan that fits);
+- ``reference``: the PyTorch loop over time: anything.
+
+``auto`` takes the first backend that accepts every layer, in the order of
+:func:`auto_order` (CPU: torch, reference; CUDA: torch, triton, reference, with triton
+first where :func:`recur.ops.triton.preferred` says it was measured faster). An explicit
+backend runs exactly that backend or raises ``ValueError`` with its reason; nothing further
+down changes the decision. Executors: PyTorch's stack kernel, the per-layer loop on the
+reference or Triton scan (:mod:`recur.ops.executors`), the compile/export custom operator
+(:mod:`recur.ops.custom_op`, wrapping an eager executor) and, while ``torch.onnx.export``
+runs, ONNX operators (:mod:`recur.ops.onnx`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..cells import Cell
+from .dispatch import requested_backend
+from .layer import LayerSpec, LayerWeights
+
+NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton kernels",
+         "reference": "the reference loop (PyTorch ops, one step at a time)"}
+
+
+def auto_order(cell: Cell, x: Tensor) -> tuple[str, ...]:
+    """The backends ``auto`` tries, fastest first, on ``x``'s device."""
+    if not x.is_cuda:
+        return ("torch", "reference")
+    try:
+        from .triton import preferred
+    except ImportError:
+        return ("torch", "reference")
+    if preferred(cell, x):
+        return ("triton", "torch", "reference")
+    return ("torch", "triton", "reference")
+
+
+def accepts(backend: str, spec: LayerSpec, x: Tensor, *, single_scan: bool = False) -> str | None:
+    """None when ``backend`` runs the layer ``spec`` on ``x`` (``[T, B, *]``), else why not."""
+    cell = spec.cell
+    if backend == "reference":
+        return None
+    if backend == "torch":
+        if single_scan:
+            return "PyTorch's kernels run whole stacks (recur.RNN/LSTM/GRU), not a single scan"
+        if cell.native_mode is None:
+            return f"cell {cell.name!r} is not one of torch.nn's four (no PyTorch kernel)"
+        if spec.extras:
+            return (f"the layer adds {', '.join(sorted(spec.extras))}, which PyTorch's kernels "
+                    "cannot run")
+        return None
+    if backend == "triton":
+        try:
+            from .triton import accepts as triton_accepts
+        except ImportError:
+            return "the triton package is not installed (pip install 'recur[triton]')"
+        return triton_accepts(spec, x)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def _stack_reason(backend: str, specs: list[LayerSpec], x: Tensor, single_scan: bool
+                  ) -> str | None:
+    for k, spec in enumerate(specs):
+        reason = accepts(backend, spec, x, single_scan=single_scan)
+        if reason is not None:
+            return reason if len(specs) == 1 or backend == "torch" else f"layer {k}: {reason}"
+    return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What runs a forward call. ``executor``: ``"onnx"`` (while exporting), ``"custom_op"``
+    (under torch.compile / torch.export; wraps ``backend``'s eager executor), or the eager
+    ``backend`` itself. ``rejected``: each backend tried before it and why not."""
+
+    executor: str
+    backend: str
+    request: str
+    rejected: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: what runs and why not the others."""
+        what = {"onnx": "ONNX operators (torch.onnx.export)",
+                "custom_op": f"the recur::rnn_layer operator (torch.compile / export) around "
+                             f"{NAMES[self.backend]}"}.get(self.executor, NAMES[self.backend])
+        how = "requested" if self.request != "auto" else "auto"
+        line = f"{self.backend}: {what} [{how}]"
+        for name, reason in self.rejected.items():
+            line += f"; not {name}: {reason}"
+        return line
+
+
+def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor,
+            single_scan: bool) -> tuple[str, dict[str, str]]:
+    if request == "auto":
+        order = auto_order(cell, x)
+        if single_scan:
+            order = tuple(b for b in order if b != "torch")
+    else:
+        order = (request,)
+    rejected: dict[str, str] = {}
+    for name in order:
+        reason = _stack_reason(name, specs, x, single_scan)
+        if reason is None:
+            return name, rejected
+        rejected[name] = reason
+    raise ValueError(f"backend={request!r} cannot run cell {cell.name!r} here: "
+                     f"{rejected[request]}; use backend='auto' or 'reference'")
+
+
+def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "auto") -> Plan:
+    """The plan of a stack forward on ``x: [T, B, I]`` (one spec per layer and direction)."""
+    request = requested_backend(backend)
+    if torch.onnx.is_in_onnx_export():
+        return Plan("onnx", "reference", request)
+    chosen, rejected = _choose(request, cell, specs, x, single_scan=False)
+    if (torch.compiler.is_compiling() and cell.native_mode is not None
+            and not any(s.extras for s in specs)):
+        return Plan("custom_op", chosen, request, rejected)
+    return Plan(chosen, chosen, request, rejected)
+
+
+def plan_scan(spec: LayerSpec, xg: Tensor, backend: str = "auto") -> Plan:
+    """The plan of one :func:`recur.ops.scan` on ``xg: [T, B, G*H]``."""
+    request = requested_backend(backend)
+    chosen, rejected = _choose(request, spec.cell, [spec], xg, single_scan=True)
+    return Plan(chosen, chosen, request, rejected)
+
+
+def explain_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "auto", *,
+                  bidirectional: bool = False) -> list[str]:
+    """Per layer and direction: the backend that runs and, for every other backend, why it
+    does not (or that it would run but comes later in ``auto``'s order)."""
+    plan = plan_stack(cell, specs, x, backend)
+    D = 2 if bidirectional else 1
+    lines = [f"plan: {plan.describe()}"]
+    for k, spec in enumerate(specs):
+        where = f"layer {k // D}" + (" reverse" if D == 2 and k % 2 else "")
+        others = []
+        for name in ("torch", "triton", "reference"):
+            if name == plan.backend:
+                continue
+            reason = accepts(name, spec, x)
+            others.append(f"{name}: {reason}" if reason is not None else
+                          f"{name}: would run, {_later(plan, name)}")
+        lines.append(f"  {where}: {plan.backend}; " + "; ".join(others))
+    return lines
+
+
+def _later(plan: Plan, name: str) -> str:
+    if plan.request != "auto":
+        return f"but backend={plan.request!r} was requested"
+    return "but comes after it in auto's order on this device"
+
+
+def run_plan(plan: Plan, cell: Cell, x: Tensor, hx: tuple[Tensor, ...],
+             layers: list[LayerWeights], *, num_layers: int, bidirectional: bool,
+             dropout: float = 0.0, training: bool = False, lengths: Tensor | None = None
+             ) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Run ``plan``; arguments and returns as :func:`recur.ops.run_stack`."""
+    kw = {"num_layers": num_layers, "bidirectional": bidirectional, "dropout": dropout,
+          "training": training, "lengths": lengths}
+    if plan.executor == "onnx":
+        from .onnx import run_stack_onnx
+
+        return run_stack_onnx(cell, x, hx, layers, **kw)
+    if plan.executor == "custom_op":
+        from .custom_op import run_stack_op
+
+        return run_stack_op(cell.native_mode, x, hx, layers, backend=plan.backend, **kw)
+    from .executors import run_eager
+
+    return run_eager(plan.backend, cell, x, hx, layers, **kw)

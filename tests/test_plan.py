@@ -1,0 +1,107 @@
+"""The backend plan (recur.ops.plan): one decision per forward, explained; explicit requests
+run exactly that backend or raise with the reason; nothing downstream changes its mind."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+import recur
+from recur import cells
+from recur.ops import LayerSpec, plan_scan, plan_stack, scan
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def test_plain_layer_plans_torch_and_says_why_not_the_others():
+    x = torch.randn(5, 2, 3)
+    plan = recur.LSTM(3, 4).plan(x)
+    assert (plan.executor, plan.backend, plan.request) == ("torch", "torch", "auto")
+    assert plan.rejected == {}  # torch was auto's first choice
+    report = recur.explain(recur.LSTM(3, 4, 2, bidirectional=True), x)
+    assert report.count("reference: would run, but comes after it in auto's order") == 4
+    assert "layer 1 reverse: torch" in report
+
+
+def test_variants_plan_the_reference_loop_on_the_cpu_with_the_reason():
+    x = torch.randn(5, 2, 3)
+    plan = recur.VariantLSTM(3, 4, zoneout=0.1).plan(x)
+    assert plan.backend == "reference"
+    assert "zoneout" in plan.rejected["torch"]
+    plan = recur.LayerNormGRU(3, 4).plan(x)
+    assert "not one of torch.nn's four" in plan.rejected["torch"]
+
+
+def test_explicit_backend_runs_it_or_raises_with_the_reason():
+    x = torch.randn(5, 2, 3)
+    with pytest.raises(ValueError, match="backend='torch' cannot run cell 'layernorm_lstm' "
+                                         "here: cell 'layernorm_lstm' is not one of"):
+        recur.LayerNormLSTM(3, 4, backend="torch")(x)
+    plan = recur.GRU(3, 4, backend="reference").plan(x)
+    assert plan.backend == "reference" and plan.request == "reference"
+    spec = LayerSpec(cells.LSTM, 4, 4)
+    with pytest.raises(ValueError, match="run whole stacks"):
+        plan_scan(spec, torch.randn(5, 2, 16), "torch")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_reasons_are_specific(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    xg = torch.randn(4, 2, 16)
+    spec = LayerSpec(cells.LSTM, 4, 4, extras=frozenset({"step_params"}))
+    with pytest.raises(ValueError, match="step_params"):
+        plan_scan(spec, xg, "triton")
+    with pytest.raises(ValueError, match="dtype torch.float64"):
+        plan_scan(LayerSpec(cells.LSTM, 4, 4), xg.double(), "triton")
+    declared = cells.declare(lambda xg, hg, s: (torch.tanh(xg + hg),), num_gates=1,
+                             name="plan_test_cell")
+    with pytest.raises(ValueError, match="has no Triton pointwise"):
+        plan_scan(LayerSpec(declared, 4, 4), torch.randn(4, 2, 4), "triton")
+    # and scan itself raises the same way (no silent fallback further down)
+    with pytest.raises(ValueError, match="step_params"):
+        scan(cells.LSTM, xg, torch.randn(16, 4), backend="triton",
+             step_params=(torch.zeros(4, 2, 4),))
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_the_planned_backend_is_the_one_that_runs(monkeypatch):
+    """backend='triton' (interpreter) plans triton, and the fused kernels are launched once
+    per layer and direction: nothing between plan and kernel switches backend."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from recur.ops.triton import _launch
+
+    launches = []
+    real = _launch.forward
+    monkeypatch.setattr(_launch, "forward", lambda *a, **k: launches.append(1) or real(*a, **k))
+    m = recur.GRU(3, 4, 2, bidirectional=True, backend="triton")
+    x = torch.randn(5, 2, 3)
+    assert m.plan(x).backend == "triton"
+    m(x)
+    assert len(launches) == 4
+
+
+def test_env_variable_and_requests():
+    x = torch.randn(2, 1, 3)
+    spec = LayerSpec(cells.GRU, 4, 4)
+    assert plan_stack(cells.GRU, [spec], x, "reference").backend == "reference"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        plan_stack(cells.GRU, [spec], x, "cudnn")
+
+
+def test_custom_operator_never_plans_again():
+    """The compile/export operator wraps an eager executor: it imports neither the planner
+    nor run_stack (no import cycle, one layer loop)."""
+    src = Path(recur.ops.custom_op.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(src))
+                if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"stack", "plan", "scan"}
+    assert "executors" in imported
+
+
+def test_explain_needs_a_recur_layer():
+    with pytest.raises(ValueError, match="holds no recur recurrent layer"):
+        recur.explain(torch.nn.Linear(3, 4), torch.randn(2, 3))
