@@ -174,8 +174,10 @@ def _scan_model(name):
     if name == "layernorm":
         return (Chain(recur.LayerNormLSTM(I, H), recur.LayerNormGRU(H, H)), 2,
                 {"Scan": 2, "LayerNormalization": 2})
-    if name == "variants":  # forget_bias alone is a plain LSTM with other biases: LSTM op
-        return (Chain(recur.VariantLSTM(I, H, forget_bias=1.0),
+    if name == "variants":  # forget_bias only sets biases and the dropouts are off in eval:
+        # the first layer is a plain LSTM (ONNX's operator); zoneout needs the Scan
+        return (Chain(recur.VariantLSTM(I, H, forget_bias=1.0, recurrent_dropout=0.25,
+                                        weight_drop=0.2),
                       recur.VariantLSTM(H, H, zoneout=(0.2, 0.1), recurrent_dropout=0.3),
                       recur.VariantGRU(H, H, zoneout=0.15, recurrent_dropout=0.2)), 2,
                 {"LSTM": 1, "Scan": 2})
