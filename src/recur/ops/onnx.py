@@ -176,8 +176,8 @@ def _scan_operator():
         raise RuntimeError(
             "exporting a recur layer that ONNX's RNN / LSTM / GRU operators cannot express "
             "(declared or layer-norm cells, proj_size, zoneout) needs torch's scan operator "
-            "(torch._higher_order_ops.scan, translated to ONNX Scan by the exporter of torch "
-            f">= 2.8; tested with 2.13), not found in torch {torch.__version__}") from e
+            "(torch._higher_order_ops.scan, which recent exporters translate to ONNX Scan; "
+            f"tested with torch 2.13), not found in torch {torch.__version__}") from e
     return scan
 
 
