@@ -1,5 +1,5 @@
 """Backend names and the request: ``backend`` is one of ``"auto" | "reference" | "torch" |
-"triton"``; an explicit choice wins, and for ``"auto"`` the environment variable
+"cpu" | "triton"``; an explicit choice wins, and for ``"auto"`` the environment variable
 ``RECUR_BACKEND`` (same values) overrides. The choice itself is made in one place,
 :mod:`recur.ops.plan`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 
-BACKENDS = ("auto", "reference", "torch", "triton")
+BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 ENV_VAR = "RECUR_BACKEND"
 
 

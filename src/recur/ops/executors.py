@@ -24,6 +24,10 @@ def scan_function(backend: str):
     :func:`recur.ops.scan_reference`."""
     if backend == "reference":
         return scan_reference
+    if backend == "cpu":
+        from .cpu import scan_cpu
+
+        return scan_cpu
     if backend == "triton":
         from .triton import scan_triton  # lazy: Triton is an optional extra
 

@@ -37,13 +37,14 @@ from .dispatch import requested_backend
 from .layer import LayerSpec, LayerWeights
 
 NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton kernels",
+         "cpu": "recur's CPU kernels (C generated from the cell's update, one step per call)",
          "reference": "the reference loop (PyTorch ops, one step at a time)"}
 
 
 def auto_order(cell: Cell, x: Tensor) -> tuple[str, ...]:
     """The backends ``auto`` tries, fastest first, on ``x``'s device."""
     if not x.is_cuda:
-        return ("torch", "reference")
+        return ("torch", "cpu", "reference")
     try:
         from .triton import preferred
     except ImportError:
@@ -67,6 +68,10 @@ def accepts(backend: str, spec: LayerSpec, x: Tensor, *, single_scan: bool = Fal
             return (f"the layer adds {', '.join(sorted(spec.extras))}, which PyTorch's kernels "
                     "cannot run")
         return None
+    if backend == "cpu":
+        from .cpu import accepts as cpu_accepts
+
+        return cpu_accepts(spec, x)
     if backend == "triton":
         try:
             from .triton import accepts as triton_accepts
@@ -155,7 +160,7 @@ def explain_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = 
     for k, spec in enumerate(specs):
         where = f"layer {k // D}" + (" reverse" if D == 2 and k % 2 else "")
         others = []
-        for name in ("torch", "triton", "reference"):
+        for name in ("torch", "cpu", "triton", "reference"):
             if name == plan.backend:
                 continue
             reason = accepts(name, spec, x)

@@ -99,7 +99,7 @@ def scan(
         lengths: ``[B]`` integers in ``[1, T]``: row b runs steps ``0..lengths[b]-1``; its state
             freezes after that and its outputs past it are zero. None: every row runs T steps.
         reverse: run from the last valid step of each row down to step 0.
-        backend: ``"auto" | "reference" | "triton"`` (``RECUR_BACKEND`` overrides ``auto``).
+        backend: ``"auto" | "reference" | "cpu" | "triton"`` (``RECUR_BACKEND`` overrides ``auto``).
             PyTorch's fused kernels run whole stacks, not a single scan: see ``run_stack``.
         params: extra tensors handed to every step's update after the states
             (``cell.update(xg_t, hg_t, states, *params, *step_slices)``), e.g. layer-norm gains.
@@ -153,6 +153,11 @@ def scan(
         return scan_triton(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                            reverse=reverse, h_mask=h_mask, zoneout=zoneout,
                            params=tuple(params))
+    if plan.backend == "cpu" and xg.shape[1] > 0:
+        from .cpu import scan_cpu
+
+        return scan_cpu(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
+                        params=tuple(params), h_mask=h_mask, zoneout=zoneout)
     # the reference loop (an empty batch has no step to run on any backend)
     return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                           reverse=reverse, params=tuple(params), step_params=tuple(step_params),

@@ -1,0 +1,268 @@
+"""The ``cpu`` backend: any declared cell on the CPU, one autograd function per sequence.
+
+Per step the sequential work is one GEMM (PyTorch's ``addmm``, ``hg_t = h_{t-1} W_hh^T +
+b_hh``) and one call of a C kernel that runs the cell's whole pointwise update for every row
+(plus lengths, zoneout and the recurrent-dropout mask). The kernel is generated from the
+cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
+to aten ops, translated to C, compiled once and cached), so a user's declared cell gets it
+too. No autograd graph is built per step: the forward keeps ``hg`` and the states of every
+step; the backward walks the steps in reverse, one kernel call (the update's vjp, forward
+recomputed in registers) and one ``dh = dhg_t W_hh`` GEMM per step, then the weight
+gradients as one GEMM over all steps (``dW_hh = dHG^T H_prev``).
+
+What it does not take (:func:`accepts` says why, and ``auto`` runs the reference loop):
+tensors off the CPU, dtypes other than float32 / float64, a projection (``w_hr``),
+``step_params``, a cell whose update uses an op the generator does not translate, a machine
+without a C compiler (then a one-time warning says so), and torch.compile tracing. Double
+backward (``create_graph=True``) recomputes the gradients on the reference loop, which is
+differentiable: slower, same numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import warnings
+
+import torch
+from torch import Tensor
+
+from ..cells import Cell, States
+from . import cpu_codegen
+from .layer import LayerSpec
+from .reference import scan_reference
+
+DTYPES = (torch.float32, torch.float64)
+_warned = False
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def accepts(spec: LayerSpec, x: Tensor) -> str | None:
+    """None when the ``cpu`` backend runs the layer ``spec`` on ``x``, else why not."""
+    global _warned
+    if x.device.type != "cpu":
+        return f"it runs CPU tensors, the input is on {x.device}"
+    if x.dtype not in DTYPES:
+        return f"dtype {x.dtype} (it runs float32 and float64)"
+    if spec.proj:
+        return "proj_size (a projection of h) is not in its kernel"
+    if "step_params" in spec.extras:
+        return "step_params (per-step tensors of a cell) are not in its kernel"
+    if torch.compiler.is_compiling():
+        return "torch.compile cannot trace its compiled kernel"
+    if cpu_codegen.find_compiler() is None:
+        if not _warned:
+            _warned = True
+            warnings.warn("recur: no C compiler found ($CC, cc, gcc or clang); the cells "
+                          "PyTorch has no kernel for run on the slower reference loop on the "
+                          "CPU", RuntimeWarning, stacklevel=2)
+        return "no C compiler found ($CC, cc, gcc or clang on PATH) to build its kernels"
+    failed = _FAILED.get(spec.cell)
+    if failed is not None:
+        return failed
+    return None
+
+
+_FAILED: dict[Cell, str] = {}
+
+
+def kernel(cell: Cell, H: int, HO: int, GX: int, param_shapes, dtype) -> cpu_codegen.Kernel:
+    """The compiled kernel for ``cell`` at these sizes; a failure is remembered for
+    :func:`accepts` and raised as ``ValueError`` naming the reason."""
+    widths = (GX, cell.num_gates * H, (HO,) + (H,) * (cell.num_states - 1))
+    try:
+        return cpu_codegen.kernel_for(cell, widths, param_shapes, dtype)
+    except (cpu_codegen.Unsupported, RuntimeError) as e:
+        reason = f"its kernel for cell {cell.name!r} could not be built: {e}"
+        _FAILED[cell] = reason
+        raise ValueError(f"backend 'cpu': {reason}; use backend='reference'") from e
+
+
+class _Scan(torch.autograd.Function):
+    """One layer and direction over the whole sequence (see the module docstring)."""
+
+    @staticmethod
+    def forward(ctx, meta, xg, w_hh, b_hh, *rest):
+        cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad = meta
+        state0 = rest[:NS]
+        params = rest[NS:NS + NP]
+        h_mask = rest[NS + NP] if has_hm else None
+        zoneout = rest[NS + NP + has_hm:NS + NP + has_hm + (NS if has_z else 0)]
+        lengths = rest[-1] if has_len else None
+        T, B, GX = xg.shape
+        GH = w_hh.shape[0]
+        W = [s.shape[-1] for s in state0]
+        S = [xg.new_empty(T + 1, B, w) for w in W]
+        s_first = T if reverse else 0
+        for buf, s in zip(S, state0):
+            buf[s_first] = s
+        HIN = None
+        if h_mask is not None:
+            HIN = xg.new_empty(T + 1, B, W[0])
+            torch.mul(state0[0], h_mask, out=HIN[s_first])
+        OUT = xg.new_empty(T, B, W[0]) if lengths is not None else None
+        HG = xg.new_empty(T if grad else 1, B, GH)
+        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, params=params, zoneout=zoneout,
+                   h_mask=h_mask, lengths=lengths)
+        gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
+        hg_views = HG.unbind(0)
+        w_t = w_hh.t()
+        fwd = k.fwd
+        order = range(T - 1, -1, -1) if reverse else range(T)
+        for t in order:
+            prev, nxt = (t + 1, t) if reverse else (t, t + 1)
+            th = t if grad else 0
+            if b_hh is None:
+                torch.mm(gemm_in[prev], w_t, out=hg_views[th])
+            else:
+                torch.addmm(b_hh, gemm_in[prev], w_t, out=hg_views[th])
+            fwd(P, B, t, th, prev, nxt)
+        out = OUT if OUT is not None else (S[0][:T] if reverse else S[0][1:])
+        s_last = 0 if reverse else T
+        finals = tuple(buf[s_last].clone() for buf in S)
+        if grad:
+            ctx.meta = meta
+            ctx.k = k
+            ctx.save_for_backward(xg, w_hh, b_hh, HG, HIN, *S, *state0, *params, h_mask,
+                                  *zoneout, lengths)
+        return (out,) + finals
+
+    @staticmethod
+    def backward(ctx, gout, *gfinal):
+        cell, k, reverse, NS, NP, has_len, has_hm, has_z, _ = ctx.meta
+        saved = ctx.saved_tensors
+        xg, w_hh, b_hh, HG, HIN = saved[:5]
+        S = saved[5:5 + NS]
+        state0 = saved[5 + NS:5 + 2 * NS]
+        params = saved[5 + 2 * NS:5 + 2 * NS + NP]
+        h_mask = saved[5 + 2 * NS + NP]
+        zoneout = saved[6 + 2 * NS + NP:6 + 2 * NS + NP + (NS if has_z else 0)]
+        lengths = saved[-1]
+        if torch.is_grad_enabled():  # create_graph=True: the differentiable loop
+            return _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, params,
+                                    h_mask, zoneout, lengths, gout, gfinal)
+        T, B, GX = xg.shape
+        GH = w_hh.shape[0]
+        G = [torch.zeros_like(s) if g is None else g.contiguous().clone()
+             for g, s in zip(gfinal, state0)]
+        DH = xg.new_zeros(B, S[0].shape[-1])
+        DXG = xg.new_empty(T, B, GX)
+        DHG = xg.new_empty(T, B, GH)
+        DP = [torch.zeros_like(p) for p in params]
+        gout = None if gout is None else gout.contiguous()
+        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, params=params, zoneout=zoneout,
+                   h_mask=h_mask, lengths=lengths, dxg=DXG, dhg=DHG, G=G, gout=gout, dh=DH,
+                   dparams=DP)
+        dhg_views = DHG.unbind(0)
+        bwd = k.bwd
+        order = range(T) if reverse else range(T - 1, -1, -1)
+        for i, t in enumerate(order):
+            prev, nxt = (t + 1, t) if reverse else (t, t + 1)
+            bwd(P, B, t, t, prev, nxt, i == 0)
+            torch.mm(dhg_views[t], w_hh, out=DH)
+        G[0] += DH if h_mask is None else DH * h_mask
+        gemm_in = HIN if HIN is not None else S[0]
+        h_prev = gemm_in[1:] if reverse else gemm_in[:T]  # (T, B, HO)
+        need = ctx.needs_input_grad
+        d_w = (DHG.reshape(T * B, GH).t() @ h_prev.reshape(T * B, -1)) if need[2] else None
+        d_b = DHG.sum((0, 1)) if b_hh is not None and need[3] else None
+        grads = [None, DXG, d_w, d_b] + G + DP
+        grads += [None] * (len(need) - len(grads))
+        return tuple(grads)
+
+
+def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, params, zoneout, h_mask, lengths,
+           dxg=None, dhg=None, G=(), gout=None, dh=None, dparams=()) -> ctypes.Array:
+    ptrs: dict[str, int | None] = {"XG": _ptr(xg), "HG": _ptr(hg), "HIN": _ptr(hin),
+                                   "OUT": _ptr(out), "HM": _ptr(h_mask), "LEN": _ptr(lengths),
+                                   "DXG": _ptr(dxg), "DHG": _ptr(dhg), "GOUT": _ptr(gout),
+                                   "DH": _ptr(dh)}
+    for i, s in enumerate(S):
+        ptrs[f"S{i}"] = _ptr(s)
+    for i, p in enumerate(params):
+        ptrs[f"PR{i}"] = _ptr(p)
+    for i, z in enumerate(zoneout):
+        ptrs[f"Z{i}"] = _ptr(z)
+    for i, g in enumerate(G):
+        ptrs[f"G{i}"] = _ptr(g)
+    for i, d in enumerate(dparams):
+        ptrs[f"DP{i}"] = _ptr(d)
+    table = (ctypes.c_void_p * len(k.index))()
+    for name, slot in k.index.items():
+        table[slot] = ptrs.get(name)
+    return table
+
+
+def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, params, h_mask, zoneout,
+                     lengths, gout, gfinal):
+    need = ctx.needs_input_grad
+    inputs = [xg, w_hh, b_hh, *state0, *params]
+    flags = need[1:4] + need[4:4 + len(state0) + len(params)]
+    out, finals = scan_reference(cell, xg, w_hh, b_hh, tuple(state0), lengths=lengths,
+                                 reverse=reverse, params=tuple(params), h_mask=h_mask,
+                                 zoneout=tuple(zoneout) or None)
+    outs = [out, *finals]
+    grads_out = [gout, *gfinal]
+    pairs = [(o, g) for o, g in zip(outs, grads_out) if g is not None]
+    wanted = [t for t, f in zip(inputs, flags) if f and t is not None]
+    got = iter(torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs],
+                                   create_graph=True, allow_unused=True))
+    res = [next(got) if f and t is not None else None for t, f in zip(inputs, flags)]
+    grads = [None] + res
+    grads += [None] * (len(need) - len(grads))
+    return tuple(grads)
+
+
+def scan_cpu(
+    cell: Cell,
+    xg: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    state0: States,
+    *,
+    w_hr: Tensor | None = None,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    params: tuple[Tensor, ...] = (),
+    step_params: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
+) -> tuple[Tensor, States]:
+    """Run ``cell`` over time on the ``cpu`` backend; arguments and returns as
+    :func:`recur.ops.scan_reference` (``xg: [T, B, G*H]``, states ``[B, H]``; returns
+    ``out: [T, B, H]`` and the final states). The masks (``h_mask``, ``zoneout``) and
+    ``lengths`` are constants: no gradient flows into them."""
+    if w_hr is not None or step_params:
+        raise ValueError("backend 'cpu' takes no projection (w_hr) and no step_params; "
+                         f"got w_hr={'a tensor' if w_hr is not None else None}, "
+                         f"{len(step_params)} step_params")
+    dtype = xg.dtype
+    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), *((f"params[{i}]", p)
+                                                     for i, p in enumerate(params))]:
+        if t is not None and t.dtype != dtype:
+            raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
+                             f"{t.dtype}")
+    T, B, GX = xg.shape
+    H = GX // cell.num_gates
+    HO = w_hh.shape[1]
+    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)
+    if B == 0:
+        return scan_reference(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
+                              params=params, h_mask=h_mask, zoneout=zoneout)
+    c = Tensor.contiguous
+    state0 = tuple(c(s) for s in state0)
+    rest = [*state0, *(c(p) for p in params)]
+    if h_mask is not None:
+        rest.append(c(h_mask.detach().to(dtype).expand(B, HO)))
+    if zoneout is not None:
+        rest += [c(z.detach().to(dtype)) for z in zoneout]
+    if lengths is not None:
+        rest.append(c(lengths.to(device="cpu", dtype=torch.int64)))
+    grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (xg, w_hh, b_hh, *state0, *params))
+    meta = (cell, k, reverse, cell.num_states, len(params), lengths is not None,
+            h_mask is not None, zoneout is not None, grad)
+    res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh), *rest)
+    return res[0], tuple(res[1:])

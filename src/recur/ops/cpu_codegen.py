@@ -1,0 +1,684 @@
+"""C kernels for the ``cpu`` backend, generated from a cell's single declaration.
+
+The cell's ``update(xg, hg, states, *params)`` is traced once per (cell, sizes, dtype) with
+``make_fx`` into two aten graphs: the update itself, and its vector-Jacobian product
+(``torch.func.vjp``: the forward recomputed, then the backward). Each graph is translated
+node by node into one C function over one batch row (every op of a cell's update is
+elementwise per row, a reduction over the row (layer norm) or, in the vjp, a sum over the
+batch, which becomes a per-row accumulation into the parameter's gradient). A fixed C
+template wraps them into one step of the sequence (lengths, zoneout, recurrent-dropout mask)
+forward and backward; :mod:`recur.ops.cpu` calls it once per step between PyTorch's GEMMs.
+
+Nothing here knows a cell's math: an aten op outside :data:`SUPPORTED` makes
+:func:`kernel_for` raise :class:`Unsupported` with the op's name, and the cell runs on the
+reference loop instead. The C source is compiled with the system's C compiler (``$CC``, else
+``cc`` / ``gcc`` / ``clang``) into a shared library cached under ``$RECUR_CACHE_DIR`` (default
+``~/.cache/recur/cpu_kernels``), keyed by the source's hash; a cached kernel loads in
+milliseconds, a new one compiles in well under a second.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from ..cells import Cell
+
+aten = torch.ops.aten
+
+
+class Unsupported(Exception):
+    """The cell's update uses something the generator cannot translate (message says what)."""
+
+
+# ---------------------------------------------------------------------------------- values
+@dataclass
+class Val:
+    """One graph value within one batch row: ``kind`` is ``"row"`` (``[B, n]``: ``n`` per
+    row), ``"par"`` (a parameter, the same for every row), ``"bsum"`` (this row's share of a
+    sum over the batch: a parameter's gradient), or ``"const"`` (``expr`` is a literal)."""
+
+    kind: str
+    width: int
+    expr: str  # C pointer name (or literal for const)
+
+    def at(self, j: str = "j") -> str:
+        if self.kind == "const":
+            return self.expr
+        return f"{self.expr}[0]" if self.width == 1 else f"{self.expr}[{j}]"
+
+
+_UNARY = {
+    aten.sigmoid.default: "(ONE / (ONE + EXP(-{a})))",
+    aten.tanh.default: "TANH({a})",
+    aten.neg.default: "(-{a})",
+    aten.exp.default: "EXP({a})",
+    aten.log.default: "LOG({a})",
+    aten.sqrt.default: "SQRT({a})",
+    aten.rsqrt.default: "(ONE / SQRT({a}))",
+    aten.relu.default: "({a} > 0 ? {a} : (T)0)",
+    aten.abs.default: "FABS({a})",
+    aten.reciprocal.default: "(ONE / {a})",
+    aten.clone.default: "{a}",
+    aten.alias.default: "{a}",
+    aten.detach.default: "{a}",
+    aten.sin.default: "SIN({a})",
+    aten.cos.default: "COS({a})",
+    aten.log1p.default: "LOG1P({a})",
+    aten.expm1.default: "EXPM1({a})",
+}
+_BINARY = {
+    aten.add.Tensor: "({a} + {b})",
+    aten.sub.Tensor: "({a} - {b})",
+    aten.mul.Tensor: "({a} * {b})",
+    aten.div.Tensor: "({a} / {b})",
+    aten.add.Scalar: "({a} + {b})",
+    aten.sub.Scalar: "({a} - {b})",
+    aten.mul.Scalar: "({a} * {b})",
+    aten.div.Scalar: "({a} / {b})",
+    aten.rsub.Scalar: "({b} - {a})",
+    aten.rsub.Tensor: "({b} - {a})",
+    aten.sigmoid_backward.default: "({a} * {b} * (ONE - {b}))",
+    aten.tanh_backward.default: "({a} * (ONE - {b} * {b}))",
+    aten.maximum.default: "({a} > {b} ? {a} : {b})",
+    aten.minimum.default: "({a} < {b} ? {a} : {b})",
+    aten.pow.Tensor_Scalar: "POW({a}, {b})",
+    aten.threshold_backward.default: None,  # (grad, self, threshold): handled below
+    aten.gt.Scalar: "(T)({a} > {b})",
+    aten.lt.Scalar: "(T)({a} < {b})",
+    aten.ge.Scalar: "(T)({a} >= {b})",
+    aten.le.Scalar: "(T)({a} <= {b})",
+}
+_LINEAR = (aten.add.Tensor, aten.sub.Tensor, aten.neg.default)  # allowed on bsum values
+_VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default,
+          aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default,
+          aten.expand.default, aten.clone.default, aten.alias.default, aten.detach.default)
+
+#: the aten ops the generator translates (an update made of these gets the fast path)
+SUPPORTED = frozenset(
+    set(_UNARY) | set(_BINARY) | set(_VIEWS) | {
+        aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default,
+        aten.unbind.int, aten.select.int, aten.slice.Tensor, aten.cat.default,
+        aten.stack.default, aten.sum.dim_IntList, aten.mean.dim,
+        aten.native_layer_norm.default, aten.native_layer_norm_backward.default,
+        aten.select_backward.default, aten.slice_backward.default,
+        aten.zeros_like.default, aten.ones_like.default, aten.full_like.default,
+        aten.where.self, aten.addcmul.default, aten.lerp.Scalar, aten.clamp.default,
+    })
+
+
+def _num(x) -> str:
+    if isinstance(x, bool):
+        return "ONE" if x else "((T)0)"
+    return f"((T){float(x)!r})"
+
+
+class _Emitter:
+    """Translates one traced graph into the body of a C function over one row."""
+
+    def __init__(self, batch: int):
+        self.B = batch
+        self.lines: list[str] = []
+        self.n = 0
+
+    def new(self, kind: str, width: int) -> Val:
+        self.n += 1
+        name = f"v{self.n}"
+        self.lines.append(f"T {name}[{width}];")
+        return Val(kind, width, name)
+
+    def alias(self, base: Val, offset: int, width: int, kind: str | None = None) -> Val:
+        if base.kind == "const":
+            return Val("const", width, base.expr)
+        self.n += 1
+        name = f"v{self.n}"
+        self.lines.append(f"T *{name} = {base.expr} + {offset};")
+        return Val(kind or base.kind, width, name)
+
+    def loop(self, out: Val, expr: str) -> None:
+        self.lines.append(f"for (int j = 0; j < {out.width}; j++) {out.expr}[j] = {expr};")
+
+    # --- helpers
+    def value(self, env, a) -> Val:
+        if isinstance(a, torch.fx.Node):
+            return env[a]
+        if isinstance(a, (int, float, bool)):
+            return Val("const", 1, _num(a))
+        raise Unsupported(f"argument {a!r} of type {type(a).__name__}")
+
+    def kind_of(self, vals: list[Val], op) -> str:
+        kinds = {v.kind for v in vals} - {"const"}
+        if "bsum" in kinds:
+            if op not in _LINEAR and not (op in (aten.mul.Tensor, aten.div.Tensor)
+                                          and kinds == {"bsum"} and len(
+                                              [v for v in vals if v.kind == "bsum"]) == 1):
+                raise Unsupported(f"{op} on a sum over the batch")
+            if "row" in kinds:
+                raise Unsupported(f"{op} mixing a batch sum with a row value")
+            return "bsum"
+        if "row" in kinds:
+            return "row"
+        return "par" if kinds else "const"
+
+    def elementwise(self, op, vals: list[Val], template: str, node) -> Val:
+        width = max(v.width for v in vals)
+        for v in vals:
+            if v.width not in (1, width):
+                raise Unsupported(f"{op}: widths {[u.width for u in vals]} do not broadcast "
+                                  "row by row")
+        kind = self.kind_of(vals, op)
+        if kind == "const":
+            kind = "row"
+        shape = tuple(node.meta["val"].shape)
+        if kind == "row" and (len(shape) != 2 or shape[0] != self.B):
+            raise Unsupported(f"{op} gives shape {shape}, not [B, n]")
+        if kind == "par" and vals and all(v.kind in ("par", "const") for v in vals):
+            # a parameter-only expression: computed per row as well (cheap, rare)
+            pass
+        out = self.new(kind, width)
+        names = "abc"
+        self.loop(out, template.format(**{names[i]: v.at() for i, v in enumerate(vals)}))
+        return out
+
+
+def _width_of(node) -> tuple[tuple[int, ...], int]:
+    shape = tuple(node.meta["val"].shape)
+    n = 1
+    for s in shape:
+        n *= s
+    return shape, n
+
+
+def emit_graph(gm: torch.fx.GraphModule, in_kinds: list[str], batch: int
+               ) -> tuple[list[str], list[Val | None]]:
+    """C statements computing ``gm``'s outputs within one row; ``in_kinds``: ``"row"`` or
+    ``"par"`` per placeholder, named ``in0, in1, ...`` in C. Returns (lines, outputs)."""
+    E = _Emitter(batch)
+    env: dict = {}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for k, (node, kind) in enumerate(zip(placeholders, in_kinds)):
+        shape, numel = _width_of(node)
+        env[node] = Val(kind, numel // batch if kind == "row" else numel, f"in{k}")
+    outputs: list = []
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            continue
+        if node.op == "output":
+            outputs = [env[a] if isinstance(a, torch.fx.Node) else None
+                       for a in torch.utils._pytree.tree_leaves(node.args[0])]
+            break
+        if node.op != "call_function":
+            raise Unsupported(f"graph node {node.op}")
+        env[node] = _emit_node(E, env, node)
+    return E.lines, outputs
+
+
+def _emit_node(E: _Emitter, env, node):  # noqa: C901 (one branch per op family)
+    op, args = node.target, node.args
+    import operator
+
+    if op is operator.getitem:
+        return env[args[0]][args[1]]
+    if op not in SUPPORTED:
+        raise Unsupported(f"the update uses {op}, which the C generator does not translate")
+    val = node.meta.get("val")
+    if op in _UNARY:
+        return E.elementwise(op, [E.value(env, args[0])], _UNARY[op], node) if op not in (
+            aten.clone.default, aten.alias.default, aten.detach.default) else env[args[0]]
+    if op is aten.threshold_backward.default:
+        g, x, thr = (E.value(env, a) for a in args)
+        return E.elementwise(op, [g, x, thr], "({b} <= {c} ? (T)0 : {a})", node)
+    if op in _BINARY:
+        a, b = E.value(env, args[0]), E.value(env, args[1])
+        tpl = _BINARY[op]
+        alpha = node.kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        if alpha != 1:
+            if op not in (aten.add.Tensor, aten.sub.Tensor, aten.rsub.Scalar):
+                raise Unsupported(f"{op} with alpha")
+            b = E.elementwise(aten.mul.Tensor, [b, Val("const", 1, _num(alpha))],
+                              "({a} * {b})", node.args[1] if isinstance(
+                                  node.args[1], torch.fx.Node) else node)
+        return E.elementwise(op, [a, b], tpl, node)
+    if op is aten.where.self:
+        c, a, b = (E.value(env, x) for x in args)
+        return E.elementwise(op, [c, a, b], "({a} != 0 ? {b} : {c})", node)
+    if op is aten.addcmul.default:
+        s, t1, t2 = (E.value(env, x) for x in args[:3])
+        v = node.kwargs.get("value", 1)
+        return E.elementwise(op, [s, t1, t2], "({a} + " + _num(v) + " * {b} * {c})", node)
+    if op is aten.lerp.Scalar:
+        s, e = E.value(env, args[0]), E.value(env, args[1])
+        return E.elementwise(op, [s, e], "({a} + " + _num(args[2]) + " * ({b} - {a}))", node)
+    if op is aten.clamp.default:
+        x = E.value(env, args[0])
+        lo = args[1] if len(args) > 1 else node.kwargs.get("min")
+        hi = args[2] if len(args) > 2 else node.kwargs.get("max")
+        expr = "{a}"
+        if lo is not None:
+            expr = f"({expr} < {_num(lo)} ? {_num(lo)} : {expr})"
+        if hi is not None:
+            expr = f"({expr} > {_num(hi)} ? {_num(hi)} : {expr})"
+        return E.elementwise(op, [x], expr, node)
+    if op in (aten.zeros_like.default, aten.ones_like.default, aten.full_like.default):
+        fill = {aten.zeros_like.default: 0, aten.ones_like.default: 1}.get(op)
+        fill = args[1] if fill is None else fill
+        return Val("const", 1, _num(fill))
+    if op in _VIEWS:
+        src = env[args[0]]
+        shape, numel = _width_of(node)
+        if src.kind == "row":
+            if len(shape) != 2 or shape[0] != E.B or shape[1] != src.width:
+                raise Unsupported(f"{op} reshapes a row value to {shape}")
+            return src
+        if src.kind == "const":
+            return src
+        if numel != src.width:
+            raise Unsupported(f"{op} broadcasts a parameter to {shape}")
+        return src
+    if op in (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default,
+              aten.unbind.int):
+        src = env[args[0]]
+        dim = args[2] if len(args) > 2 else (args[1] if op is aten.unbind.int else 0)
+        if op is aten.unbind.int:
+            dim = args[1] if len(args) > 1 else 0
+        in_shape = tuple(args[0].meta["val"].shape)
+        dim = dim % len(in_shape)
+        parts = val
+        out, off = [], 0
+        for p in parts:
+            pshape = tuple(p.shape)
+            numel = 1
+            for s in pshape:
+                numel *= s
+            if src.kind == "row":
+                if dim != len(in_shape) - 1 or len(in_shape) != 2:
+                    raise Unsupported(f"{op} of a row value along dim {dim}")
+                w = pshape[-1]
+            else:
+                if dim != 0:
+                    raise Unsupported(f"{op} of a parameter along dim {dim}")
+                w = numel
+            out.append(E.alias(src, off, w))
+            off += w
+        return out
+    if op is aten.select.int:
+        src, dim, idx = env[args[0]], args[1], args[2]
+        in_shape = tuple(args[0].meta["val"].shape)
+        if src.kind != "par" or dim % len(in_shape) != 0:
+            raise Unsupported(f"{op} on a {src.kind} value along dim {dim}")
+        w = src.width // in_shape[0]
+        return E.alias(src, (idx % in_shape[0]) * w, w)
+    if op is aten.slice.Tensor:
+        src = env[args[0]]
+        in_shape = tuple(args[0].meta["val"].shape)
+        dim = (args[1] if len(args) > 1 else 0) % len(in_shape)
+        start = args[2] if len(args) > 2 else 0
+        end = args[3] if len(args) > 3 else in_shape[dim]
+        step = args[4] if len(args) > 4 else 1
+        start = 0 if start is None else (start % in_shape[dim] if start < 0 else start)
+        end = min(in_shape[dim], end if end is not None else in_shape[dim])
+        end = end % in_shape[dim] if end < 0 else end
+        if step != 1:
+            raise Unsupported(f"{op} with step {step}")
+        if src.kind == "row" and dim == 1 and len(in_shape) == 2:
+            return E.alias(src, start, end - start)
+        if src.kind == "par" and dim == 0:
+            w = src.width // in_shape[0]
+            return E.alias(src, start * w, (end - start) * w)
+        raise Unsupported(f"{op} of a {src.kind} value along dim {dim}")
+    if op in (aten.cat.default, aten.stack.default):
+        parts = [E.value(env, a) for a in args[0]]
+        dim = args[1] if len(args) > 1 else 0
+        shape, numel = _width_of(node)
+        kinds = {p.kind for p in parts} - {"const"}
+        if kinds == {"row"} or (kinds <= {"row"} and op is aten.cat.default):
+            if op is aten.stack.default or dim % 2 != 1:
+                raise Unsupported(f"{op} of row values along dim {dim}")
+            widths = [tuple(a.meta["val"].shape)[-1] for a in args[0]]
+            kind = "row"
+        elif kinds <= {"par", "bsum"} and len(kinds) == 1 and dim == 0:
+            widths = [p.width for p in parts]
+            kind = kinds.pop()
+        else:
+            raise Unsupported(f"{op} of {sorted(kinds)} values along dim {dim}")
+        out = E.new(kind, sum(widths))
+        off = 0
+        for p, w in zip(parts, widths):
+            E.lines.append(f"for (int j = 0; j < {w}; j++) {out.expr}[{off} + j] = {p.at()};")
+            off += w
+        return out
+    if op in (aten.sum.dim_IntList, aten.mean.dim):
+        src = env[args[0]]
+        in_shape = tuple(args[0].meta["val"].shape)
+        dims = sorted({d % len(in_shape) for d in (args[1] or range(len(in_shape)))})
+        if src.kind == "row" and dims == [0]:
+            if op is aten.mean.dim:
+                raise Unsupported("a mean over the batch")
+            return Val("bsum", src.width, src.expr)  # this row's share of the batch sum
+        if src.kind == "row" and dims == [1] and len(in_shape) == 2:
+            out = E.new("row", 1)
+            scale = f" / (T){src.width}" if op is aten.mean.dim else ""
+            E.lines.append(f"{{ T s = 0; for (int j = 0; j < {src.width}; j++) s += "
+                           f"{src.expr}[j]; {out.expr}[0] = s{scale}; }}")
+            return out
+        raise Unsupported(f"{op} of a {src.kind} value over dims {dims}")
+    if op in (aten.select_backward.default, aten.slice_backward.default):
+        g = env[args[0]]
+        sizes = list(args[1])
+        dim = args[2] % len(sizes)
+        if dim != 0 or g.kind not in ("bsum", "par"):
+            raise Unsupported(f"{op} of a {g.kind} value along dim {dim}")
+        inner = 1
+        for s in sizes[1:]:
+            inner *= s
+        if op is aten.select_backward.default:
+            start = (args[3] % sizes[0]) * inner
+        else:
+            start = (args[3] or 0) * inner
+            if (args[5] if len(args) > 5 else 1) != 1:
+                raise Unsupported(f"{op} with a step")
+        out = E.new(g.kind, sizes[0] * inner)
+        E.lines.append(f"for (int j = 0; j < {out.width}; j++) {out.expr}[j] = 0;")
+        E.lines.append(f"for (int j = 0; j < {g.width}; j++) {out.expr}[{start} + j] = "
+                       f"{g.at()};")
+        return out
+    if op is aten.native_layer_norm.default:
+        x, w, b = env[args[0]], env.get(args[2]), env.get(args[3])
+        eps = args[4]
+        if x.kind != "row" or list(args[1]) != [x.width]:
+            raise Unsupported(f"layer norm over {list(args[1])} of a {x.kind} value")
+        out, mean, rstd = E.new("row", x.width), E.new("row", 1), E.new("row", 1)
+        n = x.width
+        ww = f" * {w.at()}" if w is not None else ""
+        bb = f" + {b.at()}" if b is not None else ""
+        E.lines.append(
+            f"{{ T s = 0; for (int j = 0; j < {n}; j++) s += {x.expr}[j]; T mu = s / (T){n};"
+            f" T q = 0; for (int j = 0; j < {n}; j++) {{ T d = {x.expr}[j] - mu; q += d * d; }}"
+            f" T r = ONE / SQRT(q / (T){n} + {_num(eps)}); {mean.expr}[0] = mu; "
+            f"{rstd.expr}[0] = r;"
+            f" for (int j = 0; j < {n}; j++) {out.expr}[j] = ({x.expr}[j] - mu) * r{ww}{bb}; }}")
+        return [out, mean, rstd]
+    if op is aten.native_layer_norm_backward.default:
+        g, x, _, mean, rstd, w, b, mask = args
+        g, x, mean, rstd = env[g], env[x], env[mean], env[rstd]
+        w = env.get(w)
+        n = x.width
+        dx = E.new("row", n) if mask[0] else None
+        dw = E.new("bsum", n) if mask[1] and w is not None else None
+        db = E.new("bsum", n) if mask[2] and b is not None else None
+        gw = f"{g.at()} * {w.at()}" if w is not None else g.at()
+        xh = f"(({x.expr}[j] - {mean.expr}[0]) * {rstd.expr}[0])"
+        body = [f"{{ T s1 = 0, s2 = 0; for (int j = 0; j < {n}; j++) {{ T a = {gw}; "
+                f"s1 += a; s2 += a * {xh}; }}"]
+        if dx is not None:
+            body.append(f" for (int j = 0; j < {n}; j++) {dx.expr}[j] = {rstd.expr}[0] / "
+                        f"(T){n} * ((T){n} * ({gw}) - s1 - {xh} * s2);")
+        if dw is not None:
+            body.append(f" for (int j = 0; j < {n}; j++) {dw.expr}[j] = {g.at()} * {xh};")
+        if db is not None:
+            body.append(f" for (int j = 0; j < {n}; j++) {db.expr}[j] = {g.at()};")
+        E.lines.append("".join(body) + " }")
+        return [dx, dw, db]
+    raise Unsupported(f"the update uses {op}, which the C generator does not translate")
+
+
+# ------------------------------------------------------------------------ step template
+_CTYPES = {torch.float32: ("float", "f"), torch.float64: ("double", "")}
+
+
+def _prelude(dtype: torch.dtype) -> str:
+    ctype, s = _CTYPES[dtype]
+    fns = ("EXP exp", "TANH tanh", "LOG log", "SQRT sqrt", "FABS fabs", "SIN sin", "COS cos",
+           "LOG1P log1p", "EXPM1 expm1", "POW pow")
+    defs = "\n".join(f"#define {f.split()[0]} {f.split()[1]}{s}" for f in fns)
+    return (f"#include <math.h>\n#include <stdint.h>\n#include <string.h>\n"
+            f"typedef {ctype} T;\n#define ONE ((T)1)\n{defs}\n")
+
+
+def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int,
+                  dests: list[tuple[str, int, bool]]) -> str:
+    """``static void name(T *in0.., T *out0..)``; ``dests``: (C name, width, accumulate)."""
+    params = [f"T *restrict in{k}" for k in range(n_in)]
+    params += [f"T *restrict {d}" for d, _, _ in dests]
+    body = list(lines)
+    for v, (d, w, acc) in zip(outs, dests):
+        if v is None or (v.kind == "const" and acc):
+            if not acc:
+                body.append(f"for (int j = 0; j < {w}; j++) {d}[j] = 0;")
+            continue
+        if v.kind == "par" and acc:
+            raise Unsupported("a parameter gradient that does not depend on the batch")
+        if v.kind != "const" and v.width not in (1, w):
+            raise Unsupported(f"an output of width {v.width}, expected {w}")
+        op = "+=" if acc else "="
+        body.append(f"for (int j = 0; j < {w}; j++) {d}[j] {op} {v.at()};")
+    return (f"static inline void {name}({', '.join(params)}) {{\n  "
+            + "\n  ".join(body) + "\n}\n")
+
+
+def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
+    """The fixed wrapper: one sequence step over all rows, forward and backward.
+
+    Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
+    or NULL), OUT (``[T, B, W_0]`` or NULL), params, zoneout masks (``[T, B, W_k]`` or NULL),
+    HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), then for the backward: DXG, DHG,
+    G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p."""
+    idx = {}
+    names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
+             + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN"]
+             + ["DXG", "DHG"] + [f"G{k}" for k in range(NS)] + ["GOUT", "DH"]
+             + [f"DP{p}" for p in range(NP)])
+    for i, n in enumerate(names):
+        idx[n] = i
+    decl = "\n  ".join(
+        f"{'int64_t' if n == 'LEN' else 'T'} *{n} = ({'int64_t' if n == 'LEN' else 'T'} *)P[{i}];"
+        for n, i in idx.items())
+    rowp = "\n    ".join(
+        [f"T *xg = XG + (t * B + b) * {GX}; T *hg = HG + (th * B + b) * {GH};"]
+        + [f"T *sp{k} = S{k} + (prev * B + b) * {W[k]}; T *sn{k} = S{k} + (next * B + b) * "
+           f"{W[k]};" for k in range(NS)])
+    prs = "".join(f", PR{p}" for p in range(NP))
+    sps = "".join(f", sp{k}" for k in range(NS))
+    fwd = f"""
+void step_fwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t next) {{
+  {decl}
+  for (int64_t b = 0; b < B; b++) {{
+    {rowp}
+    if (LEN && t >= LEN[b]) {{
+      {" ".join(f"memcpy(sn{k}, sp{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+      if (HIN) memcpy(HIN + (next * B + b) * {W[0]}, HIN + (prev * B + b) * {W[0]}, sizeof(T) * {W[0]});
+      if (OUT) memset(OUT + (t * B + b) * {W[0]}, 0, sizeof(T) * {W[0]});
+      continue;
+    }}
+    cell_fwd(xg, hg{sps}{prs}{"".join(f", sn{k}" for k in range(NS))});
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
+    if (HIN) {{ T *hn = HIN + (next * B + b) * {W[0]}; T *hm = HM + b * {W[0]};
+      for (int j = 0; j < {W[0]}; j++) hn[j] = sn0[j] * hm[j]; }}
+    if (OUT) memcpy(OUT + (t * B + b) * {W[0]}, sn0, sizeof(T) * {W[0]});
+  }}
+}}
+"""
+    gs = "\n    ".join(f"T *g{k} = G{k} + b * {W[k]};" for k in range(NS))
+    bwd = f"""
+void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t next,
+              int64_t first) {{
+  {decl}
+  for (int64_t b = 0; b < B; b++) {{
+    {rowp}
+    {gs}
+    if (!first) {{ T *dh = DH + b * {W[0]};
+      if (HM) {{ T *hm = HM + b * {W[0]}; for (int j = 0; j < {W[0]}; j++) g0[j] += dh[j] * hm[j]; }}
+      else for (int j = 0; j < {W[0]}; j++) g0[j] += dh[j]; }}
+    T *dxg = DXG + (t * B + b) * {GX}; T *dhg = DHG + (t * B + b) * {GH};
+    if (LEN && t >= LEN[b]) {{
+      memset(dxg, 0, sizeof(T) * {GX}); memset(dhg, 0, sizeof(T) * {GH}); continue; }}
+    if (GOUT) {{ T *go = GOUT + (t * B + b) * {W[0]}; for (int j = 0; j < {W[0]}; j++) g0[j] += go[j]; }}
+    {" ".join(f"T c{k}[{W[k]}], ds{k}[{W[k]}];" for k in range(NS))}
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) c{k}[j] = (ONE - m[j]) * g{k}[j]; }} else memcpy(c{k}, g{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+    cell_bwd(xg, hg{sps}{prs}{"".join(f", c{k}" for k in range(NS))}, dxg, dhg{"".join(f", ds{k}" for k in range(NS))}{"".join(f", DP{p}" for p in range(NP))});
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) g{k}[j] = m[j] * g{k}[j] + ds{k}[j]; }} else memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+  }}
+}}
+"""
+    return fwd + bwd, idx
+
+
+# ------------------------------------------------------------------------------- tracing
+def _trace_batch(param_shapes) -> int:
+    taken = {s for shape in param_shapes for s in shape}
+    return next(b for b in (3, 5, 7, 11, 13, 17) if b not in taken)
+
+
+def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
+             dtype: torch.dtype) -> tuple[str, dict]:
+    """C source of ``cell``'s step kernels for ``widths = (GX, GH, state widths)`` and the
+    given parameter shapes; raises :class:`Unsupported` naming what does not translate."""
+    GX, GH, W = widths
+    NS, NP = cell.num_states, len(param_shapes)
+    B = _trace_batch(param_shapes)
+    gen = torch.Generator().manual_seed(0)
+    xg = torch.randn(B, GX, generator=gen, dtype=dtype)
+    hg = torch.randn(B, GH, generator=gen, dtype=dtype)
+    states = [torch.rand(B, w, generator=gen, dtype=dtype) for w in W]
+    params = [torch.randn(s, generator=gen, dtype=dtype) for s in param_shapes]
+    cots = [torch.randn(B, w, generator=gen, dtype=dtype) for w in W]
+
+    def fwd(xg, hg, *rest):
+        new = cell.update(xg, hg, tuple(rest[:NS]), *rest[NS:])
+        return tuple(new)
+
+    def bwd(xg, hg, *rest):
+        primals, cot = rest[:NS + NP], rest[NS + NP:]
+        _, vjp = torch.func.vjp(fwd, xg, hg, *primals)
+        return vjp(tuple(cot))
+
+    try:
+        with torch.no_grad():
+            gf = make_fx(fwd)(xg, hg, *states, *params)
+        gb = make_fx(bwd)(xg, hg, *states, *params, *cots)
+    except Unsupported:
+        raise
+    except Exception as e:  # a data-dependent branch, an op make_fx cannot trace, ...
+        raise Unsupported(f"tracing the update failed: {type(e).__name__}: {e}") from e
+    kinds = ["row", "row"] + ["row"] * NS + ["par"] * NP
+    lines_f, outs_f = emit_graph(gf, kinds, B)
+    lines_b, outs_b = emit_graph(gb, kinds + ["row"] * NS, B)
+    if len(outs_f) != NS or len(outs_b) != 2 + NS + NP:
+        raise Unsupported(f"the update returned {len(outs_f)} states, expected {NS}")
+    for v, w in zip(outs_f, W):
+        if v is None or v.kind not in ("row", "const") or v.width not in (1, w):
+            raise Unsupported("a new state is not a [B, H] row value")
+    pw = [int(torch.Size(s).numel()) for s in param_shapes]
+    n_in = 2 + NS + NP
+    src = _prelude(dtype)
+    src += _row_function("cell_fwd", lines_f, outs_f, n_in,
+                         [(f"out{k}", W[k], False) for k in range(NS)])
+    src += _row_function("cell_bwd", lines_b, outs_b, n_in + NS,
+                         [("dxg", GX, False), ("dhg", GH, False)]
+                         + [(f"ds{k}", W[k], False) for k in range(NS)]
+                         + [(f"dp{p}", pw[p], True) for p in range(NP)])
+    steps, idx = _step_functions(NS, NP, GX, GH, list(W))
+    return src + steps, idx
+
+
+# ----------------------------------------------------------------------------- compiling
+def find_compiler() -> str | None:
+    """The C compiler to use (``$CC``, else ``cc``, ``gcc``, ``clang`` on ``PATH``), or None."""
+    for name in ([os.environ["CC"]] if os.environ.get("CC") else []) + ["cc", "gcc", "clang"]:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("RECUR_CACHE_DIR")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
+                                        ) / "recur"
+    return base / "cpu_kernels"
+
+
+def _machine_tag() -> str:
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    except OSError:
+        pass
+    return platform.machine() + flags
+
+
+def compile_library(src: str) -> ctypes.CDLL:
+    """Compile ``src`` (or reuse the cached build) and load it; raises ``RuntimeError`` with
+    the compiler's message when compiling fails."""
+    cc = find_compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found ($CC, cc, gcc or clang on PATH)")
+    key = hashlib.sha256("\0".join((src, cc, *FLAGS, _machine_tag())).encode()).hexdigest()[:24]
+    out = cache_dir() / f"recur_{key}.so"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            c_path, so_path = Path(tmp) / "k.c", Path(tmp) / "k.so"
+            c_path.write_text(src)
+            proc = subprocess.run([cc, *FLAGS, str(c_path), "-o", str(so_path), "-lm"],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"{cc} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            os.replace(so_path, out)
+    return ctypes.CDLL(str(out))
+
+
+@dataclass
+class Kernel:
+    """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
+    first)`` and the pointer-table layout ``index`` (name -> slot)."""
+
+    fwd: object
+    bwd: object
+    index: dict
+    lib: ctypes.CDLL
+
+
+_CACHE: dict = {}
+_LOCK = threading.Lock()
+
+
+def kernel_for(cell: Cell, widths, param_shapes, dtype: torch.dtype) -> Kernel:
+    """The compiled kernel of ``cell`` for these sizes (cached per process and on disk).
+    Raises :class:`Unsupported` (cell) or ``RuntimeError`` (compiler); both are cached too."""
+    key = (cell, widths, tuple(tuple(s) for s in param_shapes), dtype)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is None:
+            try:
+                src, index = generate(cell, widths, param_shapes, dtype)
+                lib = compile_library(src)
+                i64 = ctypes.c_int64
+                lib.step_fwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64]
+                lib.step_fwd.restype = None
+                lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
+                lib.step_bwd.restype = None
+                hit = Kernel(lib.step_fwd, lib.step_bwd, index, lib)
+            except (Unsupported, RuntimeError) as e:
+                hit = e
+            _CACHE[key] = hit
+    if isinstance(hit, Exception):
+        raise hit
+    return hit
