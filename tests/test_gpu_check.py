@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.skipif(importlib.util.find_spec("triton") is None,
 STEPS = ["env", "smoke", "correctness", "repro", "speed", "speed-ln"]
 
 
-def _run(out: Path, *args: str, budget: int = 345, timeout: int = 400):
+def _run(out: Path, *args: str, budget: int = 1200, timeout: int = 1300):
     env = dict(os.environ, OUT=str(out), PYTHON=sys.executable, GPU_CHECK_BUDGET=str(budget))
     return subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", *args],
                           env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
@@ -58,17 +59,19 @@ def test_dry_run_every_step_passes(tmp_path):
 
 
 def test_budget_cuts_steps_and_keeps_what_finished(tmp_path):
-    """A budget too small for the correctness step: it times out, the later steps are
-    skipped, the exit status says so, and the cases finished before the cut are on disk."""
-    res = _run(tmp_path, "--only", "env,smoke,correctness,repro", budget=24)
+    """A budget too small for the correctness step (it needs ~25 s here): it is cut at the
+    budget, the next step is skipped, the exit status says so, the whole run ends near the
+    budget, and whatever cases finished before the cut are on disk, each a complete line."""
+    t0 = time.monotonic()
+    res = _run(tmp_path, "--only", "correctness,repro", budget=16)
+    elapsed = time.monotonic() - t0
     status = _status(tmp_path)
     assert res.returncode == 1
-    assert status["env"] == "ok" and status["smoke"] == "ok"
-    assert status["correctness"] == "TIMEOUT", (tmp_path / "status.txt").read_text()
-    assert status["repro"] == "SKIP"
+    assert status == {"correctness": "TIMEOUT", "repro": "SKIP"}, res.stdout
+    assert elapsed < 16 + 15
     done = [line for p in tmp_path.glob("correctness-*.jsonl")
             for line in p.read_text().splitlines()]
-    assert done and all(json.loads(x)["ok"] for x in done)
+    assert all(json.loads(x)["ok"] for x in done)
 
 
 def test_the_check_fails_a_wrong_result():

@@ -35,6 +35,7 @@ from torch import Tensor
 from ..cells import Cell
 from .dispatch import requested_backend
 from .layer import LayerSpec, LayerWeights
+from .onnx import exporting_onnx
 
 NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton kernels",
          "cpu": "recur's CPU kernels (C generated from the cell's update, one step per call)",
@@ -134,7 +135,7 @@ def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor,
 def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "auto") -> Plan:
     """The plan of a stack forward on ``x: [T, B, I]`` (one spec per layer and direction)."""
     request = requested_backend(backend)
-    if torch.onnx.is_in_onnx_export():
+    if exporting_onnx():
         return Plan("onnx", "reference", request)
     chosen, rejected = _choose(request, cell, specs, x, single_scan=False)
     if (torch.compiler.is_compiling() and cell.native_mode is not None
