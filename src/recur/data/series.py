@@ -1,11 +1,19 @@
-"""One univariate series for forecasting: a statsmodels dataset or a column of a user's CSV.
+"""Series for forecasting: a statsmodels dataset, a column of a user's CSV, or (through
+:func:`load_panel`) a set of series shipped with aeon.
 
 Sources (``spec``):
 
 - ``"statsmodels:sunspots"`` (yearly sunspot activity 1700-2008, 309 values), also
-  ``statsmodels:nile`` (100 values) and ``statsmodels:co2`` (weekly, 2284 values, 59 missing:
-  needs ``fillna``); :data:`STATSMODELS_SERIES` lists them.
+  ``statsmodels:nile`` (yearly, 100 values), ``statsmodels:co2`` (weekly, 2284 values, 59
+  missing: needs ``fillna``) and ``statsmodels:elnino`` (monthly sea surface temperature
+  1950-2010, 732 values, the 61 x 12 table read row by row); :data:`STATSMODELS_SERIES` lists
+  them, :data:`STATSMODELS_FREQ` gives their frequency.
 - a path to a ``.csv`` / ``.tsv`` file with a header line, plus ``column=NAME``.
+- ``"aeon:NAME"`` (only through :func:`load_panel`): see :mod:`recur.data.aeon_forecast`.
+
+:func:`load_panel` returns a :class:`Panel` (one or more series, their frequency, the seasonal
+period it implies and the dataset's own horizon when it has one); :func:`period_of` maps a
+frequency to a period (yearly 1, quarterly 4, monthly 12, weekly 52, daily 7, hourly 24).
 
 A missing value (empty cell, ``NaN``, ``NA``) is an error that names where it is, unless
 ``fillna`` says how to fill it (``"interpolate"``, ``"ffill"`` or ``"drop"``).
@@ -36,12 +44,16 @@ from torch import Tensor
 
 __all__ = [
     "FILLNA_METHODS",
+    "STATSMODELS_FREQ",
     "STATSMODELS_SERIES",
+    "Panel",
     "Series",
     "SeriesNorm",
     "fill_missing",
+    "load_panel",
     "load_series",
     "make_windows",
+    "period_of",
     "read_csv_column",
     "train_size",
 ]
@@ -53,7 +65,14 @@ STATSMODELS_SERIES: dict[str, tuple[str, str]] = {
     "sunspots": ("sunspots", "SUNACTIVITY"),
     "nile": ("nile", "volume"),
     "co2": ("co2", "co2"),
+    "elnino": ("elnino", ""),           # wide: YEAR + one column per month
 }
+#: name → frequency of the statsmodels series
+STATSMODELS_FREQ: dict[str, str] = {"sunspots": "yearly", "nile": "yearly", "co2": "weekly",
+                                    "elnino": "monthly"}
+#: frequency → seasonal period (the number of steps in a year or a day)
+PERIODS: dict[str, int] = {"yearly": 1, "quarterly": 4, "monthly": 12, "weekly": 52,
+                           "daily": 7, "hourly": 24, "half_hourly": 48}
 FILLNA_METHODS = ("interpolate", "ffill", "drop")
 _MISSING = {"", "nan", "na", "n/a", "null", "none", "?"}
 
@@ -172,6 +191,12 @@ def _load_statsmodels(name: str) -> tuple[np.ndarray, list[str]]:
         warnings.simplefilter("ignore", category=FutureWarning)
         mod = importlib.import_module(f"statsmodels.datasets.{module}")
         df = mod.load_pandas().data
+    if not col:                                            # a year per row, a month per column
+        months = df.drop(columns=df.columns[0])
+        values = months.to_numpy(dtype=np.float64).reshape(-1)
+        years = df[df.columns[0]].astype(int).tolist()
+        stamps = [f"{y}-{m:02d}" for y in years for m in range(1, 13)]
+        return values, [f"row {i} ({t})" for i, t in enumerate(stamps)]
     values = df[col].to_numpy(dtype=np.float64)
     labels = [f" ({v})" for v in df.index] if df.index.dtype.kind == "M" else [""] * len(df)
     return values, [f"row {i}{lab}" for i, lab in enumerate(labels)]
@@ -281,3 +306,44 @@ def make_windows(z: np.ndarray, window: int, start: int, stop: int) -> tuple[Ten
     x = np.stack([z[t - window:t] for t in idx]).astype(np.float32)[..., None]
     y = z[idx].astype(np.float32)
     return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def period_of(freq: str | None) -> int:
+    """The seasonal period of a frequency name (:data:`PERIODS`); 1 (none) when unknown."""
+    return PERIODS.get((freq or "").lower(), 1)
+
+
+@dataclass
+class Panel:
+    """One or more series to forecast together.
+
+    Attributes:
+        name: where they came from (``"aeon:m1_yearly_dataset"``).
+        series: list of ``[N_i]`` float64 arrays (no NaN), possibly of different lengths.
+        freq: frequency name (``"monthly"``) or ``None`` when the source does not say.
+        period: seasonal period implied by ``freq`` (1: none).
+        horizon: the dataset's own forecast horizon (M1 yearly: 6), or ``None``.
+        names: one label per series.
+    """
+
+    name: str
+    series: list[np.ndarray]
+    freq: str | None = None
+    period: int = 1
+    horizon: int | None = None
+    names: list[str] | None = None
+
+
+def load_panel(spec: str, column: str | None = None, fillna: str | None = None) -> Panel:
+    """:func:`load_series` for one series, or ``"aeon:NAME"`` for a series or a set of series
+    shipped with aeon (:func:`recur.data.aeon_forecast.load_aeon_forecast`), as a
+    :class:`Panel` with the frequency and period when the source tells them (a CSV does not:
+    pass ``--period``)."""
+    if spec.startswith("aeon:"):
+        from .aeon_forecast import load_aeon_forecast
+
+        return load_aeon_forecast(spec.split(":", 1)[1], fillna=fillna)
+    s = load_series(spec, column=column, fillna=fillna)
+    freq = STATSMODELS_FREQ.get(s.name.split(":", 1)[1]) if s.name.startswith("statsmodels:") \
+        else None
+    return Panel(s.name, [s.values], freq, period_of(freq), None, [s.name])

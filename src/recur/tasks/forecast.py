@@ -1,28 +1,46 @@
-"""``forecast``: one-step-ahead forecasting of a univariate series, against naive and AR peers.
+"""``forecast``: multi-step forecasts of one series or many, against classical peers.
 
-    recur train forecast                                   # statsmodels:sunspots (yearly)
-    recur train forecast --data prices.csv --column close  # a user's series
-    recur train forecast --data prices.csv --column close --fillna interpolate
+    recur train forecast                                     # statsmodels:sunspots, one step
+    recur train forecast --data statsmodels:elnino --horizon 12
+    recur train forecast --data aeon:m1_yearly_dataset       # 181 series, horizon 6 (M1's)
+    recur train forecast --data prices.csv --column close --period 7 --fillna interpolate
+    recur predict RUN                                        # the H values after the end
 
-Split: the first 80% of the series (``--test-fraction 0.2``) is the only data the model, the
-scaler and the AR peer ever fit on; every value of the last 20% is then forecast one step
-ahead from the true values before it (as a forecaster that sees each new observation would).
+Split. One series: the first 80% (``--test-fraction``) is the training part; from every origin
+``o`` of the rest (``y[:o]`` known) the next ``H`` values are forecast (``H = 1`` by default:
+every test value one step ahead). Several series (``aeon:m1_yearly_dataset``): the last ``H``
+values of each series are its test part, one origin per series (the M competitions' way);
+``H`` defaults to the dataset's own horizon. Nothing of a test part is used to fit or choose.
 
-Encoding: values are standardised with the train part's mean and std; an item is a window of
-the ``--window`` previous values ``[W, 1]`` and the target is the next value. The recurrent
-layer reads the window and a linear head maps its final state to the forecast; with
-``--residual`` (default) the head predicts the change from the last value of the window, which
-makes "no change" the starting point. Loss: mean squared error on the standardised scale.
+Model (ES-RNN's recipe, smaller). Each window of the ``--window`` values before an origin is
+expressed relative to its last value and divided by the series' mean absolute one-step change
+on its training part (per-series scaling, so one model serves series of any size); windows
+shorter than ``--window`` (early origins, short series) are padded and read with ``lengths=``.
+A recur GRU reads the window; a linear head gives the ``H`` future changes from the last
+value (so "no change" is the starting point). ``--members`` such networks, different
+initialisations, are trained together (L1 loss, which is MASE on this scale) and their mean is
+the network's forecast. Trained on every window of every series' training part.
 
-``metrics.json`` has ``test_rmse`` (the model), and, computed in the same run on the same
-split, ``naive_rmse`` (the previous value) and ``ar_rmse`` (statsmodels ``AutoReg`` with a
-constant and ``--ar-lags`` lags, default 9, fitted on the first 80% only), in the series' units.
+Defaults from the data (written to config.json and metrics.json, printed in the summary):
+``period`` (from the data's frequency, 1 for a CSV without ``--period``), ``horizon``,
+``window`` (``max(24, 2 period, 2 H)``, at most half the longest training part), ``epochs``
+(about 800 optimiser steps), and ``combine``: the final forecast is the network alone, or
+its mean with the best classical peer (``rnn+ets``...), or with the mean of AR, ETS and Theta
+(``rnn+peers``), whichever has
+the lowest MASE on a validation part, the last 20% of the training part (the last H values
+of each series for panels), with the network and the peers refitted on what precedes it.
+
+Peers, same origins and horizons (:mod:`recur.tasks.forecast_peers`): naive, seasonal naive,
+AR (order by AIC), ETS (by AIC), Theta. ``metrics.json``: ``test_mase`` and ``test_rmse`` (per
+horizon in ``mase_by_h`` / ``rmse_by_h``), each peer's ``<peer>_mase`` / ``<peer>_rmse``,
+``best_peer`` (lowest MASE), ``rnn_mase`` (the network alone). MASE: absolute errors divided
+by the mean absolute seasonal difference of the series' training part, averaged.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,194 +51,362 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..data import FILLNA_METHODS, SeriesNorm, load_series, make_windows, train_size
+from ..data.series import FILLNA_METHODS, Panel, load_panel, train_size
+from ..nn import GRU, LSTM, RNN
 from ..train import new_figure, save_figure
 from .base import Config, Option, Task, TaskData, model_device, register
-from .models import make_recurrent
+from .forecast_peers import PEERS, mase_scale
 
-__all__ = ["Forecast", "WindowRegressor", "Windows", "ar_forecast", "naive_forecast", "rmse"]
+__all__ = ["Forecast", "ForecastNet", "Windows", "make_origin_windows", "rmse"]
 
 log = logging.getLogger(__name__)
 
+CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+COMBINE = ("auto", "rnn", "rnn+ar", "rnn+ets", "rnn+theta", "rnn+peers")
+STEPS = 800                                  # optimiser steps the automatic epochs aim at
+
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Root mean squared error of two ``[N]`` arrays."""
+    """Root mean squared error of two arrays of the same shape."""
     return float(np.sqrt(np.mean((np.asarray(pred) - np.asarray(truth)) ** 2)))
 
 
-def naive_forecast(y: np.ndarray, n_train: int) -> np.ndarray:
-    """Forecasts of ``y[n_train:]``, each the value before it: ``[N - n_train]``."""
-    return np.asarray(y[n_train - 1:-1], dtype=np.float64)
-
-
-def ar_forecast(y: np.ndarray, n_train: int, lags: int) -> np.ndarray:
-    """One-step forecasts of ``y[n_train:]`` from an AR(``lags``) with a constant, fitted on
-    ``y[:n_train]`` only (statsmodels ``AutoReg``): ``[N - n_train]``."""
-    if not 1 <= lags < n_train // 2:
-        raise ValueError(f"--ar-lags must be in [1, {n_train // 2 - 1}] for {n_train} "
-                         f"training values, got {lags}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=DeprecationWarning)
-        warnings.simplefilter("ignore", category=FutureWarning)
-        from statsmodels.tsa.ar_model import AutoReg
-
-        params = np.asarray(AutoReg(np.asarray(y[:n_train], dtype=np.float64), lags=lags,
-                                    trend="c").fit().params)
-    const, phi = params[0], params[1:]                      # phi[k]: weight of y[t-1-k]
-    t = np.arange(n_train, len(y))
-    past = np.stack([y[t - 1 - k] for k in range(lags)], axis=1)  # (N_test, lags)
-    return const + past @ phi
-
-
 class Windows(Dataset):
-    """Items ``(x [W, 1], y [])`` of standardised windows and next values.
+    """Items ``(x [W, 1], length [], target [H])``: past values relative to the last one over
+    the series' scale, how many are real (the rest is padding), the next H changes.
 
-    Attributes:
-        x: ``[M, W, 1]`` float32; y: ``[M]`` float32 (standardised targets).
-        index: ``[M]`` position of each target in the series.
-        values: ``[N]`` float64, the whole series in its own units (for metrics and plots).
+    Attributes: ``x [M, W, 1]``, ``lengths [M]``, ``y [M, H]`` (NaN where no target exists:
+    forecasts past the end), ``series [M]`` and ``origins [M]`` (which series, which origin).
     """
 
-    def __init__(self, x: Tensor, y: Tensor, index: np.ndarray, values: np.ndarray) -> None:
-        self.x, self.y, self.index, self.values = x, y, index, values
+    def __init__(self, x: Tensor, lengths: Tensor, y: Tensor, series: np.ndarray,
+                 origins: np.ndarray) -> None:
+        self.x, self.lengths, self.y, self.series, self.origins = x, lengths, y, series, origins
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        return self.x[i], self.y[i]
-
-    @property
-    def truth(self) -> np.ndarray:
-        """``[M]`` the targets in the series' units."""
-        return self.values[self.index]
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        return self.x[i], self.lengths[i], self.y[i]
 
 
-class WindowRegressor(nn.Module):
-    """Window of past values → next value.
+def make_origin_windows(ys: list[np.ndarray], norms: list[float], origins: list[np.ndarray],
+                        window: int, horizon: int) -> Windows:
+    """Windows of ``ys[i][:o]`` (the last ``window`` values) for each ``o`` in ``origins[i]``,
+    relative to ``ys[i][o - 1]`` and divided by ``norms[i]``; targets ``ys[i][o:o + H]`` the
+    same way (NaN past the end)."""
+    rows = [(i, int(o)) for i, os_ in enumerate(origins) for o in os_]
+    x = np.zeros((len(rows), window, 1), np.float32)
+    y = np.full((len(rows), horizon), np.nan, np.float32)
+    lengths = np.zeros(len(rows), np.int64)
+    for m, (i, o) in enumerate(rows):
+        v, last = ys[i], ys[i][o - 1]
+        past = v[max(0, o - window):o]
+        x[m, :len(past), 0] = (past - last) / norms[i]
+        lengths[m] = len(past)
+        future = v[o:o + horizon]
+        y[m, :len(future)] = (future - last) / norms[i]
+    series = np.array([r[0] for r in rows], np.int64)
+    return Windows(torch.from_numpy(x), torch.from_numpy(lengths), torch.from_numpy(y), series,
+                   np.array([r[1] for r in rows], np.int64))
 
-    ``forward(x: [B, W, 1]) -> [B]``; with ``residual`` the output is ``x[:, -1, 0]`` plus the
-    head's output.
-    """
 
-    def __init__(self, cfg: Config, residual: bool) -> None:
+class ForecastNet(nn.Module):
+    """``members`` recurrent networks side by side: ``forward(x [B, W, 1], lengths [B])``
+    returns ``[K, B, H]``, each member's forecast of the next H changes (scaled)."""
+
+    def __init__(self, cell: str, hidden: int, layers: int, horizon: int, members: int,
+                 backend: str = "auto") -> None:
         super().__init__()
-        self.residual = residual
-        self.rnn = make_recurrent(cfg.cell, 1, cfg.hidden, layers=cfg.layers,
-                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                  backend=cfg.backend)
-        self.directions = 2 if cfg.bidirectional else 1
-        self.head = nn.Linear(self.directions * cfg.hidden, 1)
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
+        self.rnns = nn.ModuleList(CELLS[cell](1, hidden, num_layers=layers, batch_first=True,
+                                              backend=backend) for _ in range(members))
+        self.heads = nn.ModuleList(nn.Linear(hidden, horizon) for _ in range(members))
 
-    def forward(self, x: Tensor) -> Tensor:
-        _, state = self.rnn(x)
-        h_n = state[0] if isinstance(state, tuple) else state      # (L*D, B, H)
-        z = self.head(torch.cat(list(h_n[-self.directions:]), -1))[:, 0]  # (B,)
-        return z + x[:, -1, 0] if self.residual else z
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        outs = []
+        for rnn, head in zip(self.rnns, self.heads):
+            _, state = rnn(x, lengths=lengths)
+            h_n = state[0] if isinstance(state, tuple) else state         # (L, B, Hd)
+            outs.append(head(h_n[-1]))                                    # (B, H)
+        return torch.stack(outs)                                          # (K, B, H)
+
+
+def _loss(model: nn.Module, batch: Any) -> Tensor:
+    x, lengths, y = batch                                     # (B, W, 1), (B,), (B, H)
+    out = model(x, lengths.cpu())                             # (K, B, H)
+    return F.l1_loss(out, y.unsqueeze(0).expand_as(out))
+
+
+def _fit(model: nn.Module, data: Windows, cfg: Config, epochs: int) -> None:
+    """Adam with the run's settings over ``data`` (the validation model's training, the same
+    recipe the trainer applies to the final model)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 7)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = epochs * math.ceil(len(data) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: 0.5 * (1 + math.cos(math.pi * k / steps)) if cfg.schedule == "cosine"
+        else 1.0)
+    model.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data), generator=gen).split(cfg.batch_size):
+            loss = _loss(model, (data.x[idx], data.lengths[idx], data.y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            if cfg.clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+    model.eval()
+
+
+def _net_forecast(model: nn.Module, w: Windows, ys: list[np.ndarray],
+                  norms: list[float]) -> np.ndarray:
+    """The members' mean, back in the series' units: ``[M, H]``."""
+    with torch.no_grad():
+        z = model(w.x.to(model_device(model)), w.lengths).mean(0).cpu().double().numpy()
+    last = np.array([ys[i][o - 1] for i, o in zip(w.series, w.origins)])
+    scale = np.array([norms[i] for i in w.series])
+    return last[:, None] + z * scale[:, None]
+
+
+def _peer_forecasts(ys, n_trains, origins, horizon, period, names=("ar", "ets", "theta",
+                    "naive", "snaive")) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """Every peer's ``[M, H]`` forecasts over all series (rows in ``origins`` order)."""
+    out, notes = {}, {}
+    for name in names:
+        parts = [PEERS[name](y, n, o, horizon, period) for y, n, o in zip(ys, n_trains, origins)
+                 if len(o)]
+        out[name] = np.concatenate([p[0] for p in parts])
+        notes[name] = [p[1] for p in parts]
+    return out, notes
+
+
+def _combine(how: str, net: np.ndarray, peers: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The final forecast: ``"rnn"``, ``"rnn+PEER"`` (the mean of the two) or ``"rnn+peers"``
+    (the mean of the network and of the mean of AR, ETS and Theta)."""
+    if how == "rnn":
+        return net
+    if how == "rnn+peers":
+        return (net + (peers["ar"] + peers["ets"] + peers["theta"]) / 3) / 2
+    return (net + peers[how.split("+", 1)[1]]) / 2
+
+
+def _mase(pred: np.ndarray, truth: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Per-horizon MASE ``[H]`` of ``[M, H]`` forecasts (``scales [M]``)."""
+    return np.nanmean(np.abs(pred - truth) / scales[:, None], axis=0)
 
 
 @register
 class Forecast(Task):
-    """One-step-ahead forecasting of a univariate series (statsmodels or a CSV column)."""
+    """Multi-step forecasting of one series or a panel, against classical peers."""
 
     name = "forecast"
-    summary = "one-step-ahead forecast of a series (statsmodels:sunspots or CSV) vs naive/AR"
+    summary = ("forecast H steps of a series or a panel (statsmodels, aeon, CSV) vs naive, "
+               "seasonal naive, AR, ETS, Theta")
     options = (
         Option("data", str, "statsmodels:sunspots",
-               "statsmodels:NAME (sunspots, nile, co2) or a .csv/.tsv file"),
+               "statsmodels:NAME (sunspots, nile, co2, elnino), aeon:NAME (Lynx, PBS_dataset, "
+               "m1_yearly_dataset, ...) or a .csv/.tsv file"),
         Option("column", str, None, "the value column of a CSV/TSV file"),
         Option("fillna", str, None, "fill missing values instead of failing", FILLNA_METHODS),
-        Option("window", int, 20, "past values the model reads per forecast"),
-        Option("test_fraction", float, 0.2, "the last part of the series, forecast at the end"),
-        Option("ar_lags", int, 9, "lags of the AutoReg peer"),
-        Option("residual", bool, True, "predict the change from the last value"),
+        Option("horizon", int, None, "values forecast from each origin (default: the "
+               "dataset's own horizon, else 1)"),
+        Option("period", int, None, "seasonal period (default: from the data's frequency; 1 "
+               "when it has none)"),
+        Option("window", int, None, "past values the network reads (default from the data)"),
+        Option("test_fraction", float, 0.2, "one series: the last part, forecast at the end"),
+        Option("members", int, 5, "networks averaged (different initialisations)"),
+        Option("combine", str, "auto", "network alone, or averaged with the best peer or with "
+               "the peers' mean (auto: the best on a validation part of the training data)",
+               COMBINE),
     )
-    defaults = {"cell": "gru", "hidden": 32, "epochs": 60, "batch_size": 16, "lr": 3e-3,
-                "optimizer": "adam"}
+    predict_options = (
+        Option("series", str, None, "a panel's series to forecast (name or index; default all)"),
+    )
+    defaults = {"cell": "gru", "hidden": 32, "epochs": 0, "batch_size": 32, "lr": 3e-3,
+                "optimizer": "adam", "clip": 1.0, "schedule": "cosine", "threads": 1}
+    distributed = False
+
+    # ---- data ---------------------------------------------------------------------------
+    def _split(self, panel: Panel, horizon: int) -> tuple[list[int], list[np.ndarray]]:
+        """Per series: training part length and test origins."""
+        c, ys = self.cfg, panel.series
+        if len(ys) == 1:
+            n = train_size(len(ys[0]), c.test_fraction)
+            if len(ys[0]) - n < horizon:
+                raise ValueError(f"{panel.name}: a test part of {len(ys[0]) - n} values is "
+                                 f"shorter than --horizon {horizon}; raise --test-fraction")
+            return [n], [np.arange(n, len(ys[0]) - horizon + 1)]
+        short = [i for i, y in enumerate(ys) if len(y) < horizon + 3]
+        if short:
+            raise ValueError(f"{panel.name}: series {panel.names[short[0]]} has "
+                             f"{len(ys[short[0]])} values; need at least --horizon + 3 = "
+                             f"{horizon + 3}")
+        return [len(y) - horizon for y in ys], [np.array([len(y) - horizon]) for y in ys]
+
+    def _choose(self, panel: Panel, n_trains: list[int]) -> None:
+        """The defaults that depend on the data, set on ``self.cfg`` (saved in config.json)."""
+        c = self.cfg
+        if c.horizon is None:
+            c.horizon = panel.horizon or 1
+        if c.period is None:
+            c.period = panel.period
+        if c.horizon < 1 or c.period < 1:
+            raise ValueError(f"--horizon and --period must be at least 1, got {c.horizon} and "
+                             f"{c.period}")
+        if c.window is None:
+            c.window = int(min(max(24, 2 * c.period, 2 * c.horizon),
+                               max(2, max(n_trains) // 2)))
 
     def build_data(self) -> TaskData:
         c = self.cfg
-        series = load_series(c.data, column=c.column, fillna=c.fillna)
-        y = series.values
-        n_train = train_size(len(y), c.test_fraction)
-        if n_train <= c.window + 1:
-            raise ValueError(f"{series.name}: {n_train} training values leave no windows of "
-                             f"--window {c.window}; use a shorter window")
-        norm = SeriesNorm.fit(y[:n_train])                  # train part only
-        z = norm.transform(y)
-        x_tr, y_tr = make_windows(z, c.window, 0, n_train)     # (M, W, 1), (M,)
-        x_te, y_te = make_windows(z, c.window, n_train, len(z))
-        train = Windows(x_tr, y_tr, np.arange(c.window, n_train), y)
-        test = Windows(x_te, y_te, np.arange(n_train, len(y)), y)
-        info = {"series": series.name, "values": len(y), "n_train": n_train,
-                "window": c.window, "mean": norm.mean, "std": norm.std,
-                "last_window": y[-c.window:].tolist()}
-        return TaskData(train=train, val=test, test=test, info=info)
+        panel = load_panel(c.data, column=c.column, fillna=c.fillna)
+        horizon = c.horizon or panel.horizon or 1
+        n_trains, test_origins = self._split(panel, horizon)
+        self._choose(panel, n_trains)
+        ys = panel.series
+        norms = [mase_scale(y[:n], 1) for y, n in zip(ys, n_trains)]
+        scales = [mase_scale(y[:n], c.period) for y, n in zip(ys, n_trains)]
+        train_origins = [np.arange(1, n - c.horizon + 1) for n in n_trains]
+        train = make_origin_windows(ys, norms, train_origins, c.window, c.horizon)
+        if len(train) == 0:
+            raise ValueError(f"{panel.name}: no training windows for --horizon {c.horizon}")
+        if not c.epochs:
+            c.epochs = int(min(200, max(3, round(STEPS / math.ceil(len(train) / c.batch_size)))))
+        if c.combine == "auto":
+            c.combine = self._validate(ys, n_trains, norms)
+        test = make_origin_windows(ys, norms, test_origins, c.window, c.horizon)
+        ends = [np.array([len(y)]) for y in ys]
+        future = make_origin_windows(ys, norms, ends, c.window, c.horizon)
+        peers_end, _ = _peer_forecasts(ys, n_trains, ends, c.horizon, c.period)
+        info = {"series": panel.name, "names": panel.names, "n_series": len(ys),
+                "values": [len(y) for y in ys], "n_train": n_trains, "freq": panel.freq,
+                "period": c.period, "horizon": c.horizon, "window": c.window,
+                "combine": c.combine, "epochs": c.epochs, "norms": norms, "scales": scales,
+                "last_values": [float(y[-1]) for y in ys],
+                "future_x": future.x[..., 0].tolist(), "future_lengths": future.lengths.tolist(),
+                "peers_future": {k: v.tolist() for k, v in peers_end.items()}}
+        data = TaskData(train=train, val=None, test=test, info=info)
+        data.ys, data.test_origins = ys, test_origins                  # for the metrics
+        return data
 
+    def _validate(self, ys, n_trains, norms) -> str:
+        """``combine`` with the lowest MASE on the validation part (the end of each training
+        part), the network and the peers fitted on what precedes it."""
+        c = self.cfg
+        if len(ys) == 1:
+            v = max(c.horizon, round(0.2 * n_trains[0]))
+            cut = [n_trains[0] - v]
+            origins = [np.arange(cut[0], n_trains[0] - c.horizon + 1)]
+        else:
+            cut = [n - c.horizon for n in n_trains]
+            origins = [np.array([k]) for k in cut]
+        if min(cut) < 2 + c.horizon:
+            return "rnn+peers"
+        fit = make_origin_windows(ys, norms, [np.arange(1, k - c.horizon + 1) for k in cut],
+                                  c.window, c.horizon)
+        val = make_origin_windows(ys, norms, origins, c.window, c.horizon)
+        torch.manual_seed(c.seed + 1)
+        model = self.build_model({"horizon": c.horizon})
+        _fit(model, fit, c, c.epochs)
+        net = _net_forecast(model, val, ys, norms)
+        peers, _ = _peer_forecasts(ys, cut, origins, c.horizon, c.period,
+                                   names=("ar", "ets", "theta"))
+        truth = np.stack([ys[i][o:o + c.horizon] for i, o in zip(val.series, val.origins)])
+        scales = np.array([mase_scale(ys[i][:cut[i]], c.period) for i in val.series])
+        best = min(peers, key=lambda k: _mase(peers[k], truth, scales).mean())
+        scores = {how: float(_mase(_combine(how, net, peers), truth, scales).mean())
+                  for how in ("rnn", f"rnn+{best}", "rnn+peers")}
+        self.validation = {"val_" + k: v for k, v in scores.items()}
+        log.info("validation MASE %s", scores)
+        return min(scores, key=scores.get)
+
+    # ---- model --------------------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
-        return WindowRegressor(self.cfg, self.cfg.residual)
+        c = self.cfg
+        return ForecastNet(c.cell, c.hidden, c.layers, info["horizon"], c.members, c.backend)
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
-        x, y = batch                                       # (B, W, 1), (B,)
-        return F.mse_loss(model(x), y)
+        return _loss(model, batch)
 
-    def _forecast(self, model: nn.Module, windows: Windows,
-                  info: Mapping[str, Any]) -> tuple[np.ndarray, float]:
-        """``(forecasts [M] in the series' units, standardised MSE)`` for every window."""
-        with torch.no_grad():
-            z = model(windows.x.to(model_device(model))).cpu()
-        mse = F.mse_loss(z, windows.y).item()
-        return SeriesNorm(info["mean"], info["std"]).inverse(z.double().numpy()), mse
-
-    def evaluate(self, model: nn.Module, data: TaskData) -> dict[str, float]:
-        pred, mse = self._forecast(model, data.val, data.info)
-        return {"loss": mse, "rmse": rmse(pred, data.val.truth)}
-
+    # ---- measuring ----------------------------------------------------------------------
     def final_metrics(self, model: nn.Module, data: TaskData) -> dict[str, Any]:
-        info, c, test = data.info, self.cfg, data.test
-        y, n_train = test.values, info["n_train"]
-        pred, mse = self._forecast(model, test, info)
-        train_pred, _ = self._forecast(model, data.train, info)
-        return {"test_rmse": rmse(pred, test.truth),
-                "naive_rmse": rmse(naive_forecast(y, n_train), test.truth),
-                "ar_rmse": rmse(ar_forecast(y, n_train, c.ar_lags), test.truth),
-                "ar_lags": c.ar_lags, "loss": mse,
-                "train_rmse": rmse(train_pred, data.train.truth),
-                "series": info["series"], "n_train": n_train, "n_test": len(test)}
+        c, info, test = self.cfg, data.info, data.test
+        ys, norms = data.ys, info["norms"]
+        net = _net_forecast(model, test, ys, norms)
+        peers, notes = _peer_forecasts(ys, info["n_train"], data.test_origins, c.horizon,
+                                       c.period)
+        pred = _combine(c.combine, net, peers)
+        truth = np.stack([ys[i][o:o + c.horizon] for i, o in zip(test.series, test.origins)])
+        scales = np.array([info["scales"][i] for i in test.series])
+        out: dict[str, Any] = {}
+
+        def score(key: str, p: np.ndarray) -> None:
+            out[f"{key}_mase"] = float(_mase(p, truth, scales).mean())
+            out[f"{key}_rmse"] = rmse(p, truth)
+
+        score("test", pred)
+        out["mase_by_h"] = [float(v) for v in _mase(pred, truth, scales)]
+        out["rmse_by_h"] = [rmse(pred[:, h], truth[:, h]) for h in range(c.horizon)]
+        score("rnn", net)
+        for name in ("naive", "snaive", "ar", "ets", "theta"):
+            score(name, peers[name])
+        out["best_peer"] = min(("naive", "snaive", "ar", "ets", "theta"),
+                               key=lambda k: out[f"{k}_mase"])
+        if len(ys) == 1:
+            out["ar_lags"] = len(notes["ar"][0].get("lags", []))
+            ets = notes["ets"][0]
+            out["ets"] = "".join(["A", "N" if not ets.get("trend") else
+                                  ("Ad" if ets.get("damped") else "A"),
+                                  {"add": "A", "mul": "M"}.get(ets.get("seasonal"), "N")]) \
+                if "trend" in ets else ets.get("spec", "?")
+        out.update({"period": c.period, "horizon": c.horizon, "window": c.window,
+                    "combine": c.combine, "series": info["series"],
+                    "n_series": len(ys), "n_test": int(truth.size),
+                    **getattr(self, "validation", {})})
+        return out
 
     def plots(self, model: nn.Module, data: TaskData, out_dir: Path) -> list[Path]:
-        """``forecast.png``: the series, and on the test part the truth, the model's and the
-        AR peer's one-step forecasts."""
-        info, c = data.info, self.cfg
-        y, n_train = data.test.values, info["n_train"]
+        """``forecast.png``: the first series, its test part, the forecasts one step ahead
+        (h = 1) of the model and of the best peer."""
+        c, info, test = self.cfg, data.info, data.test
+        y, n = data.ys[0], info["n_train"][0]
+        rows = test.series == 0
+        net = _net_forecast(model, test, data.ys, info["norms"])[rows]
+        fig, ax = new_figure(1, 1, size=(9.0, 4.0))
+        ax = ax[0] if isinstance(ax, (list, tuple, np.ndarray)) else ax
         t = np.arange(len(y))
-        pred, _ = self._forecast(model, data.test, info)
-        ar = ar_forecast(y, n_train, c.ar_lags)
-        fig, axes = new_figure(2, 1, size=(9.0, 6.0))
-        top, bottom = axes
-        top.plot(t, y, color="0.5", lw=1, label="series")
-        top.axvspan(n_train - 0.5, len(y) - 0.5, color="tab:orange", alpha=0.1,
-                    label="test part")
-        top.plot(t[n_train:], pred, color="tab:blue", lw=1.2, label="recur forecast")
-        top.set_title(f"{info['series']}: fit on the first {n_train}, forecast the last "
-                      f"{len(y) - n_train} one step ahead")
-        top.legend(fontsize=8)
-        bottom.plot(t[n_train:], y[n_train:], "k.-", lw=1, label="truth")
-        bottom.plot(t[n_train:], pred, color="tab:blue",
-                    label=f"recur ({rmse(pred, y[n_train:]):.2f} RMSE)")
-        bottom.plot(t[n_train:], ar, color="tab:green", ls="--",
-                    label=f"AR({c.ar_lags}) ({rmse(ar, y[n_train:]):.2f} RMSE)")
-        bottom.set_xlabel("step")
-        bottom.legend(fontsize=8)
-        for ax in axes:
-            ax.grid(True, alpha=0.3)
+        ax.plot(t, y, color="0.5", lw=1, label="series")
+        ax.axvspan(n - 0.5, len(y) - 0.5, color="tab:orange", alpha=0.1, label="test part")
+        ax.plot(test.origins[rows], net[:, 0], "b.-", lw=1, ms=3, label="recur network, h=1")
+        ax.set_title(f"{info['series']} ({info['names'][0]}): fit on the first {n}, "
+                     f"horizon {c.horizon}, combine {c.combine}")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
         return [save_figure(fig, Path(out_dir) / "forecast.png")]
 
     def predict(self, model: nn.Module, info: Mapping[str, Any], args: Config,
-                run_dir: Path) -> dict[str, Any]:
-        """The forecast of the value after the end of the series."""
-        norm = SeriesNorm(info["mean"], info["std"])
-        z = torch.tensor(norm.transform(np.asarray(info["last_window"])), dtype=torch.float32)
+                run_dir: Path) -> list[dict[str, Any]]:
+        """The ``horizon`` values after the end of each series (or of ``--series``)."""
+        names = info["names"]
+        rows = list(range(len(names)))
+        if args.series is not None:
+            if args.series in names:
+                rows = [names.index(args.series)]
+            elif args.series.isdigit() and int(args.series) < len(names):
+                rows = [int(args.series)]
+            else:
+                raise ValueError(f"--series must be one of the {len(names)} series' names or an "
+                                 f"index below {len(names)}, got {args.series!r}")
+        x = torch.tensor(info["future_x"], dtype=torch.float32)[rows, :, None]
+        lengths = torch.tensor(info["future_lengths"])[rows]
         with torch.no_grad():
-            out = model(z.view(1, -1, 1).to(model_device(model))).item()
-        return {"series": info["series"], "next_value": float(norm.inverse(out))}
+            z = model(x.to(model_device(model)), lengths).mean(0).cpu().double().numpy()
+        last = np.array(info["last_values"])[rows]
+        net = last[:, None] + z * np.array(info["norms"])[rows][:, None]
+        peers = {k: np.asarray(v)[rows] for k, v in info["peers_future"].items()}
+        pred = _combine(info["combine"], net, peers)
+        return [{"series": names[r], "step": h + 1, "forecast": float(pred[k, h])}
+                for k, r in enumerate(rows) for h in range(pred.shape[1])]
