@@ -218,3 +218,17 @@ def test_random_masks_in_training_mode_fail_at_export_naming_them():
     assert isinstance(cause, ValueError), repr(cause)
     assert "training mode" in str(cause) and "zoneout, recurrent dropout" in str(cause)
     assert "call model.eval()" in str(cause)
+
+
+@pytest.mark.filterwarnings("ignore:Exporting a model while it is in training mode")
+def test_weight_drop_in_training_mode_fails_at_export(tmp_path):
+    """DropConnect draws a mask on W_hh at every forward in training: refused, with why."""
+    m = recur.VariantLSTM(3, 4, weight_drop=0.3).train()
+    with pytest.raises(Exception) as info:
+        torch.onnx.export(m, (torch.randn(5, 2, 3),), str(tmp_path / "m.onnx"))
+    chain, e = [], info.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__ or e.__context__
+    assert any("DropConnect mask on W_hh (weight_drop=0.3)" in c and "model.eval()" in c
+               for c in chain), chain

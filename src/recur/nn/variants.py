@@ -42,6 +42,7 @@ from ..cells import Cell
 from ..cells.declare import Param
 from ..cells.layernorm import LAYERNORM_GRU, LAYERNORM_LSTM, layer_norm
 from ..ops import LayerWeights
+from ..ops.onnx import exporting_onnx
 from .custom import CustomRNN
 
 MERGES = ("concat", "sum", "mean", "mul")
@@ -198,6 +199,12 @@ class VariantRNN(CustomRNN):
     # forward ---------------------------------------------------------------------------
     def _stack_weights(self, x: Tensor) -> list[LayerWeights]:
         T, B = x.shape[0], x.shape[1]
+        if self.training and self.weight_drop > 0 and exporting_onnx():
+            # the DropConnect mask is drawn here, on W_hh: an exported graph would freeze one
+            raise ValueError(f"{type(self).__name__} in training mode draws a random "
+                             f"DropConnect mask on W_hh (weight_drop={self.weight_drop}) at "
+                             "every forward, which an ONNX graph cannot; call model.eval() "
+                             "before torch.onnx.export")
         masks = self.sample_masks(T, B, x)
         out = []
         for k, (lw, ps) in enumerate(zip(self._layer_weights(), self._cell_params())):
