@@ -13,6 +13,7 @@ import torch
 import recur
 from recur import cells
 from recur.ops import LayerSpec, plan_scan, plan_stack, scan
+from recur.ops.cpu_codegen import find_compiler
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 
@@ -27,10 +28,10 @@ def test_plain_layer_plans_torch_and_says_why_not_the_others():
     assert "layer 1 reverse: torch" in report
 
 
-def test_variants_plan_the_reference_loop_on_the_cpu_with_the_reason():
+def test_variants_plan_the_cpu_kernels_on_the_cpu_with_the_reason():
     x = torch.randn(5, 2, 3)
     plan = recur.VariantLSTM(3, 4, zoneout=0.1).plan(x)
-    assert plan.backend == "reference"
+    assert plan.backend == ("cpu" if find_compiler() else "reference")
     assert "zoneout" in plan.rejected["torch"]
     plan = recur.LayerNormGRU(3, 4).plan(x)
     assert "not one of torch.nn's four" in plan.rejected["torch"]

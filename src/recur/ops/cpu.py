@@ -70,7 +70,9 @@ _FAILED: dict[Cell, str] = {}
 
 def kernel(cell: Cell, H: int, HO: int, GX: int, param_shapes, dtype) -> cpu_codegen.Kernel:
     """The compiled kernel for ``cell`` at these sizes; a failure is remembered for
-    :func:`accepts` and raised as ``ValueError`` naming the reason."""
+    :func:`accepts` (later plans say why and take the next backend) and raised as
+    ``ValueError`` naming the reason (:func:`scan_cpu` then warns once and runs the reference
+    loop: a cell's update is only seen when the first forward traces it)."""
     widths = (GX, cell.num_gates * H, (HO,) + (H,) * (cell.num_states - 1))
     try:
         return cpu_codegen.kernel_for(cell, widths, param_shapes, dtype)
@@ -247,8 +249,12 @@ def scan_cpu(
     T, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
-    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)
-    if B == 0:
+    try:
+        k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)
+    except ValueError as e:
+        warnings.warn(f"recur: {e}; running the reference loop", RuntimeWarning, stacklevel=2)
+        k = None
+    if k is None or B == 0:
         return scan_reference(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
                               params=params, h_mask=h_mask, zoneout=zoneout)
     c = Tensor.contiguous

@@ -101,6 +101,9 @@ _BINARY = {
     aten.le.Scalar: "(T)({a} <= {b})",
 }
 _LINEAR = (aten.add.Tensor, aten.sub.Tensor, aten.neg.default)  # allowed on bsum values
+_LINEAR_FIRST = (aten.mul.Tensor, aten.div.Tensor, aten.sigmoid_backward.default,
+                 aten.tanh_backward.default, aten.threshold_backward.default,
+                 aten.mul.Scalar, aten.div.Scalar)  # linear in their first argument
 _VIEWS = (aten.view.default, aten.reshape.default, aten._unsafe_view.default,
           aten.squeeze.dim, aten.squeeze.dims, aten.squeeze.default, aten.unsqueeze.default,
           aten.expand.default, aten.clone.default, aten.alias.default, aten.detach.default)
@@ -160,9 +163,13 @@ class _Emitter:
     def kind_of(self, vals: list[Val], op) -> str:
         kinds = {v.kind for v in vals} - {"const"}
         if "bsum" in kinds:
-            if op not in _LINEAR and not (op in (aten.mul.Tensor, aten.div.Tensor)
-                                          and kinds == {"bsum"} and len(
-                                              [v for v in vals if v.kind == "bsum"]) == 1):
+            # a sum over the batch may only pass through ops linear in it (so that summing
+            # each row's share afterwards gives the same): +, -, and scaling by par / const
+            n_bsum = sum(v.kind == "bsum" for v in vals)
+            first_only = op in _LINEAR_FIRST and vals[0].kind == "bsum" and n_bsum == 1
+            either = op is aten.mul.Tensor and n_bsum == 1
+            all_bsum = all(v.kind == "bsum" for v in vals)
+            if not (op in _LINEAR and all_bsum) and not first_only and not either:
                 raise Unsupported(f"{op} on a sum over the batch")
             if "row" in kinds:
                 raise Unsupported(f"{op} mixing a batch sum with a row value")
@@ -289,9 +296,10 @@ def _emit_node(E: _Emitter, env, node):  # noqa: C901 (one branch per op family)
     if op in (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default,
               aten.unbind.int):
         src = env[args[0]]
-        dim = args[2] if len(args) > 2 else (args[1] if op is aten.unbind.int else 0)
         if op is aten.unbind.int:
             dim = args[1] if len(args) > 1 else 0
+        else:
+            dim = args[2] if len(args) > 2 else 0
         in_shape = tuple(args[0].meta["val"].shape)
         dim = dim % len(in_shape)
         parts = val
@@ -572,8 +580,13 @@ def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
     except Exception as e:  # a data-dependent branch, an op make_fx cannot trace, ...
         raise Unsupported(f"tracing the update failed: {type(e).__name__}: {e}") from e
     kinds = ["row", "row"] + ["row"] * NS + ["par"] * NP
-    lines_f, outs_f = emit_graph(gf, kinds, B)
-    lines_b, outs_b = emit_graph(gb, kinds + ["row"] * NS, B)
+    try:
+        lines_f, outs_f = emit_graph(gf, kinds, B)
+        lines_b, outs_b = emit_graph(gb, kinds + ["row"] * NS, B)
+    except Unsupported:
+        raise
+    except Exception as e:  # an argument form the translation did not foresee
+        raise Unsupported(f"translating the update failed: {type(e).__name__}: {e}") from e
     if len(outs_f) != NS or len(outs_b) != 2 + NS + NP:
         raise Unsupported(f"the update returned {len(outs_f)} states, expected {NS}")
     for v, w in zip(outs_f, W):
@@ -602,7 +615,7 @@ def find_compiler() -> str | None:
     return None
 
 
-FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC")
+FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
 
 
 def cache_dir() -> Path:
@@ -637,7 +650,7 @@ def compile_library(src: str) -> ctypes.CDLL:
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             c_path, so_path = Path(tmp) / "k.c", Path(tmp) / "k.so"
             c_path.write_text(src)
-            proc = subprocess.run([cc, *FLAGS, str(c_path), "-o", str(so_path), "-lm"],
+            proc = subprocess.run([cc, *FLAGS, str(c_path), "-o", str(so_path), "-lmvec", "-lm"],
                                   capture_output=True, text=True)
             if proc.returncode:
                 raise RuntimeError(f"{cc} failed ({proc.returncode}): {proc.stderr[-2000:]}")
