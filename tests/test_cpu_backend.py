@@ -1,0 +1,184 @@
+"""The ``cpu`` backend (recur.ops.cpu): C step kernels generated from each cell's declaration,
+checked against the reference loop in float64 (outputs, final states, every gradient), with
+lengths, both directions and two layers; auto picks it on the CPU; the fallbacks."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+import recur
+from recur import cells
+from recur.ops import cpu, cpu_codegen, scan
+
+pytestmark = pytest.mark.skipif(cpu_codegen.find_compiler() is None,
+                                reason="no C compiler on this machine: the cpu backend's "
+                                       "kernels cannot be built (the fallback is tested below)")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _examples():
+    spec = importlib.util.spec_from_file_location("custom_cells_ex",
+                                                  ROOT / "examples" / "custom_cells.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+EX = _examples()
+
+MODELS = {
+    "layernorm_lstm": lambda **k: recur.LayerNormLSTM(3, 5, **k),
+    "layernorm_gru": lambda **k: recur.LayerNormGRU(3, 5, **k),
+    "lstm_zoneout_rdrop": lambda **k: recur.VariantLSTM(3, 5, zoneout=(0.3, 0.2),
+                                                        recurrent_dropout=0.3, **k),
+    "gru_zoneout_rdrop": lambda **k: recur.VariantGRU(3, 5, zoneout=0.25,
+                                                      recurrent_dropout=0.2, **k),
+    "layernorm_lstm_zoneout": lambda **k: recur.LayerNormLSTM(3, 5, zoneout=0.1, **k),
+    "peephole": lambda **k: recur.CustomRNN(EX.peephole_lstm, 3, 5, **k),
+    "leaky": lambda **k: recur.CustomRNN(EX.leaky_tanh, 3, 5, **k),
+}
+
+
+def _run(model, x, lengths, seed):
+    torch.manual_seed(seed)  # the same masks in both runs
+    out, st = model(x, lengths=lengths)
+    st = st if isinstance(st, tuple) else (st,)
+    g = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+    loss = loss + sum((s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum() for s in st)
+    grads = torch.autograd.grad(loss, [x, *model.parameters()])
+    return [out, *st, *grads]
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("layout", ["L1-D1", "L2-D2-lengths"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_matches_the_reference_loop_float64(name, layout, train):
+    L, D = (1, 1) if layout == "L1-D1" else (2, 2)
+    lengths = torch.tensor([6, 1, 4]) if "lengths" in layout else None
+    torch.manual_seed(0)
+    ref = MODELS[name](num_layers=L, bidirectional=D == 2, backend="reference").double()
+    new = MODELS[name](num_layers=L, bidirectional=D == 2, backend="cpu").double()
+    new.load_state_dict(ref.state_dict())
+    ref.train(train)
+    new.train(train)
+    x = torch.randn(6, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert new.plan(x).backend == "cpu"
+    want, got = _run(ref, x, lengths, 1), _run(new, x, lengths, 1)
+    assert len(want) == len(got)
+    for k, (a, b) in enumerate(zip(want, got)):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11, msg=f"tensor {k}")
+
+
+def test_float32_matches_and_inference_needs_no_graph():
+    torch.manual_seed(0)
+    ref = recur.LayerNormLSTM(4, 33, backend="reference")
+    new = recur.LayerNormLSTM(4, 33, backend="cpu")
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(9, 2, 4)
+    with torch.no_grad():
+        (o1, s1), (o2, s2) = ref(x), new(x)
+    assert not o2.requires_grad
+    torch.testing.assert_close(o2, o1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(s2, s1, rtol=1e-5, atol=1e-6)
+
+
+def test_scan_with_given_states_reverse_and_no_bias_gradcheck():
+    torch.manual_seed(0)
+    H = 3
+    xg = torch.randn(4, 2, 4 * H, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4 * H, H, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, H, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(2, H, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(3, H, dtype=torch.float64, requires_grad=True)
+
+    def f(xg, w, h0, c0, p):
+        out, (h, c) = scan(EX.peephole_lstm, xg, w, None, (h0, c0), reverse=True,
+                           params=(p,), backend="cpu", lengths=torch.tensor([4, 2]))
+        return out, h, c
+
+    assert torch.autograd.gradcheck(f, (xg, w, h0, c0, p))
+
+
+def test_double_backward_falls_back_to_the_reference_loop():
+    torch.manual_seed(0)
+    xg = torch.randn(3, 2, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, requires_grad=True)
+
+    def f(xg, w, b):
+        return scan(cells.GRU, xg, w, b, backend="cpu")[0]
+
+    assert torch.autograd.gradgradcheck(f, (xg, w, b))
+
+
+def test_auto_picks_cpu_for_variants_and_torch_for_plain_cells():
+    x = torch.randn(5, 2, 3)
+    assert recur.LayerNormLSTM(3, 4).plan(x).backend == "cpu"
+    assert recur.VariantGRU(3, 4, zoneout=0.1).plan(x).backend == "cpu"
+    assert recur.LSTM(3, 4).plan(x).backend == "torch"
+    report = recur.explain(recur.LayerNormGRU(3, 4), x)
+    assert "cpu: recur's CPU kernels" in report
+    assert "reference: would run, but comes after it in auto's order" in report
+
+
+def test_reasons_it_does_not_take_a_layer():
+    x = torch.randn(5, 2, 3)
+    assert "proj_size" in recur.VariantLSTM(3, 4, proj_size=2, recurrent_dropout=0.1
+                                            ).plan(x).rejected["cpu"]
+    assert recur.LayerNormLSTM(3, 4).plan(x.to(torch.bfloat16)).backend == "reference"
+    assert "dtype torch.bfloat16" in recur.LayerNormLSTM(3, 4).plan(
+        x.to(torch.bfloat16)).rejected["cpu"]
+    with pytest.raises(ValueError, match="backend='cpu' cannot run cell 'layernorm_lstm' here: "
+                                         "dtype torch.bfloat16"):
+        recur.LayerNormLSTM(3, 4, backend="cpu").to(torch.bfloat16)(x.to(torch.bfloat16))
+
+
+def test_without_a_compiler_auto_warns_once_and_runs_the_reference_loop(monkeypatch):
+    monkeypatch.setattr(cpu_codegen, "find_compiler", lambda: None)
+    monkeypatch.setattr(cpu, "_warned", False)
+    x = torch.randn(5, 2, 3)
+    model = recur.LayerNormGRU(3, 4)
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        plan = model.plan(x)
+    assert plan.backend == "reference" and "no C compiler" in plan.rejected["cpu"]
+    model(x)  # no second warning (filterwarnings=error would raise)
+    with pytest.raises(ValueError, match="no C compiler"):
+        recur.LayerNormGRU(3, 4, backend="cpu")(x)
+
+
+def test_an_update_it_cannot_translate_warns_and_runs_the_reference_loop():
+    @cells.declare(num_gates=1, name="cumsum_cell_cpu_test")
+    def cumsum_cell(xg, hg, states):
+        """h' = tanh(cumsum(xg + hg))"""
+        return (torch.tanh(torch.cumsum(xg + hg, dim=-1)),)
+
+    torch.manual_seed(0)
+    ref = recur.CustomRNN(cumsum_cell, 3, 4, backend="reference")
+    new = recur.CustomRNN(cumsum_cell, 3, 4)
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 2, 3)
+    with pytest.warns(RuntimeWarning, match="aten.cumsum.default, which the C generator"):
+        out, _ = new(x)
+    torch.testing.assert_close(out, ref(x)[0])
+    plan = new.plan(x)  # remembered: later plans skip cpu and say why
+    assert plan.backend == "reference" and "cumsum" in plan.rejected["cpu"]
+
+
+def test_generated_kernels_are_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECUR_CACHE_DIR", str(tmp_path))
+    src = "int f(void) { return 3; }\n"
+    lib = cpu_codegen.compile_library(src)
+    assert lib.f() == 3
+    built = list((tmp_path / "cpu_kernels").glob("*.so"))
+    assert len(built) == 1
+    mtime = built[0].stat().st_mtime_ns
+    cpu_codegen.compile_library(src)
+    assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    with pytest.raises(RuntimeError, match="failed"):
+        cpu_codegen.compile_library("this is not C")
