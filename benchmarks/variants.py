@@ -1,25 +1,25 @@
-"""Benchmark the variants, a custom cell and MinGRU/MinLSTM against recur's plain cells.
+"""Benchmark the cells cuDNN cannot run against torch.nn and a hand-written eager loop.
 
-Forward + backward time (best of ``--repeat`` runs) of each module on one batch, and its
-ratio to the baselines measured in the same run:
+CPU grid (default): for each cell (LayerNormLSTM, LayerNormGRU, zoneout and recurrent
+dropout on the LSTM and the GRU, the peephole LSTM declared as in examples/custom_cells.py)
+and each size of the grid B x H x T (default B in {1, 16, 64}, H in {32, 128, 512}, T in {64,
+512}, input 64), times in one process, interleaved, medians of ``--repeat`` runs:
 
-- ``loop``: recur.LSTM / GRU on the reference backend (the eager PyTorch loop);
-- ``plain``: recur.LSTM / GRU with ``backend="auto"`` (PyTorch's fused kernels, or the
-  Triton kernels where ``auto`` picks them).
+- ``nn``: torch.nn.LSTM / GRU of the same size (PyTorch's fused kernels: the plain cell);
+- ``loop``: the same cell written by hand in eager PyTorch and looped in Python (what a user
+  writes in ten minutes: torch.nn.LSTMCell / GRUCell plus the masks, or a module with
+  ``nn.Linear`` and ``F.layer_norm`` per step);
+- ``recur``: the recur module on ``backend="auto"`` (on the CPU: the ``cpu`` backend).
 
-On CUDA (with Triton) the ``fused`` groups add zoneout, recurrent dropout, DropConnect and
-the layer-norm cells on ``backend="triton"``, whose ``vs plain`` is against recur's plain
-LSTM / GRU on ``backend="triton"`` in the same run (the issue's "within 1.1x of the plain
-cell", 1.3x for layer norm, 1.2x for the custom cell: the CIFG LSTM of
-``examples/custom_cells.py`` with its own Triton pointwise), and ``vs loop`` against the
-eager loop.
+``fwd+bwd`` is forward plus ``backward()`` of ``output.sum()`` (training mode, the masks
+drawn); ``fwd`` is ``no_grad`` inference (eval mode). One intra-op thread (``--threads``).
 
-MinGRU/MinLSTM rows compare the parallel log-space scan (``doubling``, ``heinsen``) with
-their sequential form and with recur.GRU at equal hidden size. Runs on CUDA when present
-(``--device``), else on the CPU. Prints a table; ``--json PATH`` writes the rows. Run::
+``--min`` adds the MinGRU/MinLSTM rows (parallel scan vs sequential vs recur.GRU); on CUDA
+with Triton ``--device cuda`` runs the fused groups of the earlier version (see
+``fused_rows``). Prints a table; ``--json PATH`` writes the rows with machine, date, commit.
 
-    python benchmarks/variants.py                       # CPU defaults, ~2 minutes on 2 cores
-    python benchmarks/variants.py --device cuda --T 512 --min-T 4096 --json out.json
+    python benchmarks/variants.py --json benchmarks/results/variants-cpu-COMMIT.json
+    python benchmarks/variants.py --B 16 --H 128 --T 64 --repeat 7      # one size
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
+import statistics
 import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from _meta import commit
+from torch import nn
 
 import recur
 from recur.cells import Param, declare
@@ -80,7 +84,178 @@ def time_fwd_bwd(model: torch.nn.Module, x: torch.Tensor, repeat: int) -> float:
     return min(times)
 
 
-def variant_rows(args, device) -> list[dict]:
+# --- hand-written eager loops: what a user writes without recur --------------------------
+class HandLayerNormLSTM(nn.Module):
+    """LN-LSTM cell as a module, looped over time (Ba et al. 2016, as recur.LayerNormLSTM)."""
+
+    def __init__(self, I, H):
+        super().__init__()
+        self.ih, self.hh = nn.Linear(I, 4 * H), nn.Linear(H, 4 * H)
+        self.ln_x, self.ln_h, self.ln_c = nn.LayerNorm(4 * H), nn.LayerNorm(4 * H), nn.LayerNorm(H)
+        self.H = H
+
+    def forward(self, x):
+        h = c = x.new_zeros(x.shape[1], self.H)
+        outs = []
+        for x_t in x:
+            i, f, g, o = (self.ln_x(self.ih(x_t)) + self.ln_h(self.hh(h))).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(self.ln_c(c))
+            outs.append(h)
+        return torch.stack(outs), (h, c)
+
+
+class HandLayerNormGRU(nn.Module):
+    """LN-GRU cell as a module, looped over time (as recur.LayerNormGRU)."""
+
+    def __init__(self, I, H):
+        super().__init__()
+        self.ih, self.hh = nn.Linear(I, 3 * H), nn.Linear(H, 3 * H, bias=False)
+        self.ln_x, self.ln_h = nn.LayerNorm(3 * H), nn.LayerNorm(3 * H)
+        self.b_hh = nn.Parameter(torch.zeros(3 * H))
+        self.H = H
+
+    def forward(self, x):
+        h = x.new_zeros(x.shape[1], self.H)
+        outs = []
+        for x_t in x:
+            xr, xz, xn = self.ln_x(self.ih(x_t)).chunk(3, 1)
+            hr, hz, hn = (self.ln_h(self.hh(h)) + self.b_hh).chunk(3, 1)
+            r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+            h = (1 - z) * torch.tanh(xn + r * hn) + z * h
+            outs.append(h)
+        return torch.stack(outs), h
+
+
+class HandMasked(nn.Module):
+    """torch.nn.LSTMCell / GRUCell looped over time with zoneout (fresh Bernoulli masks per
+    step in training, the rate in eval) or recurrent dropout (one mask per sequence on h)."""
+
+    def __init__(self, kind, I, H, zoneout=0.0, recurrent_dropout=0.0):
+        super().__init__()
+        self.cell = (nn.LSTMCell if kind == "LSTM" else nn.GRUCell)(I, H)
+        self.lstm, self.H, self.zo, self.rd = kind == "LSTM", H, zoneout, recurrent_dropout
+
+    def _zone(self, new, old):
+        if not self.zo:
+            return new
+        m = torch.bernoulli(torch.full_like(new, self.zo)) if self.training else self.zo
+        return m * old + (1 - m) * new
+
+    def forward(self, x):
+        B = x.shape[1]
+        h = c = x.new_zeros(B, self.H)
+        mask = None
+        if self.rd and self.training:
+            mask = torch.bernoulli(x.new_full((B, self.H), 1 - self.rd)) / (1 - self.rd)
+        outs = []
+        for x_t in x:
+            h_in = h if mask is None else h * mask
+            if self.lstm:
+                h_new, c_new = self.cell(x_t, (h_in, c))
+                h, c = self._zone(h_new, h), self._zone(c_new, c)
+            else:
+                h = self._zone(self.cell(x_t, h_in), h)
+            outs.append(h)
+        return torch.stack(outs), h
+
+
+class HandPeephole(nn.Module):
+    """The peephole LSTM of examples/custom_cells.py written as a module and looped."""
+
+    def __init__(self, I, H):
+        super().__init__()
+        self.ih, self.hh = nn.Linear(I, 4 * H), nn.Linear(H, 4 * H)
+        self.w_peep = nn.Parameter(torch.randn(3, H) * 0.1)
+        self.H = H
+
+    def forward(self, x):
+        h = c = x.new_zeros(x.shape[1], self.H)
+        outs = []
+        for x_t in x:
+            i, f, g, o = (self.ih(x_t) + self.hh(h)).chunk(4, 1)
+            i = torch.sigmoid(i + self.w_peep[0] * c)
+            f = torch.sigmoid(f + self.w_peep[1] * c)
+            c = f * c + i * torch.tanh(g)
+            h = torch.sigmoid(o + self.w_peep[2] * c) * torch.tanh(c)
+            outs.append(h)
+        return torch.stack(outs), (h, c)
+
+
+def cells_for(I: int, H: int) -> dict:
+    """name -> (torch.nn module, hand loop, recur module), all of input I and H units."""
+    return {
+        "LayerNormLSTM": (nn.LSTM(I, H), HandLayerNormLSTM(I, H), recur.LayerNormLSTM(I, H)),
+        "LayerNormGRU": (nn.GRU(I, H), HandLayerNormGRU(I, H), recur.LayerNormGRU(I, H)),
+        "LSTM zoneout 0.1": (nn.LSTM(I, H), HandMasked("LSTM", I, H, zoneout=0.1),
+                             recur.VariantLSTM(I, H, zoneout=0.1)),
+        "LSTM rec. dropout 0.25": (nn.LSTM(I, H), HandMasked("LSTM", I, H, recurrent_dropout=.25),
+                                   recur.VariantLSTM(I, H, recurrent_dropout=0.25)),
+        "GRU zoneout 0.1": (nn.GRU(I, H), HandMasked("GRU", I, H, zoneout=0.1),
+                            recur.VariantGRU(I, H, zoneout=0.1)),
+        "GRU rec. dropout 0.25": (nn.GRU(I, H), HandMasked("GRU", I, H, recurrent_dropout=.25),
+                                  recur.VariantGRU(I, H, recurrent_dropout=0.25)),
+        "peephole LSTM (declared)": (nn.LSTM(I, H), HandPeephole(I, H),
+                                     recur.CustomRNN(peephole_lstm, I, H)),
+    }
+
+
+def _once(model: nn.Module, x: torch.Tensor, train: bool) -> float:
+    model.train(train)
+    t0 = time.perf_counter()
+    if train:
+        out, _ = model(x)
+        out.sum().backward()
+    else:
+        with torch.no_grad():
+            model(x)
+    dt = time.perf_counter() - t0
+    model.zero_grad(set_to_none=True)
+    return dt
+
+
+def grid_rows(args) -> list[dict]:
+    """The CPU grid: per size and cell, medians of nn / hand loop / recur, interleaved."""
+    rows = []
+    for T in args.T:
+        for B in args.B:
+            for H in args.H:
+                x = torch.randn(T, B, args.I)
+                for name, models in cells_for(args.I, H).items():
+                    row = dict(cell=name, B=B, H=H, T=T, I=args.I)
+                    for mode, train in (("fwd+bwd", True), ("fwd", False)):
+                        warm = sum(_once(m, x, train) for m in models)  # + first builds
+                        warm = sum(_once(m, x, train) for m in models)
+                        # short runs are the most disturbed by other processes: repeat them
+                        # more, up to ~--budget seconds per size, cell and mode
+                        reps = max(args.repeat, min(25, int(args.budget / max(warm, 1e-6))))
+                        times = [[], [], []]
+                        for _ in range(reps):
+                            for k, m in enumerate(models):
+                                times[k].append(_once(m, x, train))
+                        nn_ms, loop_ms, recur_ms = (statistics.median(t) * 1e3 for t in times)
+                        row[mode] = dict(repeats=reps, nn_ms=nn_ms, loop_ms=loop_ms, recur_ms=recur_ms,
+                                         vs_nn=recur_ms / nn_ms, loop_over_recur=loop_ms / recur_ms)
+                    row["backend"] = models[2].plan(x).backend
+                    rows.append(row)
+                    _print_row(row)
+    return rows
+
+
+def _print_row(r: dict) -> None:
+    a, b = r["fwd+bwd"], r["fwd"]
+    print(f"{r['cell']:<26}{r['B']:>4}{r['H']:>5}{r['T']:>5} | {a['nn_ms']:>9.2f}"
+          f"{a['loop_ms']:>10.2f}{a['recur_ms']:>9.2f}{a['vs_nn']:>7.2f}"
+          f"{a['loop_over_recur']:>7.1f} | {b['nn_ms']:>8.2f}{b['loop_ms']:>9.2f}"
+          f"{b['recur_ms']:>8.2f}{b['vs_nn']:>7.2f}{b['loop_over_recur']:>7.1f}", flush=True)
+
+
+HEADER = (f"{'cell':<26}{'B':>4}{'H':>5}{'T':>5} | {'nn ms':>9}{'loop ms':>10}{'recur':>9}"
+          f"{'/nn':>7}{'loop/':>7} | {'nn ms':>8}{'loop ms':>9}{'recur':>8}{'/nn':>7}"
+          f"{'loop/':>7}\n{'':<40}| fwd+bwd (train){'':<31}| fwd (no_grad, eval)")
+
+
+def fused_rows(args, device) -> list[dict]:
     I, H, L = args.I, args.H, args.layers
     x = torch.randn(args.T, args.B, I, device=device)
     kw = dict(num_layers=L, device=device)
@@ -162,36 +337,51 @@ def _has_triton() -> bool:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--T", type=int, default=64, help="sequence length of the variant rows")
-    p.add_argument("--B", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--T", type=int, nargs="+", default=[64, 512])
+    p.add_argument("--B", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--H", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--I", type=int, default=64)
-    p.add_argument("--H", type=int, default=128)
-    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--layers", type=int, default=1, help="layers of the fused (CUDA) rows")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--min", action="store_true", help="add the MinGRU/MinLSTM rows")
     p.add_argument("--min-T", type=int, nargs="+", default=[256, 1024],
                    help="sequence lengths of the MinGRU/MinLSTM rows")
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=3, help="at least this many runs")
+    p.add_argument("--budget", type=float, default=1.0,
+                   help="seconds per size, cell and mode: more runs for short ones (max 25)")
     p.add_argument("--json", default=None, help="write the rows and the machine here")
     args = p.parse_args()
     device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     code = commit()  # the checkout as the run starts (it may move on while it runs)
-    rows = variant_rows(args, device) + min_rows(args, device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     meta = dict(device=str(device), device_name=name or platform.machine(),
                 threads=torch.get_num_threads(), torch=torch.__version__, commit=code,
-                date=time.strftime("%Y-%m-%d"))
-    print(f"# {meta['device']} ({meta['device_name']}, {meta['threads']} threads), torch "
-          f"{meta['torch']}, commit {meta['commit']}, {meta['date']}; fwd+bwd, float32")
-    print(f"{'module':<34}{'T':>6}{'ms':>10}{'vs loop':>9}{'vs plain':>9}{'vs seq':>8}"
-          f"{'vs GRU':>8}")
-    def f(r, key):
-        v = r.get(key)
-        return f"{v:.2f}" if v is not None else "-"
-
-    for r in rows:
-        print(f"{r['name']:<34}{r['T']:>6}{r['ms']:>10.2f}{f(r, 'vs_loop'):>9}"
-              f"{f(r, 'vs_plain'):>9}{f(r, 'vs_sequential'):>8}{f(r, 'vs_gru'):>8}")
+                date=time.strftime("%Y-%m-%d"), cores=os.cpu_count(),
+                note="one process, modules interleaved per repeat, medians; shared machine")
+    print(f"# {meta['device']} ({meta['device_name']}, {meta['cores']} cores, {meta['threads']} "
+          f"thread(s)), torch {meta['torch']}, commit {meta['commit']}, {meta['date']}; float32, "
+          f"medians of {args.repeat}-25 interleaved runs")
+    rows: list[dict] = []
+    if device.type == "cpu":
+        print(HEADER)
+        rows += grid_rows(args)
+    else:
+        args.T, args.B, args.H = args.T[0], args.B[0], args.H[0]
+        args.repeat = max(args.repeat, 5)
+        rows += fused_rows(args, device)
+        for r in rows:
+            print(f"{r['name']:<44}{r['T']:>6}{r['ms']:>10.2f}{r['vs_loop']:>9.2f}"
+                  f"{r['vs_plain']:>9.2f}")
+    if args.min:
+        if isinstance(args.B, list):
+            args.B, args.H = args.B[0], args.H[0]
+        mins = min_rows(args, device)
+        for r in mins:
+            print(f"{r['name']:<34}{r['T']:>6}{r['ms']:>10.2f}")
+        rows += mins
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(dict(meta=meta, args=vars(args), rows=rows), fh, indent=1)

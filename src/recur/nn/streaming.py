@@ -16,8 +16,15 @@ a batch of a different size raises instead of silently reusing the wrong state.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
+
+from ..ops.dispatch import requested_backend
+
+_CELL_KERNELS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
+                 "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
 
 
 class StreamingMixin:
@@ -53,9 +60,61 @@ class StreamingMixin:
                              f"step) or a 3-D chunk, got {got}")
         if x.dim() == 3:
             return self(x, state)
+        if self._fast_step_ok(x, state):
+            return self._step_cells(x, state)
         time_dim = 1 if self.batch_first else 0
         y, state = self(x.unsqueeze(time_dim), state)  # x: (1, B, I) or (B, 1, I)
         return y.squeeze(time_dim), state
+
+    def _fast_step_ok(self, x: Tensor, state) -> bool:
+        """Whether one step of this layer is exactly PyTorch's cell kernels, layer by layer:
+        one of torch.nn's four cells with nothing added (no projection, no variant extras),
+        backend ``auto`` / ``torch``, not stateful, no autocast, compile or export."""
+        if not getattr(self, "_plain_native", False) or self.proj_size or self.stateful:
+            return False
+        if requested_backend(self.backend) not in ("auto", "torch"):
+            return False
+        if (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()
+                or torch.onnx.is_in_onnx_export()):
+            return False
+        if state is None:
+            return True
+        hs = state if isinstance(state, tuple) else (state,)
+        return (len(hs) == self.cell.num_states
+                and all(isinstance(h, Tensor) and h.dim() == 3 for h in hs))
+
+    def _step_cells(self, x: Tensor, state):
+        """One step ``x: [B, I]`` through the layers with ``torch._VF``'s cell kernels (the
+        kernels of torch.nn.LSTMCell & co.; same numbers as ``forward`` on a one-step
+        sequence, without its per-call planning)."""
+        kernel = _CELL_KERNELS[self.cell.native_mode]
+        lstm = self.cell.native_mode == "LSTM"
+        L, H = self.num_layers, self.hidden_size
+        if state is None:
+            zeros = x.new_zeros(L, x.shape[0], H)
+            state = (zeros, zeros) if lstm else zeros
+        hs, cs = (state[0], state[1]) if lstm else (state, None)
+        if hs.shape != (L, x.shape[0], H):
+            raise ValueError(f"{type(self).__name__}.step: state h must have shape "
+                             f"{(L, x.shape[0], H)}, got {tuple(hs.shape)}")
+        inp, new_h, new_c = x, [], []
+        for layer in range(L):
+            w_ih, w_hh, b_ih, b_hh, _ = (self._weight(n) if n else None
+                                         for n in self._layer_names[layer])
+            if lstm:
+                h, c = kernel(inp, (hs[layer], cs[layer]), w_ih, w_hh, b_ih, b_hh)
+                new_c.append(c)
+            else:
+                h = kernel(inp, hs[layer], w_ih, w_hh, b_ih, b_hh)
+            new_h.append(h)
+            inp = h
+            if self.dropout and self.training and layer < L - 1:
+                inp = F.dropout(inp, self.dropout, training=True)
+        h_n = new_h[0].unsqueeze(0) if L == 1 else torch.stack(new_h)  # (L, B, H)
+        if not lstm:
+            return h, h_n
+        c_n = new_c[0].unsqueeze(0) if L == 1 else torch.stack(new_c)
+        return h, (h_n, c_n)
 
     def reset_state(self) -> None:
         """Forget the state carried by ``stateful``: the next forward starts from zeros."""

@@ -20,6 +20,7 @@ milliseconds, a new one compiles in well under a second.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -607,7 +608,13 @@ def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
 
 # ----------------------------------------------------------------------------- compiling
 def find_compiler() -> str | None:
-    """The C compiler to use (``$CC``, else ``cc``, ``gcc``, ``clang`` on ``PATH``), or None."""
+    """The C compiler to use (``$CC``, else ``cc``, ``gcc``, ``clang`` on ``PATH``), or None
+    (looked up once per value of ``$CC`` and ``$PATH``)."""
+    return _find_compiler(os.environ.get("CC", ""), os.environ.get("PATH", ""))
+
+
+@functools.lru_cache(maxsize=8)
+def _find_compiler(cc: str, path: str) -> str | None:
     for name in ([os.environ["CC"]] if os.environ.get("CC") else []) + ["cc", "gcc", "clang"]:
         path = shutil.which(name)
         if path:
