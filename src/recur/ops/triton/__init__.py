@@ -200,20 +200,22 @@ def scan_triton(
         if bool((lens >= T).all()):
             lens = None
     c0 = state0[1].contiguous() if NS > 1 else None
+    cfg = _launch.ScanConfig(bool(reverse), pw, G, NS, p, _masks(h_mask, zoneout, NS),
+                             norm=ln[0], eps=EPS)
     res = FusedScan.apply(
         xg.contiguous(), w_hh.contiguous(), None if b_hh is None else b_hh.contiguous(),
         None if w_hr is None else w_hr.contiguous(), state0[0].contiguous(), c0,
-        *ln[1:], lens, bool(reverse), pw, G, NS, p, _masks(h_mask, zoneout, NS), ln[0],
-        EPS)
+        *ln[1:], lens, cfg)
     return res[0], tuple(res[1:])
 
 
 def _norm_params(cell: Cell, params: tuple[Tensor, ...], b_hh: Tensor | None,
                  w_hr: Tensor | None, H: int) -> tuple:
-    """``(mode, ln_w, ln_b, lnc_w, lnc_b)`` for :class:`FusedScan` from a layer-norm cell's
-    ``params`` (``b_hh`` folded into ``ln_b``); ``(0, None, None, None, None)`` without."""
+    """``(kind, ln_w, ln_b, lnc_w, lnc_b)`` for :class:`FusedScan` from a layer-norm cell's
+    ``params`` (``b_hh`` folded into ``ln_b``; ``kind`` is ``cell.fused_norm``);
+    ``(None, None, None, None, None)`` without."""
     if not params and cell.fused_norm is None:
-        return (0, None, None, None, None)
+        return (None, None, None, None, None)
     if cell.fused_norm is None:
         raise ValueError(f"cell {cell.name!r}: the fused kernels take extra params only for "
                          "layer-norm cells (Cell.fused_norm)")
@@ -232,8 +234,8 @@ def _norm_params(cell: Cell, params: tuple[Tensor, ...], b_hh: Tensor | None,
                              f"{tuple(t.shape)}")
     ln_b = params[1] + params[-1]
     if want == 3:
-        return (1, params[0], ln_b, None, None)
-    return (2, params[0], ln_b, params[2], params[3])
+        return (cell.fused_norm, params[0], ln_b, None, None)
+    return (cell.fused_norm, params[0], ln_b, params[2], params[3])
 
 
 def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -> _launch.Masks:

@@ -9,39 +9,41 @@ from . import _launch
 
 
 class FusedScan(torch.autograd.Function):
-    """``(xg, w_hh, b_hh, w_hr, h0, c0, ln_w, ln_b, lnc_w, lnc_b) -> (out, h_n[, c_n])`` with
-    the fused kernels.
+    """``(xg, w_hh, b_hh, w_hr, h0, c0, ln_w, ln_b, lnc_w, lnc_b, lengths, cfg) -> (out,
+    h_n[, c_n])`` with the fused kernels.
 
     Shapes: ``xg [T, B, G*H]``, ``w_hh [G*H, HO]``, ``b_hh [G*H]`` or None, ``w_hr [HO, H]``
-    or None, ``h0 [B, HO]``, ``c0 [B, H]`` or None (one-state cells); ``out [T, B, HO]``.
-    Layer-norm cells (``ln_mode`` 1 or 2, see :class:`_launch.Norm`): ``ln_w, ln_b [G*H]``
-    (``b_hh`` is None: folded into ``ln_b``) and for mode 2 ``lnc_w, lnc_b [H]``; all None
-    otherwise. ``masks`` (recurrent dropout, zoneout) are constants: no gradient flows to
-    them. First-order gradients only (use the reference backend for double backward).
+    or None, ``h0 [B, HO]``, ``c0 [B, H]`` or None (one-state cells), ``lengths [B]`` int32
+    or None; ``out [T, B, HO]``. Layer-norm cells (``cfg.norm`` ``"h"`` or ``"hc"``, see
+    :class:`_launch.Norm`): ``ln_w, ln_b [G*H]`` (``b_hh`` is None: folded into ``ln_b``)
+    and for ``"hc"`` ``lnc_w, lnc_b [H]``; all None otherwise. ``cfg``
+    (:class:`_launch.ScanConfig`) holds the rest; its masks (recurrent dropout, zoneout) are
+    constants: no gradient flows to them. First-order gradients only (use the reference
+    backend for double backward).
     """
 
     @staticmethod
     def forward(ctx, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None, w_hr: Tensor | None,
                 h0: Tensor, c0: Tensor | None, ln_w: Tensor | None, ln_b: Tensor | None,
                 lnc_w: Tensor | None, lnc_b: Tensor | None, lengths: Tensor | None,
-                reverse: bool, pw, G: int, NS: int, p: _launch.Plan, masks: _launch.Masks,
-                ln_mode: int = 0, eps: float = 1e-5):
+                cfg: _launch.ScanConfig):
         save = any(ctx.needs_input_grad[:10])
         norm = None
-        if ln_mode:
-            norm = _launch.Norm(ln_mode, ln_w.contiguous(), ln_b.contiguous(),
+        if cfg.norm is not None:
+            norm = _launch.Norm(cfg.norm, ln_w.contiguous(), ln_b.contiguous(),
                                 None if lnc_w is None else lnc_w.contiguous(),
-                                None if lnc_b is None else lnc_b.contiguous(), eps)
-        out, hn, cn, saved = _launch.forward(pw, G, NS, xg, w_hh, b_hh, w_hr, h0, c0, lengths,
-                                             reverse, save, p, masks, norm)
+                                None if lnc_b is None else lnc_b.contiguous(), cfg.eps)
+        out, hn, cn, saved = _launch.forward(cfg.pw, cfg.G, cfg.NS, xg, w_hh, b_hh, w_hr, h0,
+                                             c0, lengths, cfg.reverse, save, cfg.plan,
+                                             cfg.masks, norm)
         ctx.set_materialize_grads(False)
         if save:
             ctx.save_for_backward(xg, w_hh, w_hr, lengths)
             ctx.ws = saved
             ctx.norm = norm
-            ctx.meta = (reverse, pw, G, NS, p, h0.dtype, None if c0 is None else c0.dtype,
-                        b_hh is not None, masks)
-        if NS > 1:
+            ctx.cfg = cfg
+            ctx.meta = (h0.dtype, None if c0 is None else c0.dtype, b_hh is not None)
+        if cfg.NS > 1:
             return out, hn, cn
         return out, hn
 
@@ -49,12 +51,14 @@ class FusedScan(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, dout, dhn, dcn=None):
         xg, w_hh, w_hr, lengths = ctx.saved_tensors
-        reverse, pw, G, NS, p, h_dtype, c_dtype, has_bias, masks = ctx.meta
+        h_dtype, c_dtype, has_bias = ctx.meta
+        cfg = ctx.cfg
         need = ctx.needs_input_grad
         norm = ctx.norm
         dxg, dh0, dc0, dw_hh, db_hh, dw_hr, dnorm = _launch.backward(
-            pw, G, NS, xg, w_hh, w_hr, lengths, reverse, ctx.ws, dout, dhn, dcn, p,
-            need_w=need[1], need_b=has_bias and need[2], masks=masks, norm=norm)
+            cfg.pw, cfg.G, cfg.NS, xg, w_hh, w_hr, lengths, cfg.reverse, ctx.ws, dout, dhn,
+            dcn, cfg.plan, need_w=need[1], need_b=has_bias and need[2], masks=cfg.masks,
+            norm=norm)
         dln = [None] * 4
         if norm is not None:
             refs = (norm.w, norm.b, norm.cw, norm.cb)
@@ -69,5 +73,5 @@ class FusedScan(torch.autograd.Function):
             dh0.to(h_dtype) if need[4] else None,
             dc0.to(c_dtype) if dc0 is not None and need[5] else None,
             *dln,
-            None, None, None, None, None, None, None, None, None,
+            None, None,  # lengths, cfg
         )

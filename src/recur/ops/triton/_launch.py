@@ -165,12 +165,14 @@ class Saved:
 class Norm:
     """Layer norm of a layer-norm cell for the kernels (see ``recur.cells.layernorm``).
 
-    ``mode`` 1: ``LN_h`` on ``h W_hh^T`` over its G*H entries, gain ``w [G*H]`` and bias
-    ``b [G*H]`` (the cell's LN bias plus ``b_hh``, folded); 2: also ``LN_c`` (``cw, cb [H]``)
-    with ``h' = sigmoid(gate 3) tanh(LN_c(c'))``. All contiguous, in the weights' dtype.
+    ``kind`` is the cell's ``fused_norm``, the one representation from declaration to launch:
+    ``"h"``: ``LN_h`` on ``h W_hh^T`` over its G*H entries, gain ``w [G*H]`` and bias
+    ``b [G*H]`` (the cell's LN bias plus ``b_hh``, folded); ``"hc"``: also ``LN_c``
+    (``cw, cb [H]``) with ``h' = sigmoid(gate 3) tanh(LN_c(c'))``. All contiguous, in the
+    weights' dtype. (The kernels' ``LN`` constexpr is :data:`LN_CODE` of it.)
     """
 
-    mode: int
+    kind: str
     w: Tensor
     b: Tensor
     cw: Tensor | None = None
@@ -191,10 +193,14 @@ def _stats_ws(norm: Norm | None, p: Plan, B: int, device: torch.device) -> Tenso
     return torch.zeros(2, p.grid[0], B, 4, device=device, dtype=torch.float32)
 
 
+#: the kernels' ``LN`` constexpr for a :class:`Norm` kind (0: no layer norm)
+LN_CODE = {None: 0, "h": 1, "hc": 2}
+
+
 def _norm_args(norm: Norm | None, dummy: Tensor) -> tuple[tuple, dict]:
     if norm is None:
-        return (dummy, dummy, dummy, dummy), {"LN": 0, "EPS": 1e-5}
-    return norm.args(dummy), {"LN": norm.mode, "EPS": float(norm.eps)}
+        return (dummy, dummy, dummy, dummy), {"LN": LN_CODE[None], "EPS": 1e-5}
+    return norm.args(dummy), {"LN": LN_CODE[norm.kind], "EPS": float(norm.eps)}
 
 
 @dataclass(frozen=True)
@@ -224,6 +230,23 @@ class Masks:
 
 
 NO_MASKS = Masks()
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything :class:`recur.ops.triton._function.FusedScan` takes that is not a tensor
+    with a gradient: direction, the cell's Triton pointwise ``pw`` with its ``G`` gates and
+    ``NS`` states, the launch ``plan``, the (constant) ``masks``, and the layer-norm ``norm``
+    kind (the cell's ``fused_norm``: None, ``"h"`` or ``"hc"``) with its ``eps``."""
+
+    reverse: bool
+    pw: object
+    G: int
+    NS: int
+    plan: Plan
+    masks: Masks = NO_MASKS
+    norm: str | None = None
+    eps: float = 1e-5
 
 
 def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
@@ -258,7 +281,7 @@ def forward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, b_hh: Tensor | None,
                       _empty(T, NS, B, HM, device=dev, dtype=f32),
                       _empty(T, B, H, device=dev, dtype=f32) if w_hr is not None else None,
                       _empty(T, B, H, device=dev, dtype=f32)
-                      if norm is not None and norm.mode == 2 else None,
+                      if norm is not None and norm.kind == "hc" else None,
                       _empty(T, B, 4, device=dev, dtype=f32)
                       if norm is not None and p.path != "small" else None)
     else:
@@ -336,7 +359,7 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
     dc0 = _empty(B, H, device=dev, dtype=f32) if NS > 1 else None
     dummy = dxg
     dln = _empty(T, B, GH, device=dev, dtype=f32) if norm is not None else None
-    dlc = _empty(T, B, H, device=dev, dtype=f32) if norm is not None and norm.mode == 2 \
+    dlc = _empty(T, B, H, device=dev, dtype=f32) if norm is not None and norm.kind == "hc" \
         else None
     prec = _precision(w_hh.dtype, dev)
     ln_args, ln_flags = _norm_args(norm, dummy)
@@ -390,6 +413,6 @@ def backward(pw, G: int, NS: int, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None,
             nh = torch.nn.functional.layer_norm(saved.hg[t0:t0 + step], (GH,), eps=norm.eps)
             dw += torch.einsum("tbk,tbk->k", dln[t0:t0 + step], nh)
         dnorm = (dw, dln.sum((0, 1)))
-        if norm.mode == 2:
+        if norm.kind == "hc":
             dnorm += (torch.einsum("tbk,tbk->k", dlc, saved.cs), dlc.sum((0, 1)))
     return dxg, dh0, dc0, dw_hh, db_hh, dw_hr, dnorm
