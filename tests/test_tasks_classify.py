@@ -17,7 +17,14 @@ import torch
 from recur.data import ClassificationData, SequenceSplit
 from recur.nn import GRU, LSTM
 from recur.tasks import get_task, resolve_config
-from recur.tasks.classify_defaults import MAX_EPOCHS, MAX_MEMBERS, choose, describe
+from recur.tasks.classify_defaults import (
+    MAX_EPOCHS,
+    MAX_MEMBERS,
+    MIN_STEPS,
+    STEPS,
+    choose,
+    describe,
+)
 from recur.tasks.classify_model import ConvRecurrentClassifier
 from recur.tasks.models import last_states
 from recur.tasks.runner import eval_run, train_task
@@ -25,12 +32,12 @@ from recur.tasks.runner import eval_run, train_task
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.mark.parametrize("stride,window", [(1, 1), (2, 3), (3, 1), (1, 4)],
-                         ids=lambda v: str(v))
-def test_conv_rnn_ignores_padding_and_uses_recur(stride, window):
+@pytest.mark.parametrize("stride,window,norm", [(1, 1, False), (2, 3, True), (3, 1, True),
+                                                (1, 4, False)], ids=lambda v: str(v))
+def test_conv_rnn_ignores_padding_and_uses_recur(stride, window, norm):
     torch.manual_seed(0)
     model = ConvRecurrentClassifier(2, 3, hidden=5, channels=6, stride=stride,
-                                    rnn_window=window).eval()
+                                    rnn_window=window, series_norm=norm).eval()
     assert isinstance(model.rnn, GRU)
     x, lengths = torch.randn(3, 23, 2), torch.tensor([23, 10, 1])
     both = model(x, lengths)
@@ -39,6 +46,16 @@ def test_conv_rnn_ignores_padding_and_uses_recur(stride, window):
         torch.testing.assert_close(both[b], alone[0])
     x[1, 10:] = 100.0                                          # garbage in the padding
     torch.testing.assert_close(model(x, lengths), both)
+
+
+def test_series_norm_sees_shape_whatever_the_scale():
+    torch.manual_seed(0)
+    model = ConvRecurrentClassifier(1, 2, hidden=4, channels=4, series_norm=True).eval()
+    model.blocks[0][0].weight.data[:, 0] = 0               # read the per-series channel only
+    x, lengths = torch.randn(1, 20, 1), torch.tensor([20])
+    torch.testing.assert_close(model(1000 * x + 7, lengths), model(x, lengths))
+    model(torch.ones(1, 5, 1), torch.tensor([5]))          # a constant series: no NaN
+    assert torch.isfinite(model(torch.ones(1, 5, 1), torch.tensor([5]))).all()
 
 
 def test_last_states_takes_the_last_layer_both_directions():
@@ -58,13 +75,20 @@ def test_choose_adapts_to_length_and_size():
     assert short["stride"] == 1 and long["stride"] == math.ceil(1460 / 256)
     assert math.ceil(math.ceil(1460 / long["stride"]) / long["rnn_window"]) <= cfg.rnn_steps
     assert short["batch_size"] == 8 and big["batch_size"] == 32
-    assert big["epochs"] < short["epochs"] <= MAX_EPOCHS      # tiny sets: more passes
-    assert long["ensemble"] < short["ensemble"] <= MAX_MEMBERS  # expensive: fewer members
+    assert big["epochs"] * big["passes"] < short["epochs"] * short["passes"]  # tiny: more
+    assert short["epochs"] <= MAX_EPOCHS
+
+    def steps(c, n):
+        return c["epochs"] * math.ceil(n * c["passes"] / c["batch_size"])
+
+    assert MIN_STEPS <= steps(long, 50) < steps(short, 50) <= STEPS + 25  # long: fewer steps
+    tiny = choose(n_train=20, max_length=4, cfg=cfg)
+    assert long["ensemble"] == 1 and tiny["ensemble"] == MAX_MEMBERS  # cheap: an ensemble
     mine = resolve_config(get_task("classify"), {"epochs": 3, "ensemble": 2, "stride": 5})
     assert {k: choose(n_train=50, max_length=100, cfg=mine)[k]
             for k in ("epochs", "ensemble", "stride")} == {"epochs": 3, "ensemble": 2,
                                                            "stride": 5}
-    assert "stride 1" in describe(short) and "members" in describe(short)
+    assert describe(short).startswith("stride 1,") and describe(tiny).endswith("5 members")
 
 
 def _easy(seed: int = 0) -> ClassificationData:

@@ -112,6 +112,8 @@ class Classify(Task):
                "series length)"),
         Option("rnn_steps", int, 32, "conv-rnn: the recurrent layer reads at most this many "
                "steps (conv features averaged over windows; 0: every step)"),
+        Option("series_norm", bool, True, "conv-rnn: also feed each series standardised by "
+               "its own mean and std (beside the train-standardised values)"),
         Option("pool", str, "last", "rnn: what the head reads", ("last", "mean", "both")),
         Option("head_dropout", float, 0.0, "dropout on the pooled features, before the head"),
         Option("conv", int, 0, "rnn: kernel size of a 1-D convolution (+ ReLU, --hidden "
@@ -166,7 +168,8 @@ class Classify(Task):
                 return ConvRecurrentClassifier(
                     size, classes, cell=c.cell, hidden=c.hidden, layers=c.layers,
                     bidirectional=c.bidirectional, channels=c.channels, stride=c.stride,
-                    rnn_window=window, head_dropout=c.head_dropout, backend=c.backend)
+                    rnn_window=window, head_dropout=c.head_dropout,
+                    series_norm=c.series_norm, backend=c.backend)
             return SequenceClassifier(size, classes, cell=c.cell, hidden=c.hidden,
                                       layers=c.layers, bidirectional=c.bidirectional,
                                       dropout=c.dropout, pool=c.pool,

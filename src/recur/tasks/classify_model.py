@@ -86,6 +86,10 @@ class ConvRecurrentClassifier(nn.Module):
         rnn_window: the conv features are averaged over windows of this many steps (valid
             steps only) before the recurrent layer, which reads ``ceil(T' / rnn_window)`` steps.
         head_dropout: dropout on the pooled features.
+        series_norm: also feed every channel standardised per series (its own mean and std
+            over its valid steps) beside the train-standardised values: ``2C`` conv inputs.
+            Where series differ in scale by orders of magnitude (counts) the shape survives;
+            on series that are already z-normalised it is a copy.
 
     ``forward(x [B, T, C], lengths [B]) -> logits [B, K]``; after every block the steps past a
     row's (strided) length are set to zero and the pooling reads valid steps only.
@@ -94,20 +98,22 @@ class ConvRecurrentClassifier(nn.Module):
     def __init__(self, input_size: int, num_classes: int, *, cell: str = "gru",
                  hidden: int = 64, layers: int = 1, bidirectional: bool = True,
                  channels: int = 64, stride: int = 1, rnn_window: int = 1,
-                 head_dropout: float = 0.0, backend: str = "auto") -> None:
+                 head_dropout: float = 0.0, series_norm: bool = False,
+                 backend: str = "auto") -> None:
         super().__init__()
         if stride < 1 or rnn_window < 1:
             raise ValueError(f"stride and rnn_window must be at least 1, got {stride} and "
                              f"{rnn_window}")
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
-        self.stride, self.window = stride, rnn_window
+        self.stride, self.window, self.series_norm = stride, rnn_window, series_norm
+        inputs = 2 * input_size if series_norm else input_size
         self.directions = 2 if bidirectional else 1
         first = max(7, 2 * stride + 1)
         blocks = []
         for i, (k, s) in enumerate(((first, stride), (5, 1), (3, 1))):
             blocks.append(nn.Sequential(
-                nn.Conv1d(input_size if i == 0 else channels, channels, k, stride=s,
+                nn.Conv1d(inputs if i == 0 else channels, channels, k, stride=s,
                           padding=k // 2, bias=False),
                 nn.BatchNorm1d(channels), nn.ReLU()))
         self.blocks = nn.ModuleList(blocks)
@@ -118,8 +124,15 @@ class ConvRecurrentClassifier(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         lengths = lengths.cpu()
-        h = (x * valid_mask(lengths, x.shape[1], x.device)[:, :, None].to(x.dtype))
-        h = h.transpose(1, 2)                                           # (B, C, T)
+        valid = valid_mask(lengths, x.shape[1], x.device)[:, :, None].to(x.dtype)  # (B, T, 1)
+        h = x * valid
+        if self.series_norm:
+            n = lengths.to(x.device, x.dtype)[:, None, None]
+            mu = h.sum(1, keepdim=True) / n                             # (B, 1, C)
+            sd = (((h - mu) * valid) ** 2).sum(1, keepdim=True).div(n).sqrt()
+            z = torch.where(sd > 1e-6, (h - mu) / sd.clamp_min(1e-6), torch.zeros_like(h))
+            h = torch.cat([h, z * valid], -1)                           # (B, T, 2C)
+        h = h.transpose(1, 2)                                           # (B, C', T)
         for i, block in enumerate(self.blocks):
             h = block(h)                                                # (B, F, T')
             if i == 0 and self.stride > 1:
