@@ -246,6 +246,7 @@ def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -
         return _launch.Masks(h_mask=hm)
     if all(m.stride() == (0, 0, 0) for m in zoneout):
         rates = [float(m.reshape(-1)[0]) for m in zoneout] + [0.0]
-        return _launch.Masks(h_mask=hm, mode=2, p0=rates[0], p1=rates[1])
+        return _launch.Masks(h_mask=hm, zoneout="rates", p0=rates[0], p1=rates[1])
     z = [m.detach().contiguous() for m in zoneout]
-    return _launch.Masks(h_mask=hm, mode=1, z0=z[0], z1=z[1] if NS > 1 else None)
+    return _launch.Masks(h_mask=hm, zoneout="masks", z0=z[0],
+                         z1=z[1] if NS > 1 else None)

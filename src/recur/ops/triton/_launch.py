@@ -203,17 +203,22 @@ def _norm_args(norm: Norm | None, dummy: Tensor) -> tuple[tuple, dict]:
     return norm.args(dummy), {"LN": LN_CODE[norm.kind], "EPS": float(norm.eps)}
 
 
+#: the kernels' ``ZONE`` constexpr for a :class:`Masks` zoneout kind
+ZONE_CODE = {None: 0, "masks": 1, "rates": 2}
+
+
 @dataclass(frozen=True)
 class Masks:
     """Recurrent dropout and zoneout for the kernels (see :func:`recur.ops.scan`).
 
-    ``h_mask [B, HO]`` contiguous or None; zoneout either as contiguous ``[T, B, H]`` masks
-    (``z0``, and ``z1`` for two-state cells; ``mode`` 1) or as constant rates ``p0, p1``
-    (``mode`` 2, eval mode's expectation), ``mode`` 0 for none.
+    ``h_mask [B, HO]`` contiguous or None; ``zoneout``: ``"masks"`` (contiguous ``[T, B, H]``
+    masks ``z0``, and ``z1`` for two-state cells), ``"rates"`` (constant rates ``p0, p1``,
+    eval mode's expectation) or None. (The kernels' ``ZONE`` constexpr is
+    :data:`ZONE_CODE` of it.)
     """
 
     h_mask: Tensor | None = None
-    mode: int = 0
+    zoneout: str | None = None
     z0: Tensor | None = None
     z1: Tensor | None = None
     p0: float = 0.0
@@ -226,7 +231,7 @@ class Masks:
                 self.z1 if self.z1 is not None else dummy, float(self.p0), float(self.p1))
 
     def flags(self) -> dict:
-        return {"HMASK": self.h_mask is not None, "ZONE": self.mode}
+        return {"HMASK": self.h_mask is not None, "ZONE": ZONE_CODE[self.zoneout]}
 
 
 NO_MASKS = Masks()
