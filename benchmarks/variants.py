@@ -34,7 +34,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from _meta import commit
 from torch import nn
 
@@ -222,7 +221,7 @@ def grid_rows(args) -> list[dict]:
             for H in args.H:
                 x = torch.randn(T, B, args.I)
                 for name, models in cells_for(args.I, H).items():
-                    row = dict(cell=name, B=B, H=H, T=T, I=args.I)
+                    row = {"cell": name, "B": B, "H": H, "T": T, "I": args.I}
                     for mode, train in (("fwd+bwd", True), ("fwd", False)):
                         warm = sum(_once(m, x, train) for m in models)  # + first builds
                         warm = sum(_once(m, x, train) for m in models)
@@ -234,8 +233,8 @@ def grid_rows(args) -> list[dict]:
                             for k, m in enumerate(models):
                                 times[k].append(_once(m, x, train))
                         nn_ms, loop_ms, recur_ms = (statistics.median(t) * 1e3 for t in times)
-                        row[mode] = dict(repeats=reps, nn_ms=nn_ms, loop_ms=loop_ms, recur_ms=recur_ms,
-                                         vs_nn=recur_ms / nn_ms, loop_over_recur=loop_ms / recur_ms)
+                        row[mode] = {"repeats": reps, "nn_ms": nn_ms, "loop_ms": loop_ms, "recur_ms": recur_ms,
+                                         "vs_nn": recur_ms / nn_ms, "loop_over_recur": loop_ms / recur_ms}
                     row["backend"] = models[2].plan(x).backend
                     rows.append(row)
                     _print_row(row)
@@ -258,7 +257,7 @@ HEADER = (f"{'cell':<26}{'B':>4}{'H':>5}{'T':>5} | {'nn ms':>9}{'loop ms':>10}{'
 def fused_rows(args, device) -> list[dict]:
     I, H, L = args.I, args.H, args.layers
     x = torch.randn(args.T, args.B, I, device=device)
-    kw = dict(num_layers=L, device=device)
+    kw = {"num_layers": L, "device": device}
     lstm = {
         "LSTM loop (reference)": recur.LSTM(I, H, backend="reference", **kw),
         "LSTM plain (auto)": recur.LSTM(I, H, **kw),
@@ -301,8 +300,8 @@ def fused_rows(args, device) -> list[dict]:
         times = {name: time_fwd_bwd(m, x, args.repeat) for name, m in models.items()}
         loop, plain = times[f"{family} loop (reference)"], times[f"{family} {plain_name}"]
         for name, t in times.items():
-            rows.append(dict(group="variants", name=name, T=args.T, B=args.B, H=H, ms=t * 1e3,
-                             vs_loop=t / loop, vs_plain=t / plain))
+            rows.append({"group": "variants", "name": name, "T": args.T, "B": args.B, "H": H, "ms": t * 1e3,
+                             "vs_loop": t / loop, "vs_plain": t / plain})
     return rows
 
 
@@ -313,17 +312,17 @@ def min_rows(args, device) -> list[dict]:
         x = torch.randn(T, args.B, I, device=device)
         gru = recur.GRU(I, H, device=device)
         t_gru = time_fwd_bwd(gru, x, args.repeat)
-        rows.append(dict(group="min", name="recur.GRU (auto)", T=T, B=args.B, H=H,
-                         ms=t_gru * 1e3, vs_sequential=None, vs_gru=1.0))
+        rows.append({"group": "min", "name": "recur.GRU (auto)", "T": T, "B": args.B, "H": H,
+                         "ms": t_gru * 1e3, "vs_sequential": None, "vs_gru": 1.0})
         for cls in (recur.MinGRU, recur.MinLSTM):
             seq = time_fwd_bwd(cls(I, H, device=device, mode="sequential"), x, args.repeat)
-            rows.append(dict(group="min", name=f"{cls.__name__} sequential", T=T, B=args.B,
-                             H=H, ms=seq * 1e3, vs_sequential=1.0, vs_gru=seq / t_gru))
+            rows.append({"group": "min", "name": f"{cls.__name__} sequential", "T": T, "B": args.B,
+                             "H": H, "ms": seq * 1e3, "vs_sequential": 1.0, "vs_gru": seq / t_gru})
             for method in ("doubling", "heinsen"):
                 t = time_fwd_bwd(cls(I, H, device=device, method=method), x, args.repeat)
-                rows.append(dict(group="min", name=f"{cls.__name__} parallel ({method})", T=T,
-                                 B=args.B, H=H, ms=t * 1e3, vs_sequential=t / seq,
-                                 vs_gru=t / t_gru))
+                rows.append({"group": "min", "name": f"{cls.__name__} parallel ({method})", "T": T,
+                                 "B": args.B, "H": H, "ms": t * 1e3, "vs_sequential": t / seq,
+                                 "vs_gru": t / t_gru})
     return rows
 
 
@@ -357,10 +356,10 @@ def main() -> None:
     torch.manual_seed(0)
     code = commit()  # the checkout as the run starts (it may move on while it runs)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    meta = dict(device=str(device), device_name=name or platform.machine(),
-                threads=torch.get_num_threads(), torch=torch.__version__, commit=code,
-                date=time.strftime("%Y-%m-%d"), cores=os.cpu_count(),
-                note="one process, modules interleaved per repeat, medians; shared machine")
+    meta = {"device": str(device), "device_name": name or platform.machine(),
+                "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": code,
+                "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
+                "note": "one process, modules interleaved per repeat, medians; shared machine"}
     print(f"# {meta['device']} ({meta['device_name']}, {meta['cores']} cores, {meta['threads']} "
           f"thread(s)), torch {meta['torch']}, commit {meta['commit']}, {meta['date']}; float32, "
           f"medians of {args.repeat}-25 interleaved runs")
@@ -384,7 +383,7 @@ def main() -> None:
         rows += mins
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(dict(meta=meta, args=vars(args), rows=rows), fh, indent=1)
+            json.dump({"meta": meta, "args": vars(args), "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -87,13 +87,13 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, meta, xg, w_hh, b_hh, *rest):
-        cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad = meta
+        _cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad = meta
         state0 = rest[:NS]
         params = rest[NS:NS + NP]
         h_mask = rest[NS + NP] if has_hm else None
         zoneout = rest[NS + NP + has_hm:NS + NP + has_hm + (NS if has_z else 0)]
         lengths = rest[-1] if has_len else None
-        T, B, GX = xg.shape
+        T, B, _ = xg.shape
         GH = w_hh.shape[0]
         W = [s.shape[-1] for s in state0]
         S = [xg.new_empty(T + 1, B, w) for w in W]
@@ -133,7 +133,7 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout, *gfinal):
-        cell, k, reverse, NS, NP, has_len, has_hm, has_z, _ = ctx.meta
+        cell, k, reverse, NS, NP, _, _, has_z, _ = ctx.meta
         saved = ctx.saved_tensors
         xg, w_hh, b_hh, HG, HIN = saved[:5]
         S = saved[5:5 + NS]
@@ -246,7 +246,7 @@ def scan_cpu(
         if t is not None and t.dtype != dtype:
             raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
                              f"{t.dtype}")
-    T, B, GX = xg.shape
+    _, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
     try:
