@@ -41,8 +41,9 @@ class CustomRNN(RNNBase):
         if not isinstance(cell, Cell):
             raise TypeError(f"cell must be a recur.cells.Cell (see recur.cells.declare), "
                             f"got {type(cell).__name__}")
-        super().__init__(cell, input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, proj_size, device, dtype, backend=backend)
+        super().__init__(None, input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, device, dtype, backend=backend,
+                         cell=cell)
         factory = {"device": device, "dtype": dtype}
         D = 2 if bidirectional else 1
         # per layer and direction: names of the cell's own params, in update order

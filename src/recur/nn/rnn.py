@@ -32,8 +32,8 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
     """Base of the multi-layer recurrent modules; the cell is the only per-class difference.
 
     Args:
-        mode: ``"RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU"`` (torch.nn's names), or any
-            :class:`recur.cells.Cell` (G gates give weights ``[G*H, *]``).
+        mode: ``"RNN_TANH" | "RNN_RELU" | "LSTM" | "GRU"`` (torch.nn's names and meaning:
+            a string, kept as ``self.mode``), or None with ``cell``.
         input_size: I, features of the input.
         hidden_size: H, features of the hidden state.
         num_layers: stacked layers (default 1).
@@ -46,6 +46,8 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         stateful: a forward without ``hx`` starts from the previous call's final state,
             detached (truncated BPTT); ``reset_state()`` forgets it. See ``step`` too
             (``recur.nn.streaming``).
+        cell: any :class:`recur.cells.Cell` (G gates give weights ``[G*H, *]``) instead of a
+            torch.nn ``mode``; ``self.mode`` is then the cell's torch.nn mode or its name.
 
     Under ``torch.autocast`` the recurrence runs, and the states are kept, in the weights'
     dtype (float32): input and ``hx`` are cast to it and autocast is off inside the layer.
@@ -53,20 +55,26 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
 
     cell: Cell
 
-    def __init__(self, mode: str | Cell, input_size: int, hidden_size: int, num_layers: int = 1,
+    def __init__(self, mode: str | None, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, proj_size: int = 0, device=None, dtype=None,
-                 *, backend: str = "auto", stateful: bool = False) -> None:
+                 *, backend: str = "auto", stateful: bool = False,
+                 cell: Cell | None = None) -> None:
         super().__init__()
-        # ``mode`` may also be any declared ``Cell`` (variants, user cells): the layers,
-        # directions, packing and lengths machinery below is the same for every cell.
-        if isinstance(mode, Cell):
-            cell, mode = mode, (mode.native_mode or mode.name)
+        # any declared ``cell`` (variants, user cells): the layers, directions, packing and
+        # lengths machinery below is the same for every cell
+        if cell is not None:
+            if not isinstance(cell, Cell):
+                raise TypeError(f"cell must be a recur.cells.Cell, got {type(cell).__name__}")
+            if mode is not None:
+                raise ValueError(f"pass a torch.nn mode or a cell, not both: got mode={mode!r} "
+                                 f"and cell {cell.name!r}")
+            mode = cell.native_mode or cell.name
         elif mode in cells.BY_MODE:
             cell = cells.BY_MODE[mode]
         else:
             raise ValueError(f"Unrecognized RNN mode: {mode!r}; expected one of "
-                             f"{sorted(cells.BY_MODE)} or a recur.cells.Cell")
+                             f"{sorted(cells.BY_MODE)} (or cell=, a recur.cells.Cell)")
         _check_args(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
         self.mode = mode
         self.cell = cell
