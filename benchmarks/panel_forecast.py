@@ -10,7 +10,8 @@ a temporary run directory); ``co2`` gets ``--fillna interpolate`` (it has 59 gap
 are deterministic (the same in every seed's metrics). Prints one Markdown table (series,
 recur MASE mean/min/max over the seeds, each peer's MASE, the best peer, what the defaults
 chose, seconds per run) and the panel means, and writes JSON (rows, table, machine, date,
-commit) to ``benchmarks/results/panel-forecast-COMMIT.json`` (or ``--json PATH``).
+commit) to ``benchmarks/results/panel-forecast-COMMIT.json`` (or ``--json PATH``); while it
+runs, each finished run is appended to ``...COMMIT.rows.jsonl`` beside it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from _meta import commit  # noqa: E402
 
 PANEL = ("statsmodels:sunspots", "statsmodels:co2", "statsmodels:elnino", "aeon:Lynx",
          "aeon:PBS_dataset", "aeon:m1_yearly_dataset")
+#: the longest runs first, so that parallel jobs finish together
+ORDER = ("aeon:m1_yearly_dataset", "statsmodels:co2", "statsmodels:elnino")
 PEERS = ("naive", "snaive", "ar", "ets", "theta")
 FILLNA = {"statsmodels:co2": "interpolate"}
 
@@ -116,15 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     code = commit()
     overrides = _parse_set(args.set)
     runs = [(spec, seed) for spec in args.series for seed in range(args.seeds)]
+    queue = sorted(runs, key=lambda r: ORDER.index(r[0]) if r[0] in ORDER else len(ORDER))
+    path = Path(args.json) if args.json else \
+        Path(__file__).resolve().parent / "results" / f"panel-forecast-{code}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".rows.jsonl")               # each run as it finishes
+    partial.write_text("")
     rows = []
     with concurrent.futures.ProcessPoolExecutor(
             max(1, args.jobs), mp_context=__import__("multiprocessing").get_context("spawn")
     ) as pool:
         futures = {pool.submit(run_one, spec, seed, overrides): (spec, seed)
-                   for spec, seed in runs}
+                   for spec, seed in queue}
         for f in concurrent.futures.as_completed(futures):
             row = f.result()
             rows.append(row)
+            with partial.open("a") as f:
+                f.write(json.dumps(row) + "\n")
             print(f"{row['series']} seed {row['seed']}: MASE {row['test_mase']:.3f} "
                   f"(best peer {row['best_peer']} {row[row['best_peer'] + '_mase']:.3f}), "
                   f"combine {row['combine']}, {row['seconds']:.0f} s", file=sys.stderr,
@@ -145,11 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     wins = sum(s["mean"] < s[s["best_peer"]] for s in summary)
     print(f"recur below every peer on {wins}/{len(summary)}; floor (<= seasonal naive) held on "
           f"{sum(s['floor_ok'] for s in summary)}/{len(summary)}")
-    path = Path(args.json) if args.json else \
-        Path(__file__).resolve().parent / "results" / f"panel-forecast-{code}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"info": info, "rows": rows, "summary": summary,
                                 "table": text}, indent=2) + "\n")
+    partial.unlink()
     print(f"wrote {path}")
     return 0
 
