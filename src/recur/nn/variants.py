@@ -23,9 +23,11 @@ machinery of ``recur.LSTM``; the options combine freely (e.g. a LayerNormLSTM wi
 Zoneout and recurrent dropout are masks the engine applies (``recur.ops.scan``'s ``zoneout``
 and ``h_mask``): the reference loop and the fused Triton kernels (``backend="triton"``, for
 cells with a Triton pointwise: LSTM, GRU, RNN, the layer-norm cells, declared cells) run
-them. Which backend runs is planned per forward by :mod:`recur.ops.plan` (``auto``: the
-fused kernels on CUDA, the reference loop on the CPU); ``backend="torch"`` raises
-``ValueError`` at the forward with the reason (PyTorch's kernels take none of these).
+them, and so does ``cpu`` (C kernels generated from the cell's update). Which backend runs
+is planned per forward by :mod:`recur.ops.plan` (``auto``: the fused kernels on CUDA,
+``cpu`` on the CPU where a C compiler is present, else the reference loop);
+``backend="torch"`` raises ``ValueError`` at the forward with the reason (PyTorch's kernels
+take none of these).
 """
 
 from __future__ import annotations
