@@ -24,7 +24,6 @@ import contextlib
 import datetime
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -291,16 +290,9 @@ def _timer(device: str, rep_ms: int):
 
         return lambda fn: do_bench(fn, warmup=max(rep_ms // 4, 5), rep=rep_ms)
 
-    def cpu(fn):
-        fn()
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+    from gpu import _cpu_bench  # benchmarks/gpu.py's dry-run timer
 
-    return cpu
+    return lambda fn: _cpu_bench(fn, 0, rep_ms)
 
 
 def speed_ln(out: Path, dry: bool, rep_ms: int) -> int:
