@@ -228,7 +228,7 @@ class Sentiment(Task):
     # Chosen on validation accuracy (never the test split), split of seed 100, with the
     # 2-core CPU's 5-minute budget in mind: one bi-GRU (64 units, embeddings 128, 8 epochs)
     # reached 0.771, the same bi-LSTM 0.768, an ensemble of three smaller bi-GRUs (48 units,
-    # embeddings 96, 7 epochs; 1.5x the CPU time) 0.762; the TF-IDF peer 0.781. The GRU's
+    # embeddings 96, 7 epochs) 0.762; the TF-IDF peer 0.781. The GRU's
     # validation accuracy still rose at the last epoch of the cosine schedule. One thread:
     # these models gain nothing from more, and on a shared machine waiting OpenMP threads
     # slow every step.
