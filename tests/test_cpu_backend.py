@@ -182,3 +182,17 @@ def test_generated_kernels_are_cached_on_disk(tmp_path, monkeypatch):
     assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     with pytest.raises(RuntimeError, match="failed"):
         cpu_codegen.compile_library("this is not C")
+
+
+def test_loading_a_kernel_leaves_the_process_floating_point_mode_alone(tmp_path, monkeypatch):
+    """Kernels are compiled with -ffast-math but not linked with it: loading one must not
+    switch the process to flush-to-zero (GCC's crtfastmath.o would, for PyTorch and numpy
+    too). A fresh cache forces a new build and load."""
+    monkeypatch.setenv("RECUR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_codegen, "_CACHE", {})
+    m = recur.LayerNormGRU(3, 5, backend="cpu")
+    m(torch.randn(4, 2, 3)).__getitem__(0).sum().backward()
+    assert list(tmp_path.rglob("*.so")), "no kernel was built"
+    tiny = torch.tensor([1e-39, 5e-324], dtype=torch.float64)[:1].float()
+    assert (tiny * 1.0).item() != 0.0  # a float32 subnormal survives
+    assert torch.tensor([5e-324], dtype=torch.float64).mul(1.0).item() != 0.0

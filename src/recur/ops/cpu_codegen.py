@@ -622,7 +622,12 @@ def _find_compiler(cc: str, path: str) -> str | None:
     return None
 
 
-FLAGS = ("-O3", "-march=native", "-ffast-math", "-shared", "-fPIC")
+# -ffast-math at compile time only: linked with it (GCC < 13, -shared), crtfastmath.o would
+# switch the whole process to flush-to-zero / denormals-are-zero when the library loads,
+# changing every other computation in it (PyTorch's, numpy's); linked separately it does not
+COMPILE_FLAGS = ("-O3", "-march=native", "-ffast-math", "-fPIC", "-c")
+LINK_FLAGS = ("-shared",)
+FLAGS = COMPILE_FLAGS + LINK_FLAGS
 
 
 def cache_dir() -> Path:
@@ -655,12 +660,14 @@ def compile_library(src: str) -> ctypes.CDLL:
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            c_path, so_path = Path(tmp) / "k.c", Path(tmp) / "k.so"
+            c_path, o_path, so_path = (Path(tmp) / n for n in ("k.c", "k.o", "k.so"))
             c_path.write_text(src)
-            proc = subprocess.run([cc, *FLAGS, str(c_path), "-o", str(so_path), "-lmvec", "-lm"],
-                                  check=False, capture_output=True, text=True)
-            if proc.returncode:
-                raise RuntimeError(f"{cc} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            for cmd in ([cc, *COMPILE_FLAGS, str(c_path), "-o", str(o_path)],
+                        [cc, *LINK_FLAGS, str(o_path), "-o", str(so_path), "-lmvec", "-lm"]):
+                proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+                if proc.returncode:
+                    raise RuntimeError(f"{cc} failed ({proc.returncode}): "
+                                       f"{proc.stderr[-2000:]}")
             os.replace(so_path, out)
     return ctypes.CDLL(str(out))
 

@@ -71,7 +71,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from ..ops.dispatch import BACKENDS
 from ..train.loop import to_device
+from .models import CELL_NAMES
 
 __all__ = ["Option", "Config", "COMMON_OPTIONS", "TaskData", "Callback", "Task", "register",
            "REGISTRY", "resolve_config", "model_device", "UnknownTaskError"]
@@ -126,11 +128,15 @@ class Option:
 #: Options every task has (``recur train TASK --hidden 64 ...``); tasks change their defaults
 #: through ``Task.defaults``. ``out`` and ``resume`` belong to the run, not to the model.
 COMMON_OPTIONS: tuple[Option, ...] = (
-    Option("cell", str, "lstm", "recurrent cell", ("rnn", "lstm", "gru")),
+    Option("cell", str, "lstm", "recurrent cell (every cell recur ships)", CELL_NAMES),
     Option("hidden", int, 64, "hidden units per layer"),
     Option("layers", int, 1, "stacked recurrent layers"),
     Option("bidirectional", bool, False, "run a reversed direction too"),
     Option("dropout", float, 0.0, "dropout between recurrent layers"),
+    Option("zoneout", float, 0.0, "zoneout: probability of keeping each state unit's old "
+           "value per step (0: off)"),
+    Option("recurrent_dropout", float, 0.0, "drop probability of the per-sequence mask on "
+           "h_{t-1} (0: off)"),
     Option("epochs", int, 10, "passes over the training set"),
     Option("batch_size", int, 32, "items per batch (per process under DDP)"),
     Option("lr", float, 1e-3, "learning rate"),
@@ -144,7 +150,7 @@ COMMON_OPTIONS: tuple[Option, ...] = (
     Option("device", str, "auto", "where to train", ("auto", "cpu", "cuda")),
     Option("threads", int, 0, "CPU threads for PyTorch's ops (0: PyTorch's default); "
            "small models run fastest with 1"),
-    Option("backend", str, "auto", "recur scan backend", ("auto", "reference", "torch", "triton")),
+    Option("backend", str, "auto", "recur backend (see recur.explain)", BACKENDS),
     Option("out", str, None, "run directory (default: runs/TASK-DATE-TIME)"),
     Option("resume", bool, False, "continue the run in --out from its checkpoint"),
 )

@@ -14,23 +14,52 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..nn import GRU, LSTM, RNN
+from .. import cells
+from ..nn import GRU, LSTM, RNN, LayerNormGRU, LayerNormLSTM, VariantGRU, VariantLSTM, VariantRNN
 
-__all__ = ["CELLS", "SeqModel", "from_config", "last_states", "make_recurrent"]
+__all__ = ["CELLS", "CELL_NAMES", "SeqModel", "from_config", "last_states", "make_recurrent",
+           "recurrent_options"]
 
 #: ``--cell`` name → recur module class (exact drop-ins for torch.nn's).
 CELLS: dict[str, type[nn.Module]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+#: every cell recur ships, by its ``--cell`` name: torch.nn's (``rnn`` is tanh) and the
+#: registry names of the others (``recur.cells.registry``)
+CELL_NAMES: tuple[str, ...] = ("rnn", "lstm", "gru", "rnn_relu", "layernorm_lstm",
+                               "layernorm_gru")
 
 
 def make_recurrent(cell: str, input_size: int, hidden: int, *, layers: int = 1,
                    bidirectional: bool = False, dropout: float = 0.0,
-                   backend: str = "auto") -> nn.Module:
-    """A batch-first recur ``RNN | LSTM | GRU`` (dropout only between layers, as torch.nn)."""
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-    return CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True,
-                       bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0,
-                       backend=backend)
+                   backend: str = "auto", zoneout: float = 0.0,
+                   recurrent_dropout: float = 0.0) -> nn.Module:
+    """A batch-first recur recurrent stack (dropout only between layers, as torch.nn).
+
+    ``cell`` is one of :data:`CELL_NAMES`: ``rnn | lstm | gru`` without ``zoneout`` /
+    ``recurrent_dropout`` give recur's torch.nn drop-ins; with them, and for the layer-norm
+    cells, the variant modules (``recur.VariantLSTM`` ..., ``recur.LayerNormLSTM``...)."""
+    if cell not in CELL_NAMES:
+        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}")
+    kw = {"num_layers": layers, "batch_first": True, "bidirectional": bidirectional,
+          "dropout": dropout if layers > 1 else 0.0, "backend": backend}
+    variant = {"zoneout": zoneout, "recurrent_dropout": recurrent_dropout}
+    if cell in CELLS and not zoneout and not recurrent_dropout:
+        return CELLS[cell](input_size, hidden, **kw)
+    if cell in ("layernorm_lstm", "layernorm_gru"):
+        cls = LayerNormLSTM if cell == "layernorm_lstm" else LayerNormGRU
+        return cls(input_size, hidden, **kw, **variant)
+    if cell in ("lstm", "gru"):
+        return (VariantLSTM if cell == "lstm" else VariantGRU)(input_size, hidden, **kw,
+                                                               **variant)
+    base = cells.lookup("rnn_tanh" if cell == "rnn" else cell)
+    return VariantRNN(base, input_size, hidden, **kw, **variant)
+
+
+def recurrent_options(cfg: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`make_recurrent` from a task config's common options
+    (``--layers --bidirectional --dropout --backend --zoneout --recurrent-dropout``)."""
+    return {"layers": cfg.layers, "bidirectional": cfg.bidirectional, "dropout": cfg.dropout,
+            "backend": cfg.backend, "zoneout": getattr(cfg, "zoneout", 0.0),
+            "recurrent_dropout": getattr(cfg, "recurrent_dropout", 0.0)}
 
 
 def last_states(state: Any, directions: int) -> Tensor:
@@ -55,7 +84,8 @@ class SeqModel(nn.Module):
     Args:
         input_size: I, features per step.
         output_size: O, outputs per step (or per sequence with ``pool="last"``).
-        cell, hidden, layers, bidirectional, dropout, backend: as :func:`make_recurrent`.
+        cell, hidden, layers, bidirectional, dropout, backend, zoneout, recurrent_dropout: as
+            :func:`make_recurrent`.
         pool: ``"none"`` (one output per step) or ``"last"`` (one per sequence: the final
             state of the last layer, both directions concatenated).
         out_activation: ``"none" | "sigmoid" | "tanh"`` applied to the head's output.
@@ -70,7 +100,8 @@ class SeqModel(nn.Module):
     def __init__(self, input_size: int, output_size: int, *, cell: str = "lstm",
                  hidden: int = 64, layers: int = 1, bidirectional: bool = False,
                  dropout: float = 0.0, backend: str = "auto", pool: str = "none",
-                 out_activation: str = "none") -> None:
+                 out_activation: str = "none", zoneout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__()
         if pool not in ("none", "last"):
             raise ValueError(f"pool must be 'none' or 'last', got {pool!r}")
@@ -80,7 +111,8 @@ class SeqModel(nn.Module):
         self.pool = pool
         self.out_activation = out_activation
         self.rnn = make_recurrent(cell, input_size, hidden, layers=layers,
-                                  bidirectional=bidirectional, dropout=dropout, backend=backend)
+                                  bidirectional=bidirectional, dropout=dropout, backend=backend,
+                                  zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         self.directions = 2 if bidirectional else 1
         self.head = nn.Linear(hidden * self.directions, output_size)
 
@@ -103,5 +135,4 @@ class SeqModel(nn.Module):
 def from_config(cfg: Any, input_size: int, output_size: int, **kwargs: Any) -> SeqModel:
     """A :class:`SeqModel` with the common options of a task config (``cfg.cell`` ...)."""
     return SeqModel(input_size, output_size, cell=cfg.cell, hidden=cfg.hidden,
-                    layers=cfg.layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                    backend=cfg.backend, **kwargs)
+                    **recurrent_options(cfg), **kwargs)
