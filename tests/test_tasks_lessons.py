@@ -49,12 +49,44 @@ def test_option_check_converts_and_refuses():
     assert Option("seq_len").flag == "--seq-len"
 
 
-def test_registry_skips_task_modules_that_do_not_exist_yet(monkeypatch):
+def test_registry_imports_every_listed_module(monkeypatch):
+    """A listed task module that does not exist is an error, not silently skipped."""
     monkeypatch.setattr(tasks_pkg, "TASK_MODULES", ("hello", "no_such_task_module"))
     monkeypatch.setattr(tasks_pkg, "_loaded", False)
+    with pytest.raises(ModuleNotFoundError, match="no_such_task_module"):
+        tasks_pkg.all_tasks()
+    monkeypatch.setattr(tasks_pkg, "TASK_MODULES", ("hello",))
     assert "hello" in tasks_pkg.all_tasks()
     with pytest.raises(tasks_pkg.UnknownTaskError, match="choose from .*hello"):
         get_task("no-such-task")
+
+
+@pytest.mark.parametrize("cell,options,cls", [
+    ("gru", {}, "GRU"), ("lstm", {"zoneout": 0.1}, "VariantLSTM"),
+    ("gru", {"recurrent_dropout": 0.2}, "VariantGRU"), ("rnn_relu", {}, "VariantRNN"),
+    ("layernorm_lstm", {}, "LayerNormLSTM"), ("layernorm_gru", {"zoneout": 0.1},
+                                              "LayerNormGRU"),
+])
+def test_every_shipped_cell_and_variant_option_builds(cell, options, cls):
+    from recur.tasks.models import make_recurrent
+
+    m = make_recurrent(cell, 3, 4, **options)
+    assert type(m).__name__ == cls and m.batch_first
+    assert m(torch.randn(2, 5, 3))[0].shape == (2, 5, 4)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        make_recurrent("peephole", 3, 4)
+
+
+def test_a_task_trains_a_layernorm_cell_with_zoneout(tmp_path):
+    """--cell layernorm_lstm --zoneout 0.1: learns, recorded by name, evaluated back."""
+    result = train_task("lagged-sine", {"out": str(tmp_path), "samples": 128, "epochs": 4,
+                                        "cell": "layernorm_lstm", "zoneout": 0.1})
+    cfg = result.config
+    assert (cfg.cell, cfg.zoneout) == ("layernorm_lstm", 0.1)
+    first, last = result.history[0]["val_loss"], result.metrics["loss"]
+    assert last < first
+    _, metrics = eval_run(tmp_path, device="cpu")
+    assert metrics["loss"] == pytest.approx(last, rel=1e-5)
 
 
 def test_every_registered_task_declares_what_the_cli_needs():
