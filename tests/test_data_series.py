@@ -119,3 +119,35 @@ def test_norm_windows_and_split():
         train_size(2, 0.2)
     with pytest.raises(ValueError, match="no targets"):
         make_windows(y, 20, 0, 8)
+
+
+# ---- panels: frequency, period, aeon's shipped forecasting data ------------------------------
+def test_elnino_reads_the_table_row_by_row_and_is_monthly():
+    from recur.data.series import load_panel
+
+    p = load_panel("statsmodels:elnino")
+    assert (len(p.series), len(p.series[0]), p.freq, p.period) == (1, 732, "monthly", 12)
+    assert p.series[0][:2].tolist() == [23.11, 24.2]                  # 1950 Jan, Feb
+
+
+def test_period_of_frequencies():
+    from recur.data.series import period_of
+
+    assert [period_of(f) for f in ("yearly", "quarterly", "monthly", "weekly", "daily",
+                                   "hourly", None, "fortnightly")] == [1, 4, 12, 52, 7, 24, 1, 1]
+
+
+def test_aeon_forecasting_data_ships_without_download():
+    from recur.data.series import load_panel
+
+    m1 = load_panel("aeon:m1_yearly_dataset")
+    assert (len(m1.series), m1.horizon, m1.freq, m1.period) == (181, 6, "yearly", 1)
+    assert min(map(len, m1.series)) == 15 and m1.names[0] == "T1"
+    lynx = load_panel("aeon:lynx")                                    # case-insensitive
+    assert (lynx.name, len(lynx.series[0]), lynx.period) == ("aeon:Lynx", 114, 1)
+    pbs = load_panel("aeon:PBS_dataset")
+    assert (len(pbs.series[0]), pbs.freq, pbs.period) == (204, "monthly", 12)
+    with pytest.raises(ValueError, match="unknown aeon forecasting data 'm3_monthly'; shipped "
+                                         "with the installed aeon \\(no download\\): "
+                                         "aeon:Airline, "):
+        load_panel("aeon:m3_monthly")

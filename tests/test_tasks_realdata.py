@@ -1,7 +1,7 @@
 """The real-data tasks end to end with tiny settings: classify / vowels, forecast, sentiment.
 
-The full-accuracy runs (vowels >= 0.98, sunspots below AR(9)) are measurements reported with
-the defaults; only the forecast one is short enough to be a test here (marked slow).
+The full-accuracy runs (vowels >= 0.98) are measurements reported with the defaults; the
+forecast task's tests live in tests/test_tasks_forecast.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from recur.tasks.classify import (
     random_crop,
     random_warp,
 )
-from recur.tasks.forecast import ar_forecast, naive_forecast, rmse
 from recur.tasks.runner import eval_run, predict_run, train_task
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -176,67 +175,7 @@ def test_confusion_matrix_counts():
     assert cm.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
 
 
-# ---- forecast ---------------------------------------------------------------------------
-def test_baselines_reproduce_the_measured_peers():
-    from recur.data import load_series
-
-    y = load_series("statsmodels:sunspots").values
-    truth = y[247:]
-    assert rmse(naive_forecast(y, 247), truth) == pytest.approx(33.28, abs=0.01)
-    assert rmse(ar_forecast(y, 247, 9), truth) == pytest.approx(19.44, abs=0.01)
-    with pytest.raises(ValueError, match="--ar-lags must be in"):
-        ar_forecast(y, 247, 200)
-
-
-def _series_csv(tmp_path, values, name="s.csv"):
-    path = tmp_path / name
-    lines = ["t,v"] + [f"{i},{'' if np.isnan(v) else v}" for i, v in enumerate(values)]
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
-def test_forecast_fits_on_the_first_part_only(tmp_path):
-    rng = np.random.default_rng(0)
-    y = np.sin(np.arange(100) / 3) * 10 + rng.normal(size=100)
-    changed = y.copy()
-    changed[80:] += 500.0                                      # only the test part differs
-    task_cls = get_task("forecast")
-    datas = []
-    for i, values in enumerate((y, changed)):
-        cfg = resolve_config(task_cls, {"data": _series_csv(tmp_path, values, f"{i}.csv"),
-                                        "column": "v", "window": 10})
-        datas.append(task_cls(cfg).build_data())
-    a, b = datas
-    assert a.info["n_train"] == 80 and len(a.test) == 20
-    assert (a.info["mean"], a.info["std"]) == (b.info["mean"], b.info["std"])
-    assert torch.equal(a.train.x, b.train.x) and torch.equal(a.train.y, b.train.y)
-    assert a.train.index.max() == 79                           # no target from the test part
-    assert not torch.equal(a.test.y, b.test.y)
-
-
-def test_forecast_csv_with_gaps_end_to_end(tmp_path):
-    y = np.sin(np.arange(60) / 4.0) * 5 + 10
-    y[[7, 30]] = np.nan
-    path = _series_csv(tmp_path, y)
-    with pytest.raises(ValueError, match=r"2 missing value\(s\), the first at line 9"):
-        train_task("forecast", {"data": path, "column": "v", "out": str(tmp_path / "a")})
-    out = tmp_path / "b"
-    result = train_task("forecast", {"data": path, "column": "v", "fillna": "interpolate",
-                                     "window": 8, "ar_lags": 3, "epochs": 2, "hidden": 8,
-                                     "out": str(out)})
-    m = result.metrics
-    assert {"test_rmse", "naive_rmse", "ar_rmse"} <= set(m) and m["n_test"] == 12
-    assert all(np.isfinite(m[k]) for k in ("test_rmse", "naive_rmse", "ar_rmse"))
-    assert (out / "forecast.png").read_bytes()[:8] == PNG
-    _, nxt = predict_run(out, {}, device="cpu")
-    assert np.isfinite(nxt["next_value"])
-
-
-@pytest.mark.slow
-def test_forecast_defaults_beat_ar9_on_sunspots(tmp_path):
-    m = train_task("forecast", {"out": str(tmp_path)}).metrics
-    assert m["ar_rmse"] == pytest.approx(19.44, abs=0.01)
-    assert m["test_rmse"] < m["ar_rmse"] < m["naive_rmse"]
+# ---- forecast: tests/test_tasks_forecast.py ------------------------------------------
 
 
 # ---- sentiment --------------------------------------------------------------------------
