@@ -72,7 +72,7 @@ from ..data import (
 from ..train import new_figure, save_figure
 from .base import Config, Option, Task, TaskData, register
 from .classify import Ensemble, confusion_matrix, ensemble_loss, plot_confusion, predict_proba
-from .models import make_recurrent
+from .models import last_states, make_recurrent, recurrent_options
 
 __all__ = [
     "TFIDF_C_GRID",
@@ -103,9 +103,7 @@ class TextClassifier(nn.Module):
             raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
-        self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, layers=cfg.layers,
-                                  bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                                  backend=cfg.backend)
+        self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, **recurrent_options(cfg))
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
         width = self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
@@ -119,8 +117,7 @@ class TextClassifier(nn.Module):
         lengths = lengths.cpu()
         out, state = self.rnn(e, lengths=lengths)                       # (B, T, D*H)
         if self.pool == "last":
-            h_n = state[0] if isinstance(state, tuple) else state       # (L*D, B, H)
-            pooled = torch.cat(list(h_n[-self.directions:]), dim=-1)    # (B, D*H)
+            pooled = last_states(state, self.directions)                # (B, D*H)
         else:
             L = lengths.to(out.device)
             pooled = out.sum(1) / L.to(out.dtype)[:, None]              # padding is zero
