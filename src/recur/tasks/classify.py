@@ -9,14 +9,16 @@ standardised with the mean and std of the *train* split only; a batch is padded 
 series and the true lengths go to recur's ``lengths=``, so padding never enters the model.
 
 ``classify`` defaults (``--arch conv-rnn``, :class:`~.classify_model.ConvRecurrentClassifier`):
-three conv + batch-norm + ReLU blocks of 64 channels (kernels 7, 5, 3; the first strided on
-long series), their features averaged over short windows feed a bidirectional recur GRU of 64
-units; the head reads the conv features averaged over time, the GRU outputs averaged over time
-and its final states. AdamW (lr 3e-3, weight decay 0.01) with a cosine schedule, label
-smoothing 0.1, an ensemble whose members each see their own batch order. What depends on the
-data (options left at 0: ``--stride``, ``--batch-size``, ``--epochs``, ``--ensemble``) is chosen
-from the train split's size and series length by :mod:`~.classify_defaults`, written to
-config.json and to metrics.json as ``chosen`` (the summary line prints it).
+each channel also standardised per series (``--series-norm``), three conv + batch-norm + ReLU
+blocks of 64 channels (kernels 7, 5, 3; the first strided on long series), their features
+averaged over short windows feed a bidirectional recur GRU of 64 units; the head reads the
+conv features averaged over time, the GRU outputs averaged over time and its final states.
+AdamW (lr 3e-3, weight decay 0.01) with a cosine schedule, label smoothing 0.1, an ensemble
+whose members each see their own batch order. What depends on the data (options left at 0:
+``--stride``, ``--batch-size``, ``--passes``, ``--epochs``, ``--ensemble``) is chosen from the
+train split's size and series length by :mod:`~.classify_defaults`, written to config.json
+and to metrics.json as ``chosen`` (the summary line prints it); ``docs/classify-defaults.md``
+says how the rules were chosen.
 
 ``--arch rnn`` (:class:`~.classify_model.SequenceClassifier`) is the recurrent layer alone:
 ``--pool last`` (final states of both directions), ``mean`` (outputs averaged over the valid
