@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _meta import commit  # noqa: E402
+from _meta import commit
 
 PANEL = ("statsmodels:sunspots", "statsmodels:co2", "statsmodels:elnino", "aeon:Lynx",
          "aeon:PBS_dataset", "aeon:m1_yearly_dataset")
@@ -77,8 +77,8 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def table(summary: list[dict]) -> str:
-    lines = ["| series | m, H, W | recur MASE mean (min-max) | network alone | naive | "
-             "snaive | AR | ETS | Theta | best peer | combine chosen | s/run |",
+    lines = [("| series | m, H, W | recur MASE mean (min-max) | network alone | naive | "
+             "snaive | AR | ETS | Theta | best peer | combine chosen | s/run |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---:|"]
     for s in summary:
         mark = "**" if s["mean"] < s[s["best_peer"]] else ""

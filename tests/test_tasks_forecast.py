@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 
 from recur.data.series import Panel
-from recur.tasks import get_task, resolve_config
 from recur.tasks import forecast as forecast_mod
+from recur.tasks import get_task, resolve_config
 from recur.tasks.forecast import make_origin_windows
-from recur.tasks.forecast_peers import (ar_peer, ets_from_states, ets_peer, mase_scale,
-                                        naive_peer, snaive_peer, theta_peer)
+from recur.tasks.forecast_peers import (
+    ar_peer,
+    ets_from_states,
+    ets_peer,
+    mase_scale,
+    naive_peer,
+    snaive_peer,
+    theta_peer,
+)
 from recur.tasks.runner import eval_run, predict_run, train_task
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -84,8 +91,8 @@ def test_ets_forecasts_from_states_match_statsmodels_at_every_origin():
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
     y = _seasonal(120, trend=0.1) + 20
-    for spec in (dict(trend="add", damped_trend=True, seasonal="mul", seasonal_periods=12),
-                 dict(trend="add", seasonal="add", seasonal_periods=12), dict(trend=None)):
+    for spec in ({"trend": "add", "damped_trend": True, "seasonal": "mul", "seasonal_periods": 12},
+                 {"trend": "add", "seasonal": "add", "seasonal_periods": 12}, {"trend": None}):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = ETSModel(y[:80], error="add", **spec).fit(disp=False)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-
 from _cli import run_cli
+
 from recur.data import SequenceSplit
 from recur.nn import GRU
 from recur.tasks import get_task, resolve_config

@@ -43,8 +43,7 @@ __all__ = ["PEERS", "ar_peer", "ets_peer", "mase_scale", "naive_peer", "quiet_st
 def quiet_statsmodels() -> Iterator[None]:
     """Silence the warnings statsmodels raises while fitting on short or awkward series
     (convergence, frequency, overflow inside multiplicative models, deprecations)."""
-    from statsmodels.tools.sm_exceptions import (ConvergenceWarning, EstimationWarning,
-                                                 ValueWarning)
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, EstimationWarning, ValueWarning
 
     with warnings.catch_warnings():
         for category in (ConvergenceWarning, ValueWarning, EstimationWarning, RuntimeWarning,
@@ -119,8 +118,8 @@ def ar_peer(y, n_train, origins, horizon, period=1) -> tuple[np.ndarray, dict]:
 
 
 def _ets_candidates(train: np.ndarray, period: int) -> list[dict[str, Any]]:
-    trends = [dict(trend=None), dict(trend="add"), dict(trend="add", damped_trend=True)]
-    seasons: list[dict[str, Any]] = [dict(seasonal=None)]
+    trends = [{"trend": None}, {"trend": "add"}, {"trend": "add", "damped_trend": True}]
+    seasons: list[dict[str, Any]] = [{"seasonal": None}]
     if period > 1 and len(train) >= 2 * period + 2:
         # long periods (weekly: 52) start from the heuristic seasonal state rather than
         # estimating one initial value per season (minutes instead of seconds)
