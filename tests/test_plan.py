@@ -106,3 +106,20 @@ def test_custom_operator_never_plans_again():
 def test_explain_needs_a_recur_layer():
     with pytest.raises(ValueError, match="holds no recur recurrent layer"):
         recur.explain(torch.nn.Linear(3, 4), torch.randn(2, 3))
+
+
+def test_a_plain_layer_replans_when_the_request_or_input_changes(monkeypatch):
+    """The plain layer's plan is kept per (device, dtype, batch, request): a new
+    RECUR_BACKEND, backend attribute or dtype gives a new plan, and the cache is not saved."""
+    m = recur.GRU(3, 4)
+    x = torch.randn(5, 2, 3)
+    assert m.plan(x).backend == "torch"
+    monkeypatch.setenv("RECUR_BACKEND", "reference")
+    assert m.plan(x).backend == "reference"
+    monkeypatch.delenv("RECUR_BACKEND")
+    m.backend = "reference"
+    assert m.plan(x).backend == "reference"
+    m.backend = "auto"
+    assert m.plan(x).backend == "torch"
+    m(x)
+    assert "_plans" in vars(m) and "_plans" not in m.__getstate__()

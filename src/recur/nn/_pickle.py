@@ -21,6 +21,7 @@ class CellByName:
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
+        state.pop("_plans", None)  # RNNBase's per-input plan cache: recomputed on demand
         cell = state.get("cell")
         if isinstance(cell, Cell) and registered().get(cell.name) is cell:
             state["cell"] = cell.name

@@ -19,7 +19,8 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import cells
 from ..cells import Cell
 from ..ops import LayerSpec, LayerWeights, Plan, plan_stack
-from ..ops.dispatch import check_backend_name
+from ..ops.dispatch import check_backend_name, requested_backend
+from ..ops.onnx import exporting_onnx
 from ..ops.plan import run_plan
 from ..ops.native import stack_native
 from ._args import check_bool, check_dropout, check_int
@@ -268,9 +269,19 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
 
     def _planned(self, x: Tensor) -> tuple[Plan, list[LayerWeights] | None]:
         """The plan for ``x: [T, B, I]`` and, for a layer with extras, the weights it was
-        planned from (a plain layer's are built only if the plan needs them)."""
+        planned from (a plain layer's are built only if the plan needs them). A plain layer's
+        plan depends only on the device, dtype and batch of ``x`` and on the request: it is
+        kept per such key (forward's hot path), except while exporting or compiling."""
         if self._plain_native:
-            return plan_stack(self.cell, self._specs(x), x, self.backend), None
+            if exporting_onnx() or torch.compiler.is_compiling():
+                return plan_stack(self.cell, self._specs(x), x, self.backend), None
+            key = (x.device if x.is_cuda else None, x.dtype, x.shape[1],
+                   requested_backend(self.backend))
+            cache = self.__dict__.setdefault("_plans", {})
+            plan = cache.get(key)
+            if plan is None:
+                plan = cache[key] = plan_stack(self.cell, self._specs(x), x, self.backend)
+            return plan, None
         layers = self._stack_weights(x)
         specs = [LayerSpec.of(self.cell, lw) for lw in layers]
         return plan_stack(self.cell, specs, x, self.backend), layers

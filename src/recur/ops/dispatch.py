@@ -21,12 +21,14 @@ def check_backend_name(backend: str) -> str:
 
 
 def requested_backend(backend: str) -> str:
-    """Apply the ``RECUR_BACKEND`` override to an ``"auto"`` request."""
-    check_backend_name(backend)
+    """Apply the ``RECUR_BACKEND`` override to an ``"auto"`` request (read on every call, so
+    a change of the environment takes effect at the next forward)."""
     if backend == "auto":
-        env = os.environ.get(ENV_VAR, "").strip()
-        if env:
+        env = os.environ.get(ENV_VAR)
+        if env and env.strip():
+            env = env.strip()
             if env not in BACKENDS:
                 raise ValueError(f"{ENV_VAR} must be one of {BACKENDS}, got {env!r}")
             return env
-    return backend
+        return backend
+    return check_backend_name(backend)

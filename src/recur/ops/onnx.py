@@ -43,6 +43,13 @@ ONNX_OPERATORS = {"LSTM": ("LSTM", (0, 3, 1, 2)), "GRU": ("GRU", (1, 0, 2)),
                   "RNN_TANH": ("RNN", (0,)), "RNN_RELU": ("RNN", (0,))}
 
 
+try:  # the exporters' own flags (private; read as module attributes, once per call)
+    from torch.onnx._internal.exporter import _flags as _dynamo_flags
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS as _ts_globals
+except ImportError:  # pragma: no cover - depends on the installed torch
+    _dynamo_flags = _ts_globals = None
+
+
 def exporting_onnx() -> bool:
     """Whether ``torch.onnx.export`` is running, in both of its capture strategies.
 
@@ -50,14 +57,12 @@ def exporting_onnx() -> bool:
     exporter retries a model that fails there with Dynamo (strict), which constant-folds that
     function to False, so the exporter's own flag is read too (private: absent, the answer is
     the public function's). Without it, a recur layer would take the compile path there
-    (``recur::rnn_layer``, which the exporter cannot translate) and hide the first error."""
-    if torch.onnx.is_in_onnx_export():
-        return True
-    try:
-        from torch.onnx._internal.exporter import _flags
-    except ImportError:  # pragma: no cover - depends on the installed torch
-        return False
-    return bool(getattr(_flags, "_is_onnx_exporting", False))
+    (``recur::rnn_layer``, which the exporter cannot translate) and hide the first error.
+    Read directly, the flags cost well under a microsecond: this runs on every forward."""
+    if _dynamo_flags is None:  # pragma: no cover - depends on the installed torch
+        return torch.onnx.is_in_onnx_export()
+    return bool(getattr(_dynamo_flags, "_is_onnx_exporting", False)
+                or getattr(_ts_globals, "in_onnx_export", False))
 
 
 def uses_onnx_operator(cell: Cell, layers) -> bool:
