@@ -152,7 +152,9 @@ def test_without_a_compiler_auto_warns_once_and_runs_the_reference_loop(monkeypa
         recur.LayerNormGRU(3, 4, backend="cpu")(x)
 
 
-def test_an_update_it_cannot_translate_warns_and_runs_the_reference_loop():
+def test_an_update_it_cannot_translate_is_refused_at_planning():
+    """Planning builds the kernel, so a cell the generator cannot translate is refused up
+    front with the reason (auto takes the reference loop; nothing changes its mind later)."""
     @cells.declare(num_gates=1, name="cumsum_cell_cpu_test")
     def cumsum_cell(xg, hg, states):
         """h' = tanh(cumsum(xg + hg))"""
@@ -163,11 +165,13 @@ def test_an_update_it_cannot_translate_warns_and_runs_the_reference_loop():
     new = recur.CustomRNN(cumsum_cell, 3, 4)
     new.load_state_dict(ref.state_dict())
     x = torch.randn(5, 2, 3)
-    with pytest.warns(RuntimeWarning, match="aten.cumsum.default, which the C generator"):
-        out, _ = new(x)
+    plan = new.plan(x)
+    assert plan.backend == "reference" and "aten.cumsum.default" in plan.rejected["cpu"]
+    out, _ = new(x)  # no warning (filterwarnings=error would raise)
     torch.testing.assert_close(out, ref(x)[0])
-    plan = new.plan(x)  # remembered: later plans skip cpu and say why
-    assert plan.backend == "reference" and "cumsum" in plan.rejected["cpu"]
+    with pytest.raises(ValueError, match="backend='cpu' cannot run cell 'cumsum_cell_cpu_test'"
+                                         ".*aten.cumsum.default"):
+        recur.CustomRNN(cumsum_cell, 3, 4, backend="cpu")(x)
 
 
 def test_generated_kernels_are_cached_on_disk(tmp_path, monkeypatch):

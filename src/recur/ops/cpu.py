@@ -59,27 +59,26 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
                           "PyTorch has no kernel for run on the slower reference loop on the "
                           "CPU", RuntimeWarning, stacklevel=2)
         return "no C compiler found ($CC, cc, gcc or clang on PATH) to build its kernels"
-    failed = _FAILED.get(spec.cell)
-    if failed is not None:
-        return failed
+    # the kernel itself: traced from the cell's update and compiled here, at planning (once
+    # per cell, sizes and dtype; cached), so a cell it cannot translate is refused up front
+    H = spec.hidden_size
+    try:
+        kernel(spec.cell, H, spec.recurrent_size, spec.cell.num_gates * H, spec.param_shapes,
+               x.dtype)
+    except ValueError as e:
+        return str(e).removeprefix("backend 'cpu': ").removesuffix("; use backend='reference'")
     return None
 
 
-_FAILED: dict[Cell, str] = {}
-
-
 def kernel(cell: Cell, H: int, HO: int, GX: int, param_shapes, dtype) -> cpu_codegen.Kernel:
-    """The compiled kernel for ``cell`` at these sizes; a failure is remembered for
-    :func:`accepts` (later plans say why and take the next backend) and raised as
-    ``ValueError`` naming the reason (:func:`scan_cpu` then warns once and runs the reference
-    loop: a cell's update is only seen when the first forward traces it)."""
+    """The compiled kernel for ``cell`` at these sizes (cached per process and on disk,
+    failures too); ``ValueError`` naming the reason when it cannot be built."""
     widths = (GX, cell.num_gates * H, (HO,) + (H,) * (cell.num_states - 1))
     try:
         return cpu_codegen.kernel_for(cell, widths, param_shapes, dtype)
     except (cpu_codegen.Unsupported, RuntimeError) as e:
-        reason = f"its kernel for cell {cell.name!r} could not be built: {e}"
-        _FAILED[cell] = reason
-        raise ValueError(f"backend 'cpu': {reason}; use backend='reference'") from e
+        raise ValueError(f"backend 'cpu': its kernel for cell {cell.name!r} could not be "
+                         f"built: {e}; use backend='reference'") from e
 
 
 class _Scan(torch.autograd.Function):
@@ -249,12 +248,8 @@ def scan_cpu(
     _, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
-    try:
-        k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)
-    except ValueError as e:
-        warnings.warn(f"recur: {e}; running the reference loop", RuntimeWarning, stacklevel=2)
-        k = None
-    if k is None or B == 0:
+    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)  # planned: builds
+    if B == 0:
         return scan_reference(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
                               params=params, h_mask=h_mask, zoneout=zoneout)
     c = Tensor.contiguous

@@ -57,7 +57,8 @@ def _present(value) -> bool:
 class LayerSpec(NamedTuple):
     """What a backend needs to know to accept one layer and direction (see
     :mod:`recur.ops.plan`): the cell, ``H`` units, the recurrent width ``HO`` (``P`` with a
-    projection), whether there is a projection / a recurrent bias, and the extras used."""
+    projection), whether there is a projection / a recurrent bias, the extras used, and the
+    shapes of the tensors handed to the update (``params``)."""
 
     cell: Cell
     hidden_size: int
@@ -65,8 +66,10 @@ class LayerSpec(NamedTuple):
     proj: bool = False
     b_hh: bool = True
     extras: frozenset[str] = frozenset()
+    param_shapes: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, cell: Cell, lw: LayerWeights) -> LayerSpec:
         return cls(cell, lw.w_hh.shape[0] // cell.num_gates, lw.w_hh.shape[1],
-                   lw.w_hr is not None, lw.b_hh is not None, lw.extras())
+                   lw.w_hr is not None, lw.b_hh is not None, lw.extras(),
+                   tuple(tuple(p.shape) for p in lw.params))

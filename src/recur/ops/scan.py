@@ -145,7 +145,7 @@ def scan(
         ("params", bool(params)), ("step_params", bool(step_params)),
         ("h_mask", h_mask is not None), ("zoneout", zoneout is not None)) if present)
     spec = LayerSpec(cell, xg.shape[2] // cell.num_gates, w_hh.shape[1], w_hr is not None,
-                     b_hh is not None, extras)
+                     b_hh is not None, extras, tuple(tuple(p.shape) for p in params))
     plan = plan_scan(spec, xg, backend)
     if plan.backend == "triton" and xg.shape[1] > 0:
         from .triton import scan_triton
