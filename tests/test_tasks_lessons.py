@@ -185,3 +185,16 @@ def test_diagnose_from_the_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["diagnose", "gradients", "--cells", "rnn,cnn", "--out", str(tmp_path)])
     assert exit_.value.code == 2 and "cnn" in capsys.readouterr().err
+
+
+def test_classify_and_forecast_models_take_every_cell_and_the_variant_options():
+    from recur.tasks.classify_model import ConvRecurrentClassifier, SequenceClassifier
+    from recur.tasks.forecast import ForecastNet
+
+    net = ForecastNet("layernorm_gru", 8, 1, horizon=2, members=2, zoneout=0.1)
+    assert [type(r).__name__ for r in net.rnns] == ["LayerNormGRU"] * 2
+    assert net.rnns[0].zoneout == (0.1,)
+    clf = SequenceClassifier(3, 2, cell="lstm", hidden=4, recurrent_dropout=0.2)
+    assert type(clf.rnn).__name__ == "VariantLSTM" and clf.rnn.recurrent_dropout == 0.2
+    conv = ConvRecurrentClassifier(3, 2, cell="layernorm_lstm", hidden=4, channels=4)
+    assert type(conv.rnn).__name__ == "LayerNormLSTM"

@@ -171,12 +171,14 @@ class Classify(Task):
                     size, classes, cell=c.cell, hidden=c.hidden, layers=c.layers,
                     bidirectional=c.bidirectional, channels=c.channels, stride=c.stride,
                     rnn_window=window, head_dropout=c.head_dropout,
-                    series_norm=c.series_norm, backend=c.backend)
+                    series_norm=c.series_norm, backend=c.backend, zoneout=c.zoneout,
+                    recurrent_dropout=c.recurrent_dropout)
             return SequenceClassifier(size, classes, cell=c.cell, hidden=c.hidden,
                                       layers=c.layers, bidirectional=c.bidirectional,
                                       dropout=c.dropout, pool=c.pool,
                                       head_dropout=c.head_dropout, conv=c.conv,
-                                      backend=c.backend)
+                                      backend=c.backend, zoneout=c.zoneout,
+                                      recurrent_dropout=c.recurrent_dropout)
 
         return Ensemble([member() for _ in range(c.ensemble)])
 

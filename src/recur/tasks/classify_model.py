@@ -40,7 +40,8 @@ class SequenceClassifier(nn.Module):
     def __init__(self, input_size: int, num_classes: int, *, cell: str, hidden: int,
                  layers: int = 1, bidirectional: bool = False, dropout: float = 0.0,
                  pool: str = "last", head_dropout: float = 0.0, conv: int = 0,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", zoneout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__()
         if pool not in ("last", "mean", "both"):
             raise ValueError(f"pool must be 'last', 'mean' or 'both', got {pool!r}")
@@ -51,7 +52,8 @@ class SequenceClassifier(nn.Module):
         # optional front end: a 'same' 1-D convolution over time (+ ReLU) of width ``hidden``
         self.conv = nn.Conv1d(input_size, hidden, conv, padding=conv // 2) if conv else None
         self.rnn = make_recurrent(cell, hidden if conv else input_size, hidden, layers=layers,
-                                  bidirectional=bidirectional, dropout=dropout, backend=backend)
+                                  bidirectional=bidirectional, dropout=dropout, backend=backend,
+                                  zoneout=zoneout, recurrent_dropout=recurrent_dropout)
         width = self.directions * hidden * (2 if pool == "both" else 1)
         self.drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(width, num_classes)
@@ -99,7 +101,8 @@ class ConvRecurrentClassifier(nn.Module):
                  hidden: int = 64, layers: int = 1, bidirectional: bool = True,
                  channels: int = 64, stride: int = 1, rnn_window: int = 1,
                  head_dropout: float = 0.0, series_norm: bool = False,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", zoneout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__()
         if stride < 1 or rnn_window < 1:
             raise ValueError(f"stride and rnn_window must be at least 1, got {stride} and "
@@ -118,7 +121,8 @@ class ConvRecurrentClassifier(nn.Module):
                 nn.BatchNorm1d(channels), nn.ReLU()))
         self.blocks = nn.ModuleList(blocks)
         self.rnn = make_recurrent(cell, channels, hidden, layers=layers,
-                                  bidirectional=bidirectional, backend=backend)
+                                  bidirectional=bidirectional, backend=backend, zoneout=zoneout,
+                                  recurrent_dropout=recurrent_dropout)
         self.drop = nn.Dropout(head_dropout)
         self.head = nn.Linear(channels + 2 * self.directions * hidden, num_classes)
 

@@ -52,16 +52,15 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from ..data.series import FILLNA_METHODS, Panel, load_panel, train_size
-from ..nn import GRU, LSTM, RNN
 from ..train import new_figure, save_figure
 from .base import Config, Option, Task, TaskData, model_device, register
 from .forecast_peers import PEERS, mase_scale
+from .models import make_recurrent
 
 __all__ = ["Forecast", "ForecastNet", "Windows", "make_origin_windows", "rmse"]
 
 log = logging.getLogger(__name__)
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 COMBINE = ("auto", "rnn", "rnn+ar", "rnn+ets", "rnn+theta", "rnn+peers")
 STEPS = 800                                  # optimiser steps the automatic epochs aim at
 
@@ -116,12 +115,12 @@ class ForecastNet(nn.Module):
     returns ``[K, B, H]``, each member's forecast of the next H changes (scaled)."""
 
     def __init__(self, cell: str, hidden: int, layers: int, horizon: int, members: int,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", zoneout: float = 0.0,
+                 recurrent_dropout: float = 0.0) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}")
-        self.rnns = nn.ModuleList(CELLS[cell](1, hidden, num_layers=layers, batch_first=True,
-                                              backend=backend) for _ in range(members))
+        self.rnns = nn.ModuleList(
+            make_recurrent(cell, 1, hidden, layers=layers, backend=backend, zoneout=zoneout,
+                           recurrent_dropout=recurrent_dropout) for _ in range(members))
         self.heads = nn.ModuleList(nn.Linear(hidden, horizon) for _ in range(members))
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
@@ -326,7 +325,8 @@ class Forecast(Task):
     # ---- model --------------------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
         c = self.cfg
-        return ForecastNet(c.cell, c.hidden, c.layers, info["horizon"], c.members, c.backend)
+        return ForecastNet(c.cell, c.hidden, c.layers, info["horizon"], c.members, c.backend,
+                           c.zoneout, c.recurrent_dropout)
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         return _loss(model, batch)
