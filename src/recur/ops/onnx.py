@@ -61,8 +61,11 @@ def exporting_onnx() -> bool:
     Read directly, the flags cost well under a microsecond: this runs on every forward."""
     if _dynamo_flags is None:  # pragma: no cover - depends on the installed torch
         return torch.onnx.is_in_onnx_export()
-    return bool(getattr(_dynamo_flags, "_is_onnx_exporting", False)
-                or getattr(_ts_globals, "in_onnx_export", False))
+    if getattr(_dynamo_flags, "_is_onnx_exporting", False):
+        return True
+    if torch.compiler.is_compiling():  # Dynamo may not trace the TorchScript exporter's
+        return False                   # globals (and that exporter never compiles)
+    return bool(getattr(_ts_globals, "_in_onnx_export", False))
 
 
 def uses_onnx_operator(cell: Cell, layers) -> bool:
