@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a lent GPU should run, in ONE command that ends within $GPU_CHECK_BUDGET seconds
-# (default 345: one device call, leaving time for a second; the dry run: 1200, limits x4). Steps in priority order, each
+# (default 345: one device call, leaving time for a second; the dry run: 1200, limits x4;
+# a step is skipped when fewer than $GPU_CHECK_MIN_STEP seconds, default 15, are left). Steps in priority order, each
 # under its own time limit (cut to what is left of the budget), each writing its log and
 # JSON under $OUT as it goes, so a cut-off run still returns what it did; one status line per
 # step in $OUT/status.txt ("STEP ok|FAIL|TIMEOUT|SKIP ... seconds").
@@ -66,7 +67,7 @@ step() {  # step NAME SECONDS COMMAND...: run within the budget, log, one status
     shift 2
     wanted "$name" || return 0
     local left=$((BUDGET - ($(date +%s) - START)))
-    if [ "$left" -lt 15 ]; then
+    if [ "$left" -lt "${GPU_CHECK_MIN_STEP:-15}" ]; then
         echo "$name SKIP no time left (${left} s of the budget)" | tee -a "$OUT/status.txt"
         return
     fi
