@@ -22,9 +22,7 @@ date and the commit as the run started.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import logging
 import os
 import platform
 import statistics
@@ -33,13 +31,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _jobs import quiet, run_jobs
 from _meta import commit
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _quiet() -> None:
-    logging.disable(logging.WARNING)  # the runs' own progress lines
 
 
 def run_one(name: str, seed: int, overrides: dict[str, str]) -> dict:
@@ -90,21 +85,14 @@ def classify(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1 or args.seeds < 1:
         raise SystemExit(f"--jobs and --seeds must be at least 1, got {args.jobs}, {args.seeds}")
-    _quiet()
+    quiet()
     overrides = _parse_set(args.set)
     import torch
 
     code = commit()  # the checkout as the run starts
     runs = [(d, s) for d in args.datasets
             for s in range(args.first_seed, args.first_seed + args.seeds)]
-    if args.jobs == 1:
-        rows = [_report(run_one(d, s, overrides)) for d, s in runs]
-    else:
-        ctx = __import__("multiprocessing").get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx,
-                                                    initializer=_quiet) as pool:
-            futures = [pool.submit(run_one, d, s, overrides) for d, s in runs]
-            rows = [_report(f.result()) for f in futures]
+    rows = run_jobs(run_one, [(d, s, overrides) for d, s in runs], args.jobs, _report)
     peers = {}
     if not args.no_peers:
         from peers import classification_peers

@@ -20,10 +20,7 @@ other on a machine with fewer free cores than N, their CPU times do not.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import logging
-import multiprocessing
 import os
 import platform
 import statistics
@@ -32,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _jobs import quiet, run_jobs
 from _meta import commit
 
 SECONDS = 300.0
@@ -68,10 +66,6 @@ def run_one(seed: int, overrides: dict[str, str]) -> dict:
     row["met"] = row["margin"] >= 0 and wall < SECONDS
     row["moonshot"] = row["margin"] >= MOONSHOT
     return row
-
-
-def _quiet() -> None:
-    logging.disable(logging.WARNING)  # the runs' own progress lines
 
 
 def table(rows: list[dict]) -> str:
@@ -116,17 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip().replace("-", "_")] = value.strip()
-    _quiet()
+    quiet()
     import torch
 
     code = commit()  # the checkout as the run starts
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    if args.jobs < 1:
-        raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx,
-                                                initializer=_quiet) as pool:
-        rows = [f.result() for f in [pool.submit(run_one, s, overrides) for s in seeds]]
+    rows = run_jobs(run_one, [(s, overrides) for s in seeds], args.jobs)
     for r in rows:
         print(f"seed {r['seed']}: recur {r['test_accuracy']:.4f} tfidf "
               f"{r['tfidf_test_accuracy']:.4f} {r['seconds']:.0f} s", file=sys.stderr)

@@ -28,9 +28,7 @@ runs with PyTorch's default threads, and two at once on 2 cores took 42-64 s ins
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import logging
 import platform
 import statistics
 import sys
@@ -38,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _jobs import quiet, run_jobs
 from _meta import commit
 
 VOWELS_TARGET = 0.98
@@ -98,10 +97,6 @@ def run_one(task: str, seed: int, overrides: dict[str, str]) -> dict:
     return row
 
 
-def _quiet() -> None:
-    logging.disable(logging.WARNING)  # the runs' own progress lines
-
-
 def _report(row: dict) -> dict:
     print(f"{row['task']} seed {row['seed']}: " + ", ".join(
         f"{k}={v}" for k, v in row.items() if k not in ("task", "seed", "config")),
@@ -151,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
-    _quiet()
+    quiet()
     overrides = _parse_set(args.set)
     tasks = [args.only] if args.only else ["vowels", "forecast"]
     # each override goes to the tasks that have that option; one no task has is an error
@@ -164,14 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     code = commit()  # the checkout as the run starts (it may move on while it runs)
     runs = [(task, seed) for task in tasks
             for seed in range(args.first_seed, args.first_seed + args.seeds)]
-    if args.jobs == 1:
-        rows = [_report(run_one(task, seed, overrides)) for task, seed in runs]
-    else:
-        ctx = __import__("multiprocessing").get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=ctx,
-                                                    initializer=_quiet) as pool:
-            futures = [pool.submit(run_one, task, seed, overrides) for task, seed in runs]
-            rows = [_report(f.result()) for f in futures]
+    rows = run_jobs(run_one, [(t, s, overrides) for t, s in runs], args.jobs, _report)
     info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
             "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
