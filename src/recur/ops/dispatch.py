@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-
 BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 ENV_VAR = "RECUR_BACKEND"
 

@@ -43,11 +43,13 @@ class LayerWeights(NamedTuple):
     def extras(self) -> frozenset[str]:
         """The names (of :data:`EXTRAS`) of the extras this layer uses; empty for a plain
         torch.nn layer."""
-        return frozenset(name for name in EXTRAS if _present(getattr(self, name)))
+        return extras_of(**{name: getattr(self, name) for name in EXTRAS})
 
-    def has_extras(self) -> bool:
-        """Whether anything beyond torch.nn's weights takes part."""
-        return bool(self.extras())
+
+def extras_of(**given) -> frozenset[str]:
+    """The names of the :data:`EXTRAS` among ``given`` that are present (not None, not an
+    empty tuple)."""
+    return frozenset(name for name in EXTRAS if _present(given.get(name)))
 
 
 def _present(value) -> bool:
@@ -70,6 +72,15 @@ class LayerSpec(NamedTuple):
 
     @classmethod
     def of(cls, cell: Cell, lw: LayerWeights) -> LayerSpec:
-        return cls(cell, lw.w_hh.shape[0] // cell.num_gates, lw.w_hh.shape[1],
-                   lw.w_hr is not None, lw.b_hh is not None, lw.extras(),
-                   tuple(tuple(p.shape) for p in lw.params))
+        """The spec of one layer's weights and extras."""
+        return cls.of_tensors(cell, lw.w_hh, lw.b_hh, lw.w_hr,
+                              **{name: getattr(lw, name) for name in EXTRAS})
+
+    @classmethod
+    def of_tensors(cls, cell: Cell, w_hh: Tensor, b_hh: Tensor | None, w_hr: Tensor | None,
+                   **extras) -> LayerSpec:
+        """The spec from ``w_hh [G*H, HO]``, ``b_hh``, ``w_hr`` and the extras by name
+        (``params=``, ``h_mask=``, ... as :func:`recur.ops.scan` takes them)."""
+        return cls(cell, w_hh.shape[0] // cell.num_gates, w_hh.shape[1], w_hr is not None,
+                   b_hh is not None, extras_of(**extras),
+                   tuple(tuple(p.shape) for p in extras.get("params", ())))

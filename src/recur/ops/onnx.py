@@ -72,7 +72,7 @@ def uses_onnx_operator(cell: Cell, layers) -> bool:
     """Whether a stack of ``cell`` with ``layers`` (``LayerWeights``) exports as ONNX's own
     recurrent operators (else as ``Scan``): torch.nn's four cells, no extras, no projection."""
     return (cell.native_mode in ONNX_OPERATORS
-            and not any(lw.has_extras() or lw.w_hr is not None for lw in layers))
+            and not any(lw.extras() or lw.w_hr is not None for lw in layers))
 
 
 def run_stack_onnx(

@@ -141,11 +141,8 @@ def scan(
                              f"got shape {tuple(p.shape)}")
     if zoneout is not None:
         zoneout = _check_zoneout(cell, zoneout, xg, w_hr)
-    extras = frozenset(n for n, present in (
-        ("params", bool(params)), ("step_params", bool(step_params)),
-        ("h_mask", h_mask is not None), ("zoneout", zoneout is not None)) if present)
-    spec = LayerSpec(cell, xg.shape[2] // cell.num_gates, w_hh.shape[1], w_hr is not None,
-                     b_hh is not None, extras, tuple(tuple(p.shape) for p in params))
+    spec = LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
+                                step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
     plan = plan_scan(spec, xg, backend)
     if plan.backend == "triton" and xg.shape[1] > 0:
         from .triton import scan_triton

@@ -184,11 +184,8 @@ def scan_triton(
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                               reverse=reverse, params=tuple(params), h_mask=h_mask,
                               zoneout=zoneout)
-    extras = frozenset(n for n, present in (("params", bool(params)),
-                                            ("h_mask", h_mask is not None),
-                                            ("zoneout", zoneout is not None)) if present)
-    reason = accepts(LayerSpec(cell, GH // G, w_hh.shape[1], w_hr is not None,
-                               b_hh is not None, extras), xg)
+    reason = accepts(LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
+                                          h_mask=h_mask, zoneout=zoneout), xg)
     if reason is not None:  # no silent fallback: the planner (recur.ops.plan) asked first
         raise ValueError(f"backend='triton' cannot run this scan: {reason}")
     pw = pointwise_of(cell)
