@@ -84,28 +84,36 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
     """None when the fused kernels run the layer described by ``spec`` on ``x`` (``[T, B, *]``:
     its device, dtype and batch size matter), else the reason they do not (for
     :mod:`recur.ops.plan` and its ``explain``)."""
+    return _launch_plan(spec, x)[0]
+
+
+def _launch_plan(spec: LayerSpec, x: Tensor) -> tuple[str | None, _launch.Plan | None]:
+    """``(None, launch plan)`` when the kernels take ``spec`` on ``x``, else ``(reason, None)``."""
     cell = spec.cell
     reason = _device_reason(cell, x)
     if reason is not None:
-        return reason
+        return reason, None
     if "step_params" in spec.extras:
-        return "per-step tensors (step_params) are handed to the update by the reference loop only"
+        return ("per-step tensors (step_params) are handed to the update by the reference "
+                "loop only"), None
     if "params" in spec.extras:
         if cell.fused_norm is None:
             return (f"cell {cell.name!r} takes extra params in its update, which only the "
-                    "reference loop hands to it (the kernels apply only the layer-norm cells')")
+                    "reference loop hands to it (the kernels apply only the layer-norm "
+                    "cells')"), None
         if spec.b_hh or spec.proj:
             return (f"layer-norm cell {cell.name!r} with a separate b_hh or a projection: the "
-                    "kernels fold b_hh into LN_h's bias and have no projection here")
+                    "kernels fold b_hh into LN_h's bias and have no projection here"), None
     p = _launch.plan(cell.num_gates, x.shape[1], spec.hidden_size, spec.recurrent_size,
                      spec.proj, x.device, x.element_size())
     if p is None:
         return (f"no kernel plan fits B={x.shape[1]}, H={spec.hidden_size} on {x.device} (more "
-                "programs than SMs, or too much shared memory even when streamed)")
+                "programs than SMs, or too much shared memory even when streamed)"), None
     if spec.proj and p.path != "small" and cell.native_mode != "LSTM":
-        return (f"cell {cell.name!r} with a projection beyond the small path: the grid kernels' "
-                "projection mode hands the update no h, so only the LSTM takes it")
-    return None
+        return (f"cell {cell.name!r} with a projection beyond the small path: the grid "
+                "kernels' projection mode hands the update no h, so only the LSTM takes "
+                "it"), None
+    return None, p
 
 
 def supports(cell: Cell, x: Tensor) -> bool:
@@ -123,17 +131,8 @@ def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None)
     Args:
         xg: ``[T, B, G*H]``; w_hh: ``[G*H, HO]``; w_hr: ``[HO, H]`` or None.
     """
-    spec = LayerSpec(cell, xg.shape[2] // cell.num_gates, w_hh.shape[1], w_hr is not None)
-    if accepts(spec, xg) is not None:
-        return None
-    return _plan(cell, xg, w_hh, w_hr).path
-
-
-def _plan(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None) -> _launch.Plan:
-    """The launch plan of a configuration :func:`accepts` took."""
-    G = cell.num_gates
-    return _launch.plan(G, xg.shape[1], xg.shape[2] // G, w_hh.shape[1], w_hr is not None,
-                        xg.device, w_hh.element_size())
+    p = _launch_plan(LayerSpec.of_tensors(cell, w_hh, None, w_hr), xg)[1]
+    return None if p is None else p.path
 
 
 def preferred(cell: Cell, x: Tensor) -> bool:
@@ -184,13 +183,12 @@ def scan_triton(
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                               reverse=reverse, params=tuple(params), h_mask=h_mask,
                               zoneout=zoneout)
-    reason = accepts(LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
-                                          h_mask=h_mask, zoneout=zoneout), xg)
+    reason, p = _launch_plan(LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
+                                                  h_mask=h_mask, zoneout=zoneout), xg)
     if reason is not None:  # no silent fallback: the planner (recur.ops.plan) asked first
         raise ValueError(f"backend='triton' cannot run this scan: {reason}")
     pw = pointwise_of(cell)
     ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
-    p = _plan(cell, xg, w_hh, w_hr)
     lens = None
     if lengths is not None:
         lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)
