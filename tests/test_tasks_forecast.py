@@ -189,6 +189,20 @@ def test_forecast_panel_one_model_for_many_series(tmp_path, monkeypatch):
         predict_run(out, {"series": "S99"}, device="cpu")
 
 
+def test_forecast_panel_validates_on_the_series_long_enough(tmp_path, monkeypatch):
+    # one series too short to hold a validation part must not switch the choice off for all
+    series = [_seasonal(40, period=4, seed=i) * (1 + i) for i in range(4)] + [_seasonal(9)]
+    panel = Panel("test:short", series, "quarterly", 4, 4, [f"S{i}" for i in range(5)])
+    monkeypatch.setattr(forecast_mod, "load_panel", lambda *a, **k: panel)
+    cfg = resolve_config(get_task("forecast"), {"data": "test:short", "members": 1,
+                                                "hidden": 4, "epochs": 2})
+    task = get_task("forecast")(cfg)
+    task.build_data()
+    assert set(task.validation) == {"val_rnn", "val_rnn+peers"} | {
+        k for k in task.validation if k.startswith("val_rnn+")}
+    assert len(task.validation) == 3 and cfg.combine in {k[4:] for k in task.validation}
+
+
 def test_forecast_csv_with_gaps_and_short_test_part(tmp_path):
     y = np.sin(np.arange(60) / 4.0) * 5 + 10
     y[[7, 30]] = np.nan

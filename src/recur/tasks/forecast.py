@@ -27,8 +27,9 @@ Defaults from the data (written to config.json and metrics.json, printed in the 
 (about 800 optimiser steps), and ``combine``: the final forecast is the network alone, or
 its mean with the best classical peer (``rnn+ets``...), or with the mean of AR, ETS and Theta
 (``rnn+peers``), whichever has
-the lowest MASE on a validation part, the last 20% of the training part (the last H values
-of each series for panels), with the network and the peers refitted on what precedes it.
+the lowest MASE on a validation part, the last 20% of the training part (for panels, the last H
+training values of each series that has at least H + 2 values before them), with the network
+and the peers refitted on what precedes it.
 
 Peers, same origins and horizons (:mod:`recur.tasks.forecast_peers`): naive, seasonal naive,
 AR (order by AIC), ETS (by AIC), Theta. ``metrics.json``: ``test_mase`` and ``test_rmse`` (per
@@ -300,9 +301,12 @@ class Forecast(Task):
             cut = [n_trains[0] - v]
             origins = [np.arange(cut[0], n_trains[0] - c.horizon + 1)]
         else:
+            # a panel validates on the series long enough to fit before their last H training
+            # values; the shorter ones still give the network their windows before the cut
             cut = [n - c.horizon for n in n_trains]
-            origins = [np.array([k]) for k in cut]
-        if min(cut) < 2 + c.horizon:
+            origins = [np.array([k]) if k >= 2 + c.horizon else np.array([], dtype=int)
+                       for k in cut]
+        if not any(len(o) for o in origins) or (len(ys) == 1 and cut[0] < 2 + c.horizon):
             return "rnn+peers"
         fit = make_origin_windows(ys, norms, [np.arange(1, k - c.horizon + 1) for k in cut],
                                   c.window, c.horizon)
