@@ -58,12 +58,12 @@ def main(path: str) -> int:
     for case in CASES:
         t0 = time.perf_counter()
         if case[0] in tt.LN_CELLS:
-            cell, inputs, params, kw = tt._ln_case(case)
+            cell, inputs, weights, kw = tt._ln_case(case)
             rtol = tt.LN_RTOL
         else:
             name, T, B, H, lengths, reverse, zoneout, h_mask = case[:8]
             P = case[8] if len(case) > 8 else None
-            cell, params = tt.CELLS[name], []
+            cell, weights = tt.CELLS[name], []
             inputs = tt.make_inputs(cell, T, B, H, P=P)
             hm, zo = tt.make_masks(cell, T, B, P or H, zoneout=zoneout, h_mask=h_mask)
             if lengths == "random":
@@ -73,8 +73,9 @@ def main(path: str) -> int:
             kw = {"lengths": lens, "reverse": reverse, "h_mask": hm, "zoneout": zo}
             rtol = 1e-5
         assert which_path(cell, inputs[0], inputs[1], inputs[4]) == path
-        got = tt.run(cell, inputs, backend="triton", params=params, **kw)
-        want = tt.run(cell, inputs, backend="reference", cast=torch.float64, params=params, **kw)
+        got = tt.run(cell, inputs, backend="triton", cell_weights=weights, **kw)
+        want = tt.run(cell, inputs, backend="reference", cast=torch.float64,
+                      cell_weights=weights, **kw)
         try:
             tt.assert_close(got, want, rtol=rtol)
             status = "ok"

@@ -99,7 +99,7 @@ def test_scan_with_given_states_reverse_and_no_bias_gradcheck():
 
     def f(xg, w, h0, c0, p):
         out, (h, c) = scan(EX.peephole_lstm, xg, w, None, (h0, c0), reverse=True,
-                           params=(p,), backend="cpu", lengths=torch.tensor([4, 2]))
+                           cell_weights=(p,), backend="cpu", lengths=torch.tensor([4, 2]))
         return out, h, c
 
     assert torch.autograd.gradcheck(f, (xg, w, h0, c0, p))

@@ -157,8 +157,8 @@ def test_auto_without_native_kernel_uses_the_next_backend_and_says_why():
                                          "layer adds h_mask"):
         _plan(cells.LSTM, x, "torch", extras=frozenset({"h_mask"}))
     # a layer-norm GRU's update takes its LN gain and bias and b_hh ([G*H] each)
-    spec = LayerSpec(cells.LAYERNORM_GRU, 4, 4, b_hh=False, extras=frozenset({"params"}),
-                     param_shapes=((12,), (12,), (12,)))
+    spec = LayerSpec(cells.LAYERNORM_GRU, 4, 4, b_hh=False,
+                     extras=frozenset({"cell_weights"}), weight_shapes=((12,), (12,), (12,)))
     plan = plan_stack(cells.LAYERNORM_GRU, [spec], x)
     assert plan.backend == nxt and "not one of torch.nn's four" in plan.rejected["torch"]
 

@@ -53,8 +53,8 @@ def test_explicit_backend_runs_it_or_raises_with_the_reason():
 def test_triton_reasons_are_specific(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     xg = torch.randn(4, 2, 16)
-    spec = LayerSpec(cells.LSTM, 4, 4, extras=frozenset({"step_params"}))
-    with pytest.raises(ValueError, match="step_params"):
+    spec = LayerSpec(cells.LSTM, 4, 4, extras=frozenset({"step_inputs"}))
+    with pytest.raises(ValueError, match="step_inputs"):
         plan_scan(spec, xg, "triton")
     with pytest.raises(ValueError, match="dtype torch.float64"):
         plan_scan(LayerSpec(cells.LSTM, 4, 4), xg.double(), "triton")
@@ -63,9 +63,9 @@ def test_triton_reasons_are_specific(monkeypatch):
     with pytest.raises(ValueError, match="has no Triton pointwise"):
         plan_scan(LayerSpec(declared, 4, 4), torch.randn(4, 2, 4), "triton")
     # and scan itself raises the same way (no silent fallback further down)
-    with pytest.raises(ValueError, match="step_params"):
+    with pytest.raises(ValueError, match="step_inputs"):
         scan(cells.LSTM, xg, torch.randn(16, 4), backend="triton",
-             step_params=(torch.zeros(4, 2, 4),))
+             step_inputs=(torch.zeros(4, 2, 4),))
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")

@@ -65,8 +65,8 @@ def make_inputs(cell, T, B, H, **kw):
     return testing.make_inputs(cell, T, B, H, **({"device": DEVICE} | kw))
 
 
-def make_ln_params(cell, H, **kw):
-    return testing.make_ln_params(cell, H, **({"device": DEVICE} | kw))
+def make_ln_weights(cell, H, **kw):
+    return testing.make_ln_weights(cell, H, **({"device": DEVICE} | kw))
 
 
 def make_masks(cell, T, B, H, **kw):
@@ -191,15 +191,15 @@ def test_variant_modules_on_the_fused_kernels(monkeypatch):
                                            atol=1e-5 * float(want.abs().max()),
                                            msg=f"grad of {n} ({cls.__name__}, train={train})")
     assert len(launches) == 2 * (1 + 4 + 1 + 4)  # train + eval, every layer and direction
-    with pytest.raises(ValueError, match="takes extra params in its update, which only the "
-                                         "reference loop hands to it"):
+    with pytest.raises(ValueError, match=r"takes cell weights in its update \(declared "
+                                         "params\\), which only the reference loop"):
         scan(LSTM, x.new_zeros(2, 1, 8), x.new_zeros(8, 2), None, backend="triton",
-             params=(x.new_ones(2),))
+             cell_weights=(x.new_ones(2),))
     # a layer-norm cell handed b_hh (inside LN_h's input, which the kernels cannot fold)
     g = x.new_ones(6)
     with pytest.raises(ValueError, match="with a separate b_hh or a projection"):
         scan(LAYERNORM_GRU, x.new_zeros(2, 1, 6), x.new_zeros(6, 2), x.new_ones(6),
-             backend="triton", params=(g, g, g))
+             backend="triton", cell_weights=(g, g, g))
 
 
 # (cell, T, B, H, lengths, reverse, zoneout, h_mask)
@@ -222,17 +222,18 @@ def _mask_id(c):
 
 
 def _ln_case(case):
-    """Inputs, params, lengths and masks of a layer-norm case (no b_hh: it is a param)."""
+    """Inputs, cell weights, lengths and masks of a layer-norm case (no b_hh: it is the last
+    cell weight)."""
     name, T, B, H, lengths, reverse, zoneout, h_mask = case
     cell = LN_CELLS[name]
     inputs = make_inputs(cell, T, B, H, bias=False)
-    params = make_ln_params(cell, H)
+    weights = make_ln_weights(cell, H)
     hm, zo = make_masks(cell, T, B, H, zoneout=zoneout, h_mask=h_mask)
     if lengths == "random":
         lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
     else:
         lens = torch.tensor(lengths) if lengths else None
-    return cell, inputs, params, {"lengths": lens, "reverse": reverse, "h_mask": hm,
+    return cell, inputs, weights, {"lengths": lens, "reverse": reverse, "h_mask": hm,
                                   "zoneout": zo}
 
 
@@ -245,10 +246,10 @@ LN_RTOL = 1e-4
 def test_layernorm_cells_match_reference(case):
     """LayerNorm LSTM / GRU fused (LN_h, LN_c and their gains and biases in the kernels)
     against the float64 loop: outputs, states, and the gradients of every input and param."""
-    cell, inputs, params, kw = _ln_case(case)
-    got = run(cell, inputs, backend="triton", params=params, **kw)
-    want = run(cell, inputs, backend="reference", cast=torch.float64, params=params, **kw)
-    assert set(got) >= {f"dparams[{i}]" for i in range(len(params))}
+    cell, inputs, weights, kw = _ln_case(case)
+    got = run(cell, inputs, backend="triton", cell_weights=weights, **kw)
+    want = run(cell, inputs, backend="reference", cast=torch.float64, cell_weights=weights, **kw)
+    assert set(got) >= {f"dcell_weights[{i}]" for i in range(len(weights))}
     assert_close(got, want, rtol=LN_RTOL)
 
 
@@ -450,10 +451,10 @@ def test_layernorm_grid_kernels_one_slice(case, path, monkeypatch):
     from recur.ops.triton import which_path
 
     force_one_slice(monkeypatch, path)
-    cell, inputs, params, kw = _ln_case(case)
+    cell, inputs, weights, kw = _ln_case(case)
     assert which_path(cell, inputs[0], inputs[1]) == path
-    got = run(cell, inputs, backend="triton", params=params, **kw)
-    want = run(cell, inputs, backend="reference", cast=torch.float64, params=params, **kw)
+    got = run(cell, inputs, backend="triton", cell_weights=weights, **kw)
+    want = run(cell, inputs, backend="reference", cast=torch.float64, cell_weights=weights, **kw)
     assert_close(got, want, rtol=LN_RTOL)
 
 
@@ -690,10 +691,10 @@ def test_gpu_layernorm_real_sizes(name, B, H, monkeypatch):
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     cell, T = LN_CELLS[name], 128
     inputs = make_inputs(cell, T, B, H, bias=False)
-    params = make_ln_params(cell, H)
+    weights = make_ln_weights(cell, H)
     lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(0))
     hm, zo = make_masks(cell, T, B, H, zoneout="train", h_mask=True)
-    kw = {"lengths": lens, "h_mask": hm, "zoneout": zo, "params": params}
+    kw = {"lengths": lens, "h_mask": hm, "zoneout": zo, "cell_weights": weights}
     got = run(cell, inputs, backend="triton", **kw)
     want = run(cell, inputs, backend="reference", cast=torch.float64, **kw)
     assert_close(got, want, rtol=1e-4)

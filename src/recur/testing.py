@@ -3,7 +3,7 @@
 Used by the test suite and by ``benchmarks/gpu_check.py`` (the one-command GPU check), so
 both compare the same way:
 
-- :func:`make_inputs` / :func:`make_ln_params` / :func:`make_masks`: random leaves with the
+- :func:`make_inputs` / :func:`make_ln_weights` / :func:`make_masks`: random leaves with the
   scales of an initialised layer;
 - :func:`run_scan`: outputs, final states and the gradient of every input, as a dict;
 - :func:`relative_errors` / :func:`assert_close`: norm-relative error per entry;
@@ -25,7 +25,7 @@ from torch import Tensor
 from .cells import Cell
 from .ops import scan
 
-__all__ = ["assert_close", "force_plan", "make_inputs", "make_ln_params", "make_masks",
+__all__ = ["assert_close", "force_plan", "make_inputs", "make_ln_weights", "make_masks",
            "one_slice_plan", "relative_errors", "run_scan"]
 
 
@@ -52,11 +52,11 @@ def make_inputs(cell: Cell, T: int, B: int, H: int, *, P: int | None = None, bia
     return xg, w_hh, b_hh, state0, w_hr
 
 
-def make_ln_params(cell: Cell, H: int, *, device: str | torch.device = "cpu",
-                   seed: int = 4) -> list[Tensor]:
-    """A layer-norm cell's ``params`` (gains near 1, biases near 0, then ``b_hh``), leaves:
-    ``[G*H]`` gain and bias of LN_h, ``[H]`` gain and bias of LN_c (``fused_norm == "hc"``),
-    ``[G*H]`` b_hh."""
+def make_ln_weights(cell: Cell, H: int, *, device: str | torch.device = "cpu",
+                    seed: int = 4) -> list[Tensor]:
+    """A layer-norm cell's cell weights (``scan``'s ``cell_weights``: gains near 1, biases
+    near 0, then ``b_hh``), leaves: ``[G*H]`` gain and bias of LN_h, ``[H]`` gain and bias of
+    LN_c (``fused_norm == "hc"``), ``[G*H]`` b_hh."""
     g = torch.Generator().manual_seed(seed)
     GH = cell.num_gates * H
 
@@ -68,6 +68,10 @@ def make_ln_params(cell: Cell, H: int, *, device: str | torch.device = "cpu",
     if cell.fused_norm == "hc":
         out += [rnd(H, 1.0, 0.3), rnd(H, 0.0, 0.3)]
     return out + [rnd(GH, 0.0, H ** -0.5)]
+
+
+#: the old name of :func:`make_ln_weights` (``benchmarks/gpu_check.py`` still calls it)
+make_ln_params = make_ln_weights
 
 
 def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mask: bool,
@@ -94,17 +98,20 @@ def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mas
 def run_scan(cell: Cell, inputs: tuple, *, backend: str, lengths: Tensor | None = None,
              reverse: bool = False, cast: torch.dtype | None = None, grads: bool = True,
              h_mask: Tensor | None = None, zoneout: tuple[Tensor, ...] | None = None,
-             params=()) -> dict[str, Tensor]:
+             cell_weights=(), params=None) -> dict[str, Tensor]:
     """``{"out", "state[i]", "d<leaf>"...}``: outputs ``[T, B, HO]``, final states and
     (``grads``) the gradient of every leaf of ``inputs`` (from :func:`make_inputs`) and of
-    ``params``.
+    ``cell_weights`` (``params``: their old name, which ``benchmarks/gpu_check.py`` still
+    passes).
 
     The loss weighs every output and final state differently, so each gradient path counts.
     ``cast`` runs the backend on converted copies (e.g. float64 for the oracle), masks too.
     """
+    if params is not None:
+        cell_weights = params
     xg, w_hh, b_hh, state0, w_hr = inputs
     leaves = {"xg": xg, "w_hh": w_hh, "b_hh": b_hh, "w_hr": w_hr}
-    leaves.update({f"params[{i}]": p for i, p in enumerate(params)})
+    leaves.update({f"cell_weights[{i}]": p for i, p in enumerate(cell_weights)})
     leaves.update({f"state0[{i}]": s for i, s in enumerate(state0)})
     leaves = {k: v for k, v in leaves.items() if v is not None}
     args = {k: (v.detach().to(cast).requires_grad_() if cast else v) for k, v in leaves.items()}
@@ -112,10 +119,10 @@ def run_scan(cell: Cell, inputs: tuple, *, backend: str, lengths: Tensor | None 
     if cast is not None:
         h_mask = None if h_mask is None else h_mask.to(cast)
         zoneout = None if zoneout is None else tuple(m.to(cast) for m in zoneout)
-    ps = tuple(args[f"params[{i}]"] for i in range(len(params)))
+    ws = tuple(args[f"cell_weights[{i}]"] for i in range(len(cell_weights)))
     out, states = scan(cell, args["xg"], args["w_hh"], args.get("b_hh"), st0,
                        w_hr=args.get("w_hr"), lengths=lengths, reverse=reverse, backend=backend,
-                       h_mask=h_mask, zoneout=zoneout, params=ps)
+                       h_mask=h_mask, zoneout=zoneout, cell_weights=ws)
     res = {"out": out.detach()}
     res.update({f"state[{i}]": s.detach() for i, s in enumerate(states)})
     if grads:

@@ -45,11 +45,11 @@ class Cell:
         fused_norm: for the layer-norm cells (``recur.cells.layernorm``) only: how the fused
             kernels run the update without calling it. ``"h"``: the update is
             ``triton_update``'s cell applied to ``xg`` and ``LN_h(hg) + b_hh`` with its
-            ``params = (ln_h_weight [G*H], ln_h_bias [G*H], b_hh [G*H])`` (``hg`` handed
+            cell weights ``(ln_h_weight [G*H], ln_h_bias [G*H], b_hh [G*H])`` (``hg`` handed
             without bias); ``"hc"``: also ``h' = sigmoid(gate 3) tanh(LN_c(c'))`` with ``c'``
-            that cell's second state and ``params = (ln_h_weight, ln_h_bias, ln_c_weight [H],
-            ln_c_bias [H], b_hh)``. ``None`` (every other cell): the update's ``params`` run
-            on the reference loop only.
+            that cell's second state and cell weights ``(ln_h_weight, ln_h_bias, ln_c_weight
+            [H], ln_c_bias [H], b_hh)``. ``None`` (every other cell): cell weights run on the
+            reference loop and ``cpu`` only.
     """
 
     name: str

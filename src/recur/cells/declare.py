@@ -16,9 +16,10 @@ b_hh`` per step) and hands them to the update::
                           bidirectional=True)
 
 A cell may also own extra learnable tensors per layer and direction (a peephole vector, a
-time constant), declared with :class:`Param`; the module creates them (named
-``{name}_l{k}{_reverse}``) and passes them to the update after the states, in declaration
-order: ``update(xg, hg, states, *params)``.
+time constant), declared with :class:`Param` (``declare(params=[...])``, ``cell.params``);
+the module creates one tensor per declared param (named ``{name}_l{k}{_reverse}``), and the
+engine passes these *cell weights* to the update after the states, in declaration order:
+``update(xg, hg, states, *cell_weights)`` (``recur.ops.scan(..., cell_weights=...)``).
 
 Triton hook: ``triton=`` takes the cell's fused-kernel pointwise (a
 ``recur.cells.triton_pointwise.TritonPointwise``, a ``(fwd, bwd)`` pair of ``triton.jit``
@@ -97,7 +98,8 @@ class Param:
 
 @dataclass(frozen=True)
 class DeclaredCell(Cell):
-    """A :class:`Cell` that may own extra per-layer tensors (``params``), see :func:`declare`."""
+    """A :class:`Cell` that may own extra per-layer tensors: ``params``, their declarations
+    (:class:`Param`), see :func:`declare`."""
 
     params: tuple[Param, ...] = ()
 
@@ -117,14 +119,16 @@ def declare(
     """Declare a cell from its pointwise update; usable as a decorator or a function.
 
     Args:
-        update: ``update(xg, hg, states, *params) -> new_states`` written with torch
+        update: ``update(xg, hg, states, *cell_weights) -> new_states`` written with torch
             operations: ``xg = x_t W_ih^T + b_ih`` and ``hg = h_{t-1} W_hh^T + b_hh`` are
             ``[B, G*H]``; ``states`` is a tuple of ``num_states`` tensors ``[B, H]`` with
-            ``states[0] = h``; ``params`` the declared extra tensors. Returns the new states
+            ``states[0] = h``; ``cell_weights`` one tensor per declared param, with its
+            resolved shape. Returns the new states
             (a tuple or list of ``num_states`` tensors ``[B, H]``).
         num_gates: G, gate blocks of H units in ``xg`` / ``hg`` (weights are ``[G*H, *]``).
         num_states: number of states (1: h only; 2: h and c; ...).
-        params: extra learnable tensors of the cell (:class:`Param`), in update order.
+        params: the declarations (:class:`Param`) of the cell's extra learnable tensors,
+            in update order.
         name: identifier (default: the function's name).
         triton: optional Triton pointwise for the fused GPU kernels (see the module doc).
         doc: one line of math for messages and docs (default: the update's first doc line).

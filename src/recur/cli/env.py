@@ -56,7 +56,7 @@ def report() -> dict[str, str]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.zeros(1, 16, 128, device=device)
     for label, cell, extras in (("LSTM", LSTM, frozenset()),
-                                ("LayerNormLSTM", LAYERNORM_LSTM, frozenset({"params"}))):
+                                ("LayerNormLSTM", LAYERNORM_LSTM, frozenset({"cell_weights"}))):
         spec = LayerSpec(cell, 128, 128, b_hh=cell.native_mode is not None, extras=extras)
         try:
             info[f"plan ({label}, B=16, H=128, {device})"] = plan_stack(

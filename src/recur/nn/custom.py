@@ -31,7 +31,7 @@ class CustomRNN(RNNBase):
     Per layer and direction the engine runs, for t = 0..T-1::
 
         xg_t = x_t W_ih^T + b_ih;  hg_t = h_{t-1} W_hh^T + b_hh      # [B, G*H]
-        states_t = cell.update(xg_t, hg_t, states_{t-1}, *cell_params)
+        states_t = cell.update(xg_t, hg_t, states_{t-1}, *cell_weights)
     """
 
     def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -46,7 +46,8 @@ class CustomRNN(RNNBase):
                          cell=cell)
         factory = {"device": device, "dtype": dtype}
         D = 2 if bidirectional else 1
-        # per layer and direction: names of the cell's own params, in update order
+        # per layer and direction: the names of the module parameters made from the cell's
+        # declared params (its cell weights), in update order
         self._cell_param_names: list[tuple[str, ...]] = []
         specs = getattr(cell, "params", ())
         for layer in range(num_layers):
@@ -62,19 +63,22 @@ class CustomRNN(RNNBase):
                 self._cell_param_names.append(tuple(names))
 
     def reset_parameters(self) -> None:
-        """torch.nn's init for torch.nn's weights, then each cell param's own init."""
-        super().reset_parameters()  # note: also runs U(-1/sqrt(H), 1/sqrt(H)) on cell params
+        """torch.nn's init for torch.nn's weights, then each cell weight's own init (its
+        declared ``Param.init``)."""
+        super().reset_parameters()  # note: also runs U(-1/sqrt(H), 1/sqrt(H)) on the cell weights
         specs = getattr(self.cell, "params", ())
         for names in getattr(self, "_cell_param_names", ()):
             for p, n in zip(specs, names):
                 p.initialise(getattr(self, n), self.hidden_size)
 
-    def _cell_params(self) -> list[tuple[Tensor, ...]]:
+    def _cell_weights(self) -> list[tuple[Tensor, ...]]:
+        """Per layer and direction: the cell weights (the module parameters made from the
+        cell's declared params), in update order."""
         return [tuple(getattr(self, n) for n in names) for names in self._cell_param_names]
 
     def _stack_weights(self, x: Tensor) -> list[LayerWeights]:
-        return [lw._replace(params=ps) if ps else lw
-                for lw, ps in zip(self._layer_weights(), self._cell_params())]
+        return [lw._replace(cell_weights=ps) if ps else lw
+                for lw, ps in zip(self._layer_weights(), self._cell_weights())]
 
     def extra_repr(self) -> str:
         return f"cell={self.cell.name!r}, " + super().extra_repr()

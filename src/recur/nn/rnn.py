@@ -173,7 +173,7 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
 
     def _stack_weights(self, x: Tensor) -> list[LayerWeights]:
         """The per-layer weights for one forward on ``x: [T, B, I]`` (time-major). Subclasses
-        (variants) override this to add per-layer params, masks or masked weights."""
+        (variants) override this to add cell weights, masks or masked weights."""
         return self._layer_weights()
 
     def _state_shapes(self, B: int) -> list[tuple[int, int, int]]:

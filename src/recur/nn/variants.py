@@ -150,7 +150,7 @@ class VariantRNN(CustomRNN):
 
     # parameters ----------------------------------------------------------------------
     def reset_parameters(self) -> None:
-        """torch.nn's init, the cell params' own inits, LN_x = (1, 0), then forget_bias."""
+        """torch.nn's init, the cell weights' own inits, LN_x = (1, 0), then forget_bias."""
         super().reset_parameters()
         with torch.no_grad():
             for w_name, b_name in getattr(self, "_ln_x_names", ()):
@@ -209,17 +209,17 @@ class VariantRNN(CustomRNN):
                              "before torch.onnx.export")
         masks = self.sample_masks(T, B, x)
         out = []
-        for k, (lw, ps) in enumerate(zip(self._layer_weights(), self._cell_params())):
+        for k, (lw, ps) in enumerate(zip(self._layer_weights(), self._cell_weights())):
             m = masks[k]
-            b_ih, b_hh, xg_fn, params = lw.b_ih, lw.b_hh, None, tuple(ps)
+            b_ih, b_hh, xg_fn, cell_weights = lw.b_ih, lw.b_hh, None, tuple(ps)
             if self.layernorm:
                 w_name, b_name = self._ln_x_names[k]
                 xg_fn = functools.partial(_ln_x, weight=getattr(self, w_name),
                                           bias=getattr(self, b_name), b_ih=b_ih)
-                params += (b_hh if b_hh is not None else lw.w_hh.new_zeros(lw.w_hh.shape[0]),)
+                cell_weights += (b_hh if b_hh is not None else lw.w_hh.new_zeros(lw.w_hh.shape[0]),)
                 b_ih = b_hh = None
             w_hh = lw.w_hh if m.w_hh_mask is None else lw.w_hh * m.w_hh_mask
-            out.append(LayerWeights(lw.w_ih, w_hh, b_ih, b_hh, lw.w_hr, params=params,
+            out.append(LayerWeights(lw.w_ih, w_hh, b_ih, b_hh, lw.w_hr, cell_weights=cell_weights,
                                     h_mask=m.h_mask, xg_fn=xg_fn, zoneout=m.zoneout))
         return out
 

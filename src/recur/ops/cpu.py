@@ -12,7 +12,7 @@ gradients as one GEMM over all steps (``dW_hh = dHG^T H_prev``).
 
 What it does not take (:func:`accepts` says why, and ``auto`` runs the reference loop):
 tensors off the CPU, dtypes other than float32 / float64, a projection (``w_hr``),
-``step_params``, a cell whose update uses an op the generator does not translate, a machine
+``step_inputs``, a cell whose update uses an op the generator does not translate, a machine
 without a C compiler (then a one-time warning says so), and torch.compile tracing. Double
 backward (``create_graph=True``) recomputes the gradients on the reference loop, which is
 differentiable: slower, same numbers.
@@ -48,8 +48,8 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
         return f"dtype {x.dtype} (it runs float32 and float64)"
     if spec.proj:
         return "proj_size (a projection of h) is not in its kernel"
-    if "step_params" in spec.extras:
-        return "step_params (per-step tensors of a cell) are not in its kernel"
+    if "step_inputs" in spec.extras:
+        return "step_inputs (per-step tensors of a cell) are not in its kernel"
     if torch.compiler.is_compiling():
         return "torch.compile cannot trace its compiled kernel"
     if cpu_codegen.find_compiler() is None:
@@ -63,19 +63,19 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
     # per cell, sizes and dtype; cached), so a cell it cannot translate is refused up front
     H = spec.hidden_size
     try:
-        kernel(spec.cell, H, spec.recurrent_size, spec.cell.num_gates * H, spec.param_shapes,
+        kernel(spec.cell, H, spec.recurrent_size, spec.cell.num_gates * H, spec.weight_shapes,
                x.dtype)
     except ValueError as e:
         return str(e).removeprefix("backend 'cpu': ").removesuffix("; use backend='reference'")
     return None
 
 
-def kernel(cell: Cell, H: int, HO: int, GX: int, param_shapes, dtype) -> cpu_codegen.Kernel:
+def kernel(cell: Cell, H: int, HO: int, GX: int, weight_shapes, dtype) -> cpu_codegen.Kernel:
     """The compiled kernel for ``cell`` at these sizes (cached per process and on disk,
     failures too); ``ValueError`` naming the reason when it cannot be built."""
     widths = (GX, cell.num_gates * H, (HO,) + (H,) * (cell.num_states - 1))
     try:
-        return cpu_codegen.kernel_for(cell, widths, param_shapes, dtype)
+        return cpu_codegen.kernel_for(cell, widths, weight_shapes, dtype)
     except (cpu_codegen.Unsupported, RuntimeError) as e:
         raise ValueError(f"backend 'cpu': its kernel for cell {cell.name!r} could not be "
                          f"built: {e}; use backend='reference'") from e
@@ -88,7 +88,7 @@ class _Scan(torch.autograd.Function):
     def forward(ctx, meta, xg, w_hh, b_hh, *rest):
         _cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad = meta
         state0 = rest[:NS]
-        params = rest[NS:NS + NP]
+        cell_weights = rest[NS:NS + NP]
         h_mask = rest[NS + NP] if has_hm else None
         zoneout = rest[NS + NP + has_hm:NS + NP + has_hm + (NS if has_z else 0)]
         lengths = rest[-1] if has_len else None
@@ -105,8 +105,8 @@ class _Scan(torch.autograd.Function):
             torch.mul(state0[0], h_mask, out=HIN[s_first])
         OUT = xg.new_empty(T, B, W[0]) if lengths is not None else None
         HG = xg.new_empty(T if grad else 1, B, GH)
-        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, params=params, zoneout=zoneout,
-                   h_mask=h_mask, lengths=lengths)
+        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, cell_weights=cell_weights,
+                   zoneout=zoneout, h_mask=h_mask, lengths=lengths)
         gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
         hg_views = HG.unbind(0)
         w_t = w_hh.t()
@@ -126,7 +126,7 @@ class _Scan(torch.autograd.Function):
         if grad:
             ctx.meta = meta
             ctx.k = k
-            ctx.save_for_backward(xg, w_hh, b_hh, HG, HIN, *S, *state0, *params, h_mask,
+            ctx.save_for_backward(xg, w_hh, b_hh, HG, HIN, *S, *state0, *cell_weights, h_mask,
                                   *zoneout, lengths)
         return (out,) + finals
 
@@ -137,12 +137,12 @@ class _Scan(torch.autograd.Function):
         xg, w_hh, b_hh, HG, HIN = saved[:5]
         S = saved[5:5 + NS]
         state0 = saved[5 + NS:5 + 2 * NS]
-        params = saved[5 + 2 * NS:5 + 2 * NS + NP]
+        cell_weights = saved[5 + 2 * NS:5 + 2 * NS + NP]
         h_mask = saved[5 + 2 * NS + NP]
         zoneout = saved[6 + 2 * NS + NP:6 + 2 * NS + NP + (NS if has_z else 0)]
         lengths = saved[-1]
         if torch.is_grad_enabled():  # create_graph=True: the differentiable loop
-            return _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, params,
+            return _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, cell_weights,
                                     h_mask, zoneout, lengths, gout, gfinal)
         T, B, GX = xg.shape
         GH = w_hh.shape[0]
@@ -151,11 +151,11 @@ class _Scan(torch.autograd.Function):
         DH = xg.new_zeros(B, S[0].shape[-1])
         DXG = xg.new_empty(T, B, GX)
         DHG = xg.new_empty(T, B, GH)
-        DP = [torch.zeros_like(p) for p in params]
+        DP = [torch.zeros_like(p) for p in cell_weights]
         gout = None if gout is None else gout.contiguous()
-        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, params=params, zoneout=zoneout,
-                   h_mask=h_mask, lengths=lengths, dxg=DXG, dhg=DHG, G=G, gout=gout, dh=DH,
-                   dparams=DP)
+        P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, cell_weights=cell_weights,
+                   zoneout=zoneout, h_mask=h_mask, lengths=lengths, dxg=DXG, dhg=DHG, G=G,
+                   gout=gout, dh=DH, dweights=DP)
         dhg_views = DHG.unbind(0)
         bwd = k.bwd
         order = range(T) if reverse else range(T - 1, -1, -1)
@@ -174,21 +174,21 @@ class _Scan(torch.autograd.Function):
         return tuple(grads)
 
 
-def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, params, zoneout, h_mask, lengths,
-           dxg=None, dhg=None, G=(), gout=None, dh=None, dparams=()) -> ctypes.Array:
+def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, h_mask, lengths,
+           dxg=None, dhg=None, G=(), gout=None, dh=None, dweights=()) -> ctypes.Array:
     ptrs: dict[str, int | None] = {"XG": _ptr(xg), "HG": _ptr(hg), "HIN": _ptr(hin),
                                    "OUT": _ptr(out), "HM": _ptr(h_mask), "LEN": _ptr(lengths),
                                    "DXG": _ptr(dxg), "DHG": _ptr(dhg), "GOUT": _ptr(gout),
                                    "DH": _ptr(dh)}
     for i, s in enumerate(S):
         ptrs[f"S{i}"] = _ptr(s)
-    for i, p in enumerate(params):
+    for i, p in enumerate(cell_weights):
         ptrs[f"PR{i}"] = _ptr(p)
     for i, z in enumerate(zoneout):
         ptrs[f"Z{i}"] = _ptr(z)
     for i, g in enumerate(G):
         ptrs[f"G{i}"] = _ptr(g)
-    for i, d in enumerate(dparams):
+    for i, d in enumerate(dweights):
         ptrs[f"DP{i}"] = _ptr(d)
     table = (ctypes.c_void_p * len(k.index))()
     for name, slot in k.index.items():
@@ -196,13 +196,13 @@ def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, params, zoneout, h_mas
     return table
 
 
-def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, params, h_mask, zoneout,
+def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, cell_weights, h_mask, zoneout,
                      lengths, gout, gfinal):
     need = ctx.needs_input_grad
-    inputs = [xg, w_hh, b_hh, *state0, *params]
-    flags = need[1:4] + need[4:4 + len(state0) + len(params)]
+    inputs = [xg, w_hh, b_hh, *state0, *cell_weights]
+    flags = need[1:4] + need[4:4 + len(state0) + len(cell_weights)]
     out, finals = scan_reference(cell, xg, w_hh, b_hh, tuple(state0), lengths=lengths,
-                                 reverse=reverse, params=tuple(params), h_mask=h_mask,
+                                 reverse=reverse, cell_weights=tuple(cell_weights), h_mask=h_mask,
                                  zoneout=tuple(zoneout) or None)
     outs = [out, *finals]
     grads_out = [gout, *gfinal]
@@ -226,8 +226,8 @@ def scan_cpu(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     reverse: bool = False,
-    params: tuple[Tensor, ...] = (),
-    step_params: tuple[Tensor, ...] = (),
+    cell_weights: tuple[Tensor, ...] = (),
+    step_inputs: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
@@ -235,26 +235,26 @@ def scan_cpu(
     :func:`recur.ops.scan_reference` (``xg: [T, B, G*H]``, states ``[B, H]``; returns
     ``out: [T, B, H]`` and the final states). The masks (``h_mask``, ``zoneout``) and
     ``lengths`` are constants: no gradient flows into them."""
-    if w_hr is not None or step_params:
-        raise ValueError("backend 'cpu' takes no projection (w_hr) and no step_params; "
+    if w_hr is not None or step_inputs:
+        raise ValueError("backend 'cpu' takes no projection (w_hr) and no step_inputs; "
                          f"got w_hr={'a tensor' if w_hr is not None else None}, "
-                         f"{len(step_params)} step_params")
+                         f"{len(step_inputs)} step_inputs")
     dtype = xg.dtype
-    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), *((f"params[{i}]", p)
-                                                     for i, p in enumerate(params))]:
+    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), *((f"cell_weights[{i}]", p)
+                                                     for i, p in enumerate(cell_weights))]:
         if t is not None and t.dtype != dtype:
             raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
                              f"{t.dtype}")
     _, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
-    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in params], dtype)  # planned: builds
+    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in cell_weights], dtype)  # planned: builds
     if B == 0:
         return scan_reference(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
-                              params=params, h_mask=h_mask, zoneout=zoneout)
+                              cell_weights=cell_weights, h_mask=h_mask, zoneout=zoneout)
     c = Tensor.contiguous
     state0 = tuple(c(s) for s in state0)
-    rest = [*state0, *(c(p) for p in params)]
+    rest = [*state0, *(c(p) for p in cell_weights)]
     if h_mask is not None:
         rest.append(c(h_mask.detach().to(dtype).expand(B, HO)))
     if zoneout is not None:
@@ -262,8 +262,8 @@ def scan_cpu(
     if lengths is not None:
         rest.append(c(lengths.to(device="cpu", dtype=torch.int64)))
     grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (xg, w_hh, b_hh, *state0, *params))
-    meta = (cell, k, reverse, cell.num_states, len(params), lengths is not None,
+        t is not None and t.requires_grad for t in (xg, w_hh, b_hh, *state0, *cell_weights))
+    meta = (cell, k, reverse, cell.num_states, len(cell_weights), lengths is not None,
             h_mask is not None, zoneout is not None, grad)
     res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh), *rest)
     return res[0], tuple(res[1:])

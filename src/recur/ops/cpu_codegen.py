@@ -1,11 +1,11 @@
 """C kernels for the ``cpu`` backend, generated from a cell's single declaration.
 
-The cell's ``update(xg, hg, states, *params)`` is traced once per (cell, sizes, dtype) with
+The cell's ``update(xg, hg, states, *cell_weights)`` is traced once per (cell, sizes, dtype) with
 ``make_fx`` into two aten graphs: the update itself, and its vector-Jacobian product
 (``torch.func.vjp``: the forward recomputed, then the backward). Each graph is translated
 node by node into one C function over one batch row (every op of a cell's update is
 elementwise per row, a reduction over the row (layer norm) or, in the vjp, a sum over the
-batch, which becomes a per-row accumulation into the parameter's gradient). A fixed C
+batch, which becomes a per-row accumulation into a cell weight's gradient). A fixed C
 template wraps them into one step of the sequence (lengths, zoneout, recurrent-dropout mask)
 forward and backward; :mod:`recur.ops.cpu` calls it once per step between PyTorch's GEMMs.
 
@@ -47,8 +47,8 @@ class Unsupported(Exception):
 @dataclass
 class Val:
     """One graph value within one batch row: ``kind`` is ``"row"`` (``[B, n]``: ``n`` per
-    row), ``"par"`` (a parameter, the same for every row), ``"bsum"`` (this row's share of a
-    sum over the batch: a parameter's gradient), or ``"const"`` (``expr`` is a literal)."""
+    row), ``"par"`` (a cell weight, the same for every row), ``"bsum"`` (this row's share of a
+    sum over the batch: a cell weight's gradient), or ``"const"`` (``expr`` is a literal)."""
 
     kind: str
     width: int
@@ -192,7 +192,7 @@ class _Emitter:
         if kind == "row" and (len(shape) != 2 or shape[0] != self.B):
             raise Unsupported(f"{op} gives shape {shape}, not [B, n]")
         if kind == "par" and vals and all(v.kind in ("par", "const") for v in vals):
-            # a parameter-only expression: computed per row as well (cheap, rare)
+            # a cell-weight-only expression: computed per row as well (cheap, rare)
             pass
         out = self.new(kind, width)
         names = "abc"
@@ -292,7 +292,7 @@ def _emit_node(E: _Emitter, env, node):
         if src.kind == "const":
             return src
         if numel != src.width:
-            raise Unsupported(f"{op} broadcasts a parameter to {shape}")
+            raise Unsupported(f"{op} broadcasts a cell weight to {shape}")
         return src
     if op in (aten.split.Tensor, aten.split_with_sizes.default, aten.chunk.default,
               aten.unbind.int):
@@ -316,7 +316,7 @@ def _emit_node(E: _Emitter, env, node):
                 w = pshape[-1]
             else:
                 if dim != 0:
-                    raise Unsupported(f"{op} of a parameter along dim {dim}")
+                    raise Unsupported(f"{op} of a cell weight along dim {dim}")
                 w = numel
             out.append(E.alias(src, off, w))
             off += w
@@ -458,8 +458,8 @@ def _prelude(dtype: torch.dtype) -> str:
 def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int,
                   dests: list[tuple[str, int, bool]]) -> str:
     """``static void name(T *in0.., T *out0..)``; ``dests``: (C name, width, accumulate)."""
-    params = [f"T *restrict in{k}" for k in range(n_in)]
-    params += [f"T *restrict {d}" for d, _, _ in dests]
+    args = [f"T *restrict in{k}" for k in range(n_in)]
+    args += [f"T *restrict {d}" for d, _, _ in dests]
     body = list(lines)
     for v, (d, w, acc) in zip(outs, dests):
         if v is None or (v.kind == "const" and acc):
@@ -467,12 +467,12 @@ def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int
                 body.append(f"for (int j = 0; j < {w}; j++) {d}[j] = 0;")
             continue
         if v.kind == "par" and acc:
-            raise Unsupported("a parameter gradient that does not depend on the batch")
+            raise Unsupported("a cell weight gradient that does not depend on the batch")
         if v.kind != "const" and v.width not in (1, w):
             raise Unsupported(f"an output of width {v.width}, expected {w}")
         op = "+=" if acc else "="
         body.append(f"for (int j = 0; j < {w}; j++) {d}[j] {op} {v.at()};")
-    return (f"static inline void {name}({', '.join(params)}) {{\n  "
+    return (f"static inline void {name}({', '.join(args)}) {{\n  "
             + "\n  ".join(body) + "\n}\n")
 
 
@@ -480,9 +480,10 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
     """The fixed wrapper: one sequence step over all rows, forward and backward.
 
     Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
-    or NULL), OUT (``[T, B, W_0]`` or NULL), params, zoneout masks (``[T, B, W_k]`` or NULL),
-    HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), then for the backward: DXG, DHG,
-    G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p."""
+    or NULL), OUT (``[T, B, W_0]`` or NULL), PR_p (the cell weights), zoneout masks
+    (``[T, B, W_k]`` or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), then
+    for the backward: DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH
+    (``[B, W_0]``), DP_p (the cell weights' gradients)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
              + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN"]
@@ -544,23 +545,23 @@ void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
 
 
 # ------------------------------------------------------------------------------- tracing
-def _trace_batch(param_shapes) -> int:
-    taken = {s for shape in param_shapes for s in shape}
+def _trace_batch(weight_shapes) -> int:
+    taken = {s for shape in weight_shapes for s in shape}
     return next(b for b in (3, 5, 7, 11, 13, 17) if b not in taken)
 
 
-def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
+def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], weight_shapes,
              dtype: torch.dtype) -> tuple[str, dict]:
     """C source of ``cell``'s step kernels for ``widths = (GX, GH, state widths)`` and the
-    given parameter shapes; raises :class:`Unsupported` naming what does not translate."""
+    given cell weight shapes; raises :class:`Unsupported` naming what does not translate."""
     GX, GH, W = widths
-    NS, NP = cell.num_states, len(param_shapes)
-    B = _trace_batch(param_shapes)
+    NS, NP = cell.num_states, len(weight_shapes)
+    B = _trace_batch(weight_shapes)
     gen = torch.Generator().manual_seed(0)
     xg = torch.randn(B, GX, generator=gen, dtype=dtype)
     hg = torch.randn(B, GH, generator=gen, dtype=dtype)
     states = [torch.rand(B, w, generator=gen, dtype=dtype) for w in W]
-    params = [torch.randn(s, generator=gen, dtype=dtype) for s in param_shapes]
+    weights = [torch.randn(s, generator=gen, dtype=dtype) for s in weight_shapes]
     cots = [torch.randn(B, w, generator=gen, dtype=dtype) for w in W]
 
     def fwd(xg, hg, *rest):
@@ -574,8 +575,8 @@ def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
 
     try:
         with torch.no_grad():
-            gf = make_fx(fwd)(xg, hg, *states, *params)
-        gb = make_fx(bwd)(xg, hg, *states, *params, *cots)
+            gf = make_fx(fwd)(xg, hg, *states, *weights)
+        gb = make_fx(bwd)(xg, hg, *states, *weights, *cots)
     except Unsupported:
         raise
     except Exception as e:  # a data-dependent branch, an op make_fx cannot trace, ...
@@ -593,7 +594,7 @@ def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], param_shapes,
     for v, w in zip(outs_f, W):
         if v is None or v.kind not in ("row", "const") or v.width not in (1, w):
             raise Unsupported("a new state is not a [B, H] row value")
-    pw = [int(torch.Size(s).numel()) for s in param_shapes]
+    pw = [int(torch.Size(s).numel()) for s in weight_shapes]
     n_in = 2 + NS + NP
     src = _prelude(dtype)
     src += _row_function("cell_fwd", lines_f, outs_f, n_in,
@@ -687,15 +688,15 @@ _CACHE: dict = {}
 _LOCK = threading.Lock()
 
 
-def kernel_for(cell: Cell, widths, param_shapes, dtype: torch.dtype) -> Kernel:
+def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
     """The compiled kernel of ``cell`` for these sizes (cached per process and on disk).
     Raises :class:`Unsupported` (cell) or ``RuntimeError`` (compiler); both are cached too."""
-    key = (cell, widths, tuple(tuple(s) for s in param_shapes), dtype)
+    key = (cell, widths, tuple(tuple(s) for s in weight_shapes), dtype)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None:
             try:
-                src, index = generate(cell, widths, param_shapes, dtype)
+                src, index = generate(cell, widths, weight_shapes, dtype)
                 lib = compile_library(src)
                 i64 = ctypes.c_int64
                 lib.step_fwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64]

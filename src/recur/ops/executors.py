@@ -69,11 +69,11 @@ def run_eager(
             xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
             if lw.xg_fn is not None:
                 xg = lw.xg_fn(xg)  # (T, B, G*H)
-            kw = {"step_params": lw.step_params} if lw.step_params else {}
+            kw = {"step_inputs": lw.step_inputs} if lw.step_inputs else {}
             out, states = scan_fn(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
                                   w_hr=lw.w_hr, lengths=lengths, reverse=d == 1,
-                                  params=lw.params, h_mask=lw.h_mask, zoneout=lw.zoneout,
-                                  **kw)
+                                  cell_weights=lw.cell_weights, h_mask=lw.h_mask,
+                                  zoneout=lw.zoneout, **kw)
             outs.append(out)
             for j, s in enumerate(states):
                 finals[j].append(s)

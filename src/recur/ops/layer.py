@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..cells import Cell
 
-EXTRAS = ("params", "step_params", "h_mask", "xg_fn", "zoneout")
+EXTRAS = ("cell_weights", "step_inputs", "h_mask", "xg_fn", "zoneout")
 
 
 class LayerWeights(NamedTuple):
@@ -18,8 +18,8 @@ class LayerWeights(NamedTuple):
     None, ``w_hr [P, H]`` or None.
 
     Optional extras, for variants and declared cells (all default to "none"; which backend
-    takes which is each backend's ``accepts``, see :mod:`recur.ops.plan`): ``params`` handed
-    to every step's update, ``step_params`` (``[T, ...]``, sliced per step), ``h_mask
+    takes which is each backend's ``accepts``, see :mod:`recur.ops.plan`): ``cell_weights`` handed
+    to every step's update, ``step_inputs`` (``[T, ...]``, sliced per step), ``h_mask
     [B, Hout]`` on ``h_{t-1}`` before ``W_hh``, ``zoneout`` masks (one ``[T, B, H]`` per
     state, see :func:`recur.ops.scan`), and ``xg_fn`` applied once to the whole input
     projection ``xg [T, B, G*H]`` before the scan (e.g. a layer norm).
@@ -30,8 +30,8 @@ class LayerWeights(NamedTuple):
     b_ih: Tensor | None = None
     b_hh: Tensor | None = None
     w_hr: Tensor | None = None
-    params: tuple[Tensor, ...] = ()
-    step_params: tuple[Tensor, ...] = ()
+    cell_weights: tuple[Tensor, ...] = ()
+    step_inputs: tuple[Tensor, ...] = ()
     h_mask: Tensor | None = None
     xg_fn: Callable[[Tensor], Tensor] | None = None
     zoneout: tuple[Tensor, ...] | None = None
@@ -60,7 +60,7 @@ class LayerSpec(NamedTuple):
     """What a backend needs to know to accept one layer and direction (see
     :mod:`recur.ops.plan`): the cell, ``H`` units, the recurrent width ``HO`` (``P`` with a
     projection), whether there is a projection / a recurrent bias, the extras used, and the
-    shapes of the tensors handed to the update (``params``)."""
+    shapes of the tensors handed to the update (``cell_weights``)."""
 
     cell: Cell
     hidden_size: int
@@ -68,7 +68,7 @@ class LayerSpec(NamedTuple):
     proj: bool = False
     b_hh: bool = True
     extras: frozenset[str] = frozenset()
-    param_shapes: tuple[tuple[int, ...], ...] = ()
+    weight_shapes: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, cell: Cell, lw: LayerWeights) -> LayerSpec:
@@ -80,7 +80,7 @@ class LayerSpec(NamedTuple):
     def of_tensors(cls, cell: Cell, w_hh: Tensor, b_hh: Tensor | None, w_hr: Tensor | None,
                    **extras) -> LayerSpec:
         """The spec from ``w_hh [G*H, HO]``, ``b_hh``, ``w_hr`` and the extras by name
-        (``params=``, ``h_mask=``, ... as :func:`recur.ops.scan` takes them)."""
+        (``cell_weights=``, ``h_mask=``, ... as :func:`recur.ops.scan` takes them)."""
         return cls(cell, w_hh.shape[0] // cell.num_gates, w_hh.shape[1], w_hr is not None,
                    b_hh is not None, extras_of(**extras),
-                   tuple(tuple(p.shape) for p in extras.get("params", ())))
+                   tuple(tuple(p.shape) for p in extras.get("cell_weights", ())))

@@ -20,7 +20,7 @@ two things:
 - **An ONNX ``Scan``** over the cell's step (one per layer and direction) for everything
   else: declared cells, the layer-norm cells, LSTM with ``proj_size``, zoneout in eval mode.
   The step is the reference loop's :func:`recur.ops.reference.cell_step` (the cell's single
-  declared ``update`` with its params, zoneout rates and projection), traced once through
+  declared ``update`` with its cell weights, zoneout rates and projection), traced once through
   ``torch._higher_order_ops.scan``, which the exporter translates to ``Scan`` with a dynamic
   number of steps. ``lengths`` work by masking inside the step (the step index is a scanned
   input): a row past its length keeps its state and outputs zero, in both directions.
@@ -214,10 +214,10 @@ def _scan_direction(cell: Cell, xg: Tensor, state0: tuple[Tensor, ...], lw,
     # Detached: an exported graph has no backward, and tensors that need grad make the scan
     # operator also trace its autograd formula (several seconds per Scan, for nothing).
     xg, state0 = xg.detach(), tuple(s.detach() for s in state0)
-    lw = lw._replace(**{k: _detach(getattr(lw, k)) for k in
-                        ("w_hh", "b_hh", "w_hr", "params", "step_params", "h_mask", "zoneout")})
+    lw = lw._replace(**{k: _detach(getattr(lw, k)) for k in ("w_hh", "b_hh", "w_hr",
+                        "cell_weights", "step_inputs", "h_mask", "zoneout")})
     T = xg.shape[0]
-    xs: dict[str, object] = {"xg": xg, "step_params": tuple(lw.step_params)}
+    xs: dict[str, object] = {"xg": xg, "step_inputs": tuple(lw.step_inputs)}
     if lw.zoneout is not None:
         xs["zoneout"] = tuple(m.expand(T, *m.shape[1:]) for m in lw.zoneout)  # each (T, B, H)
     if lengths is not None:
@@ -226,11 +226,12 @@ def _scan_direction(cell: Cell, xg: Tensor, state0: tuple[Tensor, ...], lw,
 
     def step(states, inp):
         valid = None if lengths is None else (inp["t"] < lens).unsqueeze(-1)  # (B, 1)
-        # params copied inside the body: a view of a closed-over tensor (e.g. an update that
-        # unpacks ``w_a, w_b = param``) would otherwise be lifted as a second, aliasing input
-        params = tuple(p.clone() for p in lw.params)
+        # the cell weights copied inside the body: a view of a closed-over tensor (e.g. an
+        # update that unpacks ``w_a, w_b = weight``) would otherwise be lifted as a second,
+        # aliasing input
+        cell_weights = tuple(p.clone() for p in lw.cell_weights)
         new, out = cell_step(cell, inp["xg"], tuple(states), lw.w_hh, lw.b_hh, w_hr=lw.w_hr,
-                             params=params, step_params=tuple(inp["step_params"]),
+                             cell_weights=cell_weights, step_inputs=tuple(inp["step_inputs"]),
                              h_mask=lw.h_mask, zoneout=inp.get("zoneout"), valid=valid)
         # Scan's body may not return one tensor twice (carry and output): copy the output
         return tuple(new), out.clone() if any(out is s for s in new) else out

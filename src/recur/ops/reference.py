@@ -24,15 +24,15 @@ def scan_reference(
     w_hr: Tensor | None = None,
     lengths: Tensor | None = None,
     reverse: bool = False,
-    params: tuple[Tensor, ...] = (),
-    step_params: tuple[Tensor, ...] = (),
+    cell_weights: tuple[Tensor, ...] = (),
+    step_inputs: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over time with a Python loop. Arguments as in :func:`recur.ops.scan`.
 
     Per step t: ``hg = (h_{t-1} * h_mask) W_hh^T + b_hh`` (no mask if ``h_mask`` is None),
-    ``new = cell.update(xg[t], hg, states_{t-1}, *params, *(p[t] for p in step_params))``,
+    ``new = cell.update(xg[t], hg, states_{t-1}, *cell_weights, *(p[t] for p in step_inputs))``,
     then with ``zoneout`` masks ``m_k [T, B, H]``: ``states_t[k] = m_k[t] * states_{t-1}[k] +
     (1 - m_k[t]) * new[k]``.
 
@@ -48,8 +48,8 @@ def scan_reference(
     order = range(T - 1, -1, -1) if reverse else range(T)
     for t in order:
         states, outs[t] = cell_step(
-            cell, xg[t], states, w_hh, b_hh, w_hr=w_hr, params=params,
-            step_params=tuple(p[t] for p in step_params), h_mask=h_mask,
+            cell, xg[t], states, w_hh, b_hh, w_hr=w_hr, cell_weights=cell_weights,
+            step_inputs=tuple(p[t] for p in step_inputs), h_mask=h_mask,
             zoneout=None if zoneout is None else tuple(m[t] for m in zoneout),
             valid=None if valid is None else valid[t])
     return torch.stack(outs), states  # (T, B, Hout)
@@ -63,8 +63,8 @@ def cell_step(
     b_hh: Tensor | None,
     *,
     w_hr: Tensor | None = None,
-    params: tuple[Tensor, ...] = (),
-    step_params: tuple[Tensor, ...] = (),
+    cell_weights: tuple[Tensor, ...] = (),
+    step_inputs: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
     valid: Tensor | None = None,
@@ -76,7 +76,7 @@ def cell_step(
     Args:
         xg_t: ``[B, G*H]`` this step's input projection; ``states``: the states of step t-1
             (``h: [B, Hout]``, the others ``[B, H]``).
-        step_params: this step's slices ``p[t]`` of ``scan``'s ``step_params``.
+        step_inputs: this step's slices ``p[t]`` of ``scan``'s ``step_inputs``.
         zoneout: this step's masks, one ``[B, H]`` per state (or broadcastable), or None.
         valid: ``[B, 1]`` bool, False for rows past their length (state kept, output zero),
             or None (every row runs).
@@ -87,7 +87,7 @@ def cell_step(
     """
     h = states[0] if h_mask is None else states[0] * h_mask  # (B, Hout)
     hg = F.linear(h, w_hh, b_hh)  # (B, G*H)
-    new = cell.update(xg_t, hg, states, *params, *step_params)
+    new = cell.update(xg_t, hg, states, *cell_weights, *step_inputs)
     if zoneout is not None:
         new = tuple(m * s + (1 - m) * n for m, s, n in zip(zoneout, states, new))
     if w_hr is not None:

@@ -81,8 +81,8 @@ def scan(
     lengths: Tensor | None = None,
     reverse: bool = False,
     backend: str = "auto",
-    params: tuple[Tensor, ...] = (),
-    step_params: tuple[Tensor, ...] = (),
+    cell_weights: tuple[Tensor, ...] = (),
+    step_inputs: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
 ) -> tuple[Tensor, States]:
@@ -101,10 +101,11 @@ def scan(
         reverse: run from the last valid step of each row down to step 0.
         backend: ``"auto" | "reference" | "cpu" | "triton"`` (``RECUR_BACKEND`` overrides ``auto``).
             PyTorch's fused kernels run whole stacks, not a single scan: see ``run_stack``.
-        params: extra tensors handed to every step's update after the states
-            (``cell.update(xg_t, hg_t, states, *params, *step_slices)``), e.g. layer-norm gains.
-        step_params: extra ``[T, ...]`` tensors of which step t's slice ``p[t]`` is handed to
-            the update after ``params``, e.g. per-step zoneout masks ``[T, B, H]``.
+        cell_weights: the cell's weights (one tensor per declared ``Param``, e.g. layer-norm
+            gains), handed to every step's update after the states
+            (``cell.update(xg_t, hg_t, states, *cell_weights, *step_slices)``).
+        step_inputs: extra ``[T, ...]`` tensors of which step t's slice ``p[t]`` is handed to
+            the update after ``cell_weights``, e.g. per-step zoneout masks ``[T, B, H]``.
         h_mask: ``[B, Hout]`` multiplied onto ``h_{t-1}`` before ``W_hh`` at every step (a
             recurrent-dropout mask), or None.
         zoneout: one mask ``[T, B, H]`` per state (``[T, B, H]``-broadcastable views such as
@@ -112,10 +113,10 @@ def scan(
             ``s_k = m_k[t] * s_k(t-1) + (1 - m_k[t]) * new_k`` (Krueger et al. 2016; 1 keeps
             the old value). Not with ``w_hr``.
 
-        ``params`` and ``step_params`` run on the reference loop only (``backend="triton"``
-        raises), except the layer-norm cells' ``params`` (``Cell.fused_norm``), which the
-        fused kernels take; ``h_mask`` and ``zoneout`` run on the reference loop and the
-        fused kernels.
+        ``cell_weights`` and ``step_inputs`` run on the reference loop (and ``cpu``, which
+        takes ``cell_weights``) only; ``backend="triton"`` raises, except for the layer-norm
+        cells' ``cell_weights`` (``Cell.fused_norm``), which the fused kernels take;
+        ``h_mask`` and ``zoneout`` run on every backend but ``torch``.
 
     Returns:
         ``out: [T, B, Hout]`` every step's h (zero past a row's length) and the final states
@@ -135,27 +136,27 @@ def scan(
     if h_mask is not None and (not h_mask.is_floating_point() or h_mask.device != xg.device):
         raise ValueError(f"h_mask must be a floating tensor on {xg.device}, got "
                          f"{h_mask.dtype} on {h_mask.device}")
-    for k, p in enumerate(step_params):
+    for k, p in enumerate(step_inputs):
         if p.shape[0] != xg.shape[0]:
-            raise ValueError(f"step_params[{k}] must have T={xg.shape[0]} rows, "
+            raise ValueError(f"step_inputs[{k}] must have T={xg.shape[0]} rows, "
                              f"got shape {tuple(p.shape)}")
     if zoneout is not None:
         zoneout = _check_zoneout(cell, zoneout, xg, w_hr)
-    spec = LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
-                                step_params=tuple(step_params), h_mask=h_mask, zoneout=zoneout)
+    spec = LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, cell_weights=tuple(cell_weights),
+                                step_inputs=tuple(step_inputs), h_mask=h_mask, zoneout=zoneout)
     plan = plan_scan(spec, xg, backend)
     if plan.backend == "triton" and xg.shape[1] > 0:
         from .triton import scan_triton
 
         return scan_triton(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
                            reverse=reverse, h_mask=h_mask, zoneout=zoneout,
-                           params=tuple(params))
+                           cell_weights=tuple(cell_weights))
     if plan.backend == "cpu" and xg.shape[1] > 0:
         from .cpu import scan_cpu
 
         return scan_cpu(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
-                        params=tuple(params), h_mask=h_mask, zoneout=zoneout)
+                        cell_weights=tuple(cell_weights), h_mask=h_mask, zoneout=zoneout)
     # the reference loop (an empty batch has no step to run on any backend)
     return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                          reverse=reverse, params=tuple(params), step_params=tuple(step_params),
-                          h_mask=h_mask, zoneout=zoneout)
+                          reverse=reverse, cell_weights=tuple(cell_weights),
+                          step_inputs=tuple(step_inputs), h_mask=h_mask, zoneout=zoneout)

@@ -93,14 +93,14 @@ def _launch_plan(spec: LayerSpec, x: Tensor) -> tuple[str | None, _launch.Plan |
     reason = _device_reason(cell, x)
     if reason is not None:
         return reason, None
-    if "step_params" in spec.extras:
-        return ("per-step tensors (step_params) are handed to the update by the reference "
+    if "step_inputs" in spec.extras:
+        return ("per-step tensors (step_inputs) are handed to the update by the reference "
                 "loop only"), None
-    if "params" in spec.extras:
+    if "cell_weights" in spec.extras:
         if cell.fused_norm is None:
-            return (f"cell {cell.name!r} takes extra params in its update, which only the "
-                    "reference loop hands to it (the kernels apply only the layer-norm "
-                    "cells')"), None
+            return (f"cell {cell.name!r} takes cell weights in its update (declared params), "
+                    "which only the reference loop and cpu hand to it (the kernels apply only "
+                    "the layer-norm cells')"), None
         if spec.b_hh or spec.proj:
             return (f"layer-norm cell {cell.name!r} with a separate b_hh or a projection: the "
                     "kernels fold b_hh into LN_h's bias and have no projection here"), None
@@ -158,7 +158,7 @@ def scan_triton(
     reverse: bool = False,
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
-    params: tuple[Tensor, ...] = (),
+    cell_weights: tuple[Tensor, ...] = (),
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over the sequence with the fused kernels; same contract as
     :func:`recur.ops.scan_reference` (arguments already checked by :func:`recur.ops.scan`).
@@ -169,7 +169,7 @@ def scan_triton(
         w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None;
         h_mask: ``[B, HO]`` recurrent-dropout mask or None; zoneout: one ``[T, B, H]`` mask
         per state or None (expanded constants, eval mode's rates, are passed as scalars);
-        params: the layer-norm cells' parameters (see ``Cell.fused_norm``; ``b_hh`` must
+        cell_weights: the layer-norm cells' cell weights (see ``Cell.fused_norm``; ``b_hh`` must
         then be None and there is no ``w_hr``), ``()`` for every other cell.
 
     Returns:
@@ -181,14 +181,15 @@ def scan_triton(
         from ..reference import scan_reference
 
         return scan_reference(cell, xg, w_hh, b_hh, state0, w_hr=w_hr, lengths=lengths,
-                              reverse=reverse, params=tuple(params), h_mask=h_mask,
+                              reverse=reverse, cell_weights=tuple(cell_weights), h_mask=h_mask,
                               zoneout=zoneout)
-    reason, p = _launch_plan(LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, params=tuple(params),
-                                                  h_mask=h_mask, zoneout=zoneout), xg)
+    spec = LayerSpec.of_tensors(cell, w_hh, b_hh, w_hr, cell_weights=tuple(cell_weights),
+                                h_mask=h_mask, zoneout=zoneout)
+    reason, p = _launch_plan(spec, xg)
     if reason is not None:  # no silent fallback: the planner (recur.ops.plan) asked first
         raise ValueError(f"backend='triton' cannot run this scan: {reason}")
     pw = pointwise_of(cell)
-    ln = _norm_params(cell, params, b_hh, w_hr, GH // G)
+    ln = _norm_weights(cell, cell_weights, b_hh, w_hr, GH // G)
     lens = None
     if lengths is not None:
         lens = torch.as_tensor(lengths).to(device=xg.device, dtype=torch.int32)
@@ -204,33 +205,33 @@ def scan_triton(
     return res[0], tuple(res[1:])
 
 
-def _norm_params(cell: Cell, params: tuple[Tensor, ...], b_hh: Tensor | None,
+def _norm_weights(cell: Cell, cell_weights: tuple[Tensor, ...], b_hh: Tensor | None,
                  w_hr: Tensor | None, H: int) -> tuple:
     """``(kind, ln_w, ln_b, lnc_w, lnc_b)`` for :class:`FusedScan` from a layer-norm cell's
-    ``params`` (``b_hh`` folded into ``ln_b``; ``kind`` is ``cell.fused_norm``);
+    ``cell_weights`` (``b_hh`` folded into ``ln_b``; ``kind`` is ``cell.fused_norm``);
     ``(None, None, None, None, None)`` without."""
-    if not params and cell.fused_norm is None:
+    if not cell_weights and cell.fused_norm is None:
         return (None, None, None, None, None)
     if cell.fused_norm is None:
-        raise ValueError(f"cell {cell.name!r}: the fused kernels take extra params only for "
+        raise ValueError(f"cell {cell.name!r}: the fused kernels take extra cell_weights only for "
                          "layer-norm cells (Cell.fused_norm)")
     want = 3 if cell.fused_norm == "h" else 5
-    if len(params) != want:
+    if len(cell_weights) != want:
         raise ValueError(f"cell {cell.name!r} (fused_norm={cell.fused_norm!r}) expects "
-                         f"{want} params, got {len(params)}")
+                         f"{want} cell_weights, got {len(cell_weights)}")
     if b_hh is not None or w_hr is not None:
-        raise ValueError(f"cell {cell.name!r}: b_hh goes last in params (not as b_hh) and "
+        raise ValueError(f"cell {cell.name!r}: b_hh goes last in cell_weights (not as b_hh) and "
                          "there is no projection")
     G = cell.num_gates
     shapes = [(G * H,), (G * H,)] + ([(H,), (H,)] if want == 5 else []) + [(G * H,)]
-    for k, (t, shape) in enumerate(zip(params, shapes)):
+    for k, (t, shape) in enumerate(zip(cell_weights, shapes)):
         if tuple(t.shape) != shape:
-            raise ValueError(f"cell {cell.name!r}: params[{k}] must have shape {shape}, got "
+            raise ValueError(f"cell {cell.name!r}: cell_weights[{k}] must have shape {shape}, got "
                              f"{tuple(t.shape)}")
-    ln_b = params[1] + params[-1]
+    ln_b = cell_weights[1] + cell_weights[-1]
     if want == 3:
-        return (cell.fused_norm, params[0], ln_b, None, None)
-    return (cell.fused_norm, params[0], ln_b, params[2], params[3])
+        return (cell.fused_norm, cell_weights[0], ln_b, None, None)
+    return (cell.fused_norm, cell_weights[0], ln_b, cell_weights[2], cell_weights[3])
 
 
 def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -> _launch.Masks:
