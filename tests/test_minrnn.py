@@ -55,7 +55,7 @@ def test_parallel_equals_sequential_and_paper_loop(cls, T, method):
     h0 = torch.randn(2, B, H, dtype=f64)
     lengths = torch.tensor([T, max(1, T // 2), 1])
     par = m(x, h0, lengths=lengths)
-    m.mode = "sequential"
+    m.method = "sequential"
     seq = m(x, h0, lengths=lengths)
     ref = _paper_loop(m, x, h0, lengths)
     assert_close_all(par, seq, atol=1e-12, rtol=1e-10)
@@ -85,8 +85,25 @@ def test_scan_arguments_checked():
         log_linear_scan(torch.zeros(3, 1, 2), torch.zeros(3, 1, 2), torch.zeros(1, 2), "x")
     with pytest.raises(ValueError, match="h0"):
         log_linear_scan(torch.zeros(3, 1, 2), torch.zeros(3, 1, 2), torch.zeros(2, 2))
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ValueError, match="method must be one of"):
+        recur.MinGRU(2, 3, method="fast")
+
+
+def test_mode_is_a_deprecated_spelling_of_method():
+    """``mode='sequential' | 'parallel'`` (the old argument) still works, with a warning;
+    a module pickled with ``mode`` loads with the matching ``method``."""
+    import pickle
+
+    with pytest.warns(DeprecationWarning, match="method='sequential'"):
+        m = recur.MinGRU(2, 3, mode="sequential")
+    assert m.method == "sequential" and "method='sequential'" in repr(m)
+    with pytest.warns(DeprecationWarning):
+        assert recur.MinLSTM(2, 3, mode="parallel", method="heinsen").method == "heinsen"
+    with pytest.raises(ValueError, match="mode must be 'parallel' or 'sequential'"):
         recur.MinGRU(2, 3, mode="fast")
+    old = recur.MinGRU(2, 3)
+    old.__dict__["mode"] = "sequential"  # as pickled before method= took "sequential"
+    assert pickle.loads(pickle.dumps(old)).method == "sequential"
 
 
 def test_layouts():

@@ -20,6 +20,7 @@ G = 3: f, i, h~) and ``bias_l{k}: [G*H]``, init U(-1/sqrt(H), 1/sqrt(H)).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -41,25 +42,37 @@ def log_g(v: Tensor) -> Tensor:
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
 
 
+#: how a MinGRU / MinLSTM runs its linear recurrence: the parallel scans of
+#: :mod:`recur.ops.parallel_scan` (``"doubling"``, ``"heinsen"``) or the loop (``"sequential"``)
+MIN_METHODS = (*METHODS, "sequential")
+
+
 class _MinRNN(nn.Module):
     num_gates: int
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 device=None, dtype=None, *, mode: str = "parallel",
-                 method: str = "doubling") -> None:
+                 device=None, dtype=None, *, method: str = "doubling",
+                 mode: str | None = None) -> None:
         super().__init__()
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
             check_int(name, v)
         check_dropout(dropout, upper_open=True)
-        if mode not in ("parallel", "sequential"):
-            raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if mode is not None:  # the old spelling: mode="parallel" | "sequential"
+            if mode not in ("parallel", "sequential"):
+                raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r} "
+                                 f"(mode= is deprecated: use method= one of {MIN_METHODS})")
+            warnings.warn(f"{type(self).__name__}(mode=...) is deprecated: use "
+                          f"method='sequential' for the loop, or method='doubling' / "
+                          f"'heinsen' for the parallel scan", DeprecationWarning, stacklevel=2)
+            if mode == "sequential":
+                method = "sequential"
+        if method not in MIN_METHODS:
+            raise ValueError(f"method must be one of {MIN_METHODS}, got {method!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
-        self.mode, self.method = mode, method
+        self.method = method
         factory = {"device": device, "dtype": dtype}
         GH = self.num_gates * hidden_size
         for k in range(num_layers):
@@ -69,6 +82,12 @@ class _MinRNN(nn.Module):
                 setattr(self, f"bias_l{k}", nn.Parameter(torch.empty(GH, **factory)))
         self.reset_parameters()
 
+    def __setstate__(self, state: dict) -> None:
+        # a module pickled before method= took "sequential" holds mode= beside method=
+        if state.pop("mode", None) == "sequential":
+            state["method"] = "sequential"
+        super().__setstate__(state)
+
     def reset_parameters(self) -> None:
         """U(-1/sqrt(H), 1/sqrt(H)) for every parameter."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
@@ -77,7 +96,7 @@ class _MinRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"mode={self.mode!r}")
+                f"method={self.method!r}")
 
     def _coefficients(self, k: Tensor, log: bool) -> tuple[Tensor, Tensor]:
         """``(a, b)`` (or their logs) of ``h_t = a_t h_{t-1} + b_t`` from ``k: [T, B, G*H]``."""
@@ -85,7 +104,7 @@ class _MinRNN(nn.Module):
 
     def _layer(self, x: Tensor, h0: Tensor, k: int) -> Tensor:
         proj = F.linear(x, getattr(self, f"weight_l{k}"), getattr(self, f"bias_l{k}", None))
-        if self.mode == "sequential":
+        if self.method == "sequential":
             a, b = self._coefficients(proj, log=False)
             return linear_scan_sequential(a, b, h0)
         log_a, log_b = self._coefficients(proj, log=True)
@@ -147,9 +166,12 @@ class MinGRU(_MinRNN):
     """minGRU: ``h_t = (1 - z_t) h_{t-1} + z_t g(h~_t)`` with ``[z, h~] = x W^T + b``.
 
     ``MinGRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-    dropout=0.0, device=None, dtype=None, *, mode='parallel', method='doubling')``;
-    ``mode='sequential'`` runs the same math as a loop (the reference). Forward returns
-    ``output [T, B, H], h_n [L, B, H]``. Parameters ``weight_l{k}: [2H, I_k]``, ``bias_l{k}``.
+    dropout=0.0, device=None, dtype=None, *, method='doubling')``: ``method`` is the parallel
+    scan (``'doubling'`` or ``'heinsen'``, see :mod:`recur.ops.parallel_scan`) or
+    ``'sequential'``, the same math as a loop (the reference). (``mode='parallel' |
+    'sequential'``, the old spelling, still works with a ``DeprecationWarning``.) Forward
+    returns ``output [T, B, H], h_n [L, B, H]``. Parameters ``weight_l{k}: [2H, I_k]``,
+    ``bias_l{k}``.
     """
 
     num_gates = 2
