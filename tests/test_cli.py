@@ -155,6 +155,10 @@ def test_env_reports_versions_and_backends(capsys):
     assert f"torch: {torch.__version__}" in out
     for key in ("python:", "triton:", "cuda:", "backends:"):
         assert key in out
+    # the plans come from the modules themselves: the layer-norm LSTM's cell weights included
+    assert "plan (LSTM, B=16, H=128" in out
+    plan = next(line for line in out.splitlines() if line.startswith("plan (LayerNormLSTM"))
+    assert "missing" not in plan and "could not be built" not in plan, plan
     lines = out.splitlines()
     for package in ("onnx", "onnxruntime", "onnxscript"):
         try:

@@ -119,6 +119,23 @@ def test_layernorm_init_and_names():
     assert not unexpected and all(n.startswith("ln_") for n in missing)
 
 
+@pytest.mark.parametrize("cls", [recur.LayerNormLSTM, recur.LayerNormGRU],
+                         ids=["LayerNormLSTM", "LayerNormGRU"])
+def test_layernorm_is_declared_by_the_cell(cls):
+    """The layer norm is the cell's (``Cell.norm``): ``VariantRNN`` on a layer-norm cell is the
+    layer-norm module (same parameters, same outputs), with nothing set on the module."""
+    torch.manual_seed(0)
+    m = cls(I, H, num_layers=2, bidirectional=True, dtype=f64)
+    _randomise(m)
+    v = recur.VariantRNN(m.cell, I, H, num_layers=2, bidirectional=True, dtype=f64)
+    assert [n for n, _ in v.named_parameters()] == [n for n, _ in m.named_parameters()]
+    v.load_state_dict(m.state_dict(), strict=True)
+    x = torch.randn(T, B, I, dtype=f64)
+    assert_close_all(v(x), m(x), atol=0, rtol=0)
+    assert m.cell.norm == ("hc" if cls is recur.LayerNormLSTM else "h")
+    assert m.cell.fused_norm == m.cell.norm  # the old name, still read by benchmarks/
+
+
 def _fixed_masks(m, seed, zoneout=False, hdrop=False, wdrop=False, n_states=2):
     gen = torch.Generator().manual_seed(seed)
     G = m.cell.num_gates

@@ -56,7 +56,7 @@ def make_ln_weights(cell: Cell, H: int, *, device: str | torch.device = "cpu",
                     seed: int = 4) -> list[Tensor]:
     """A layer-norm cell's cell weights (``scan``'s ``cell_weights``: gains near 1, biases
     near 0, then ``b_hh``), leaves: ``[G*H]`` gain and bias of LN_h, ``[H]`` gain and bias of
-    LN_c (``fused_norm == "hc"``), ``[G*H]`` b_hh."""
+    LN_c (``cell.norm == "hc"``), ``[G*H]`` b_hh."""
     g = torch.Generator().manual_seed(seed)
     GH = cell.num_gates * H
 
@@ -65,7 +65,7 @@ def make_ln_weights(cell: Cell, H: int, *, device: str | torch.device = "cpu",
         return t.to(device).requires_grad_()
 
     out = [rnd(GH, 1.0, 0.3), rnd(GH, 0.0, 0.3)]
-    if cell.fused_norm == "hc":
+    if cell.norm == "hc":
         out += [rnd(H, 1.0, 0.3), rnd(H, 0.0, 0.3)]
     return out + [rnd(GH, 0.0, H ** -0.5)]
 

@@ -42,14 +42,21 @@ class Cell:
             never imports Triton), or a zero-argument callable returning one. Cells with a
             ``native_mode`` use the built-in pointwise of that mode when this is ``None``.
         doc: one line describing the math, for error messages and docs.
-        fused_norm: for the layer-norm cells (``recur.cells.layernorm``) only: how the fused
-            kernels run the update without calling it. ``"h"``: the update is
-            ``triton_update``'s cell applied to ``xg`` and ``LN_h(hg) + b_hh`` with its
-            cell weights ``(ln_h_weight [G*H], ln_h_bias [G*H], b_hh [G*H])`` (``hg`` handed
-            without bias); ``"hc"``: also ``h' = sigmoid(gate 3) tanh(LN_c(c'))`` with ``c'``
-            that cell's second state and cell weights ``(ln_h_weight, ln_h_bias, ln_c_weight
-            [H], ln_c_bias [H], b_hh)``. ``None`` (every other cell): cell weights run on the
-            reference loop and ``cpu`` only.
+        norm: the cell's layer normalisation (Ba et al. 2016; ``recur.cells.layernorm``),
+            declared once here and read by the layers and the backends; ``None``: none.
+            ``"h"``: ``LN_x`` on the input projection (``LN_x(x W_ih^T) + b_ih`` for all
+            steps before the scan; its gain and bias ``[G*H]`` belong to the module, see
+            ``layernorm.LN_X``), and ``LN_h`` on the recurrent product, which the engine
+            hands to the update without ``b_hh``: the update's cell weights are
+            ``(ln_h_weight [G*H], ln_h_bias [G*H], b_hh [G*H])`` and it computes
+            ``triton_update``'s cell on ``xg`` and ``LN_h(hg) + b_hh``. ``"hc"``: also
+            ``LN_c``, ``h' = sigmoid(gate 3) tanh(LN_c(c'))`` with ``c'`` the second state,
+            and cell weights ``(ln_h_weight, ln_h_bias, ln_c_weight [H], ln_c_bias [H],
+            b_hh)``. ``recur.VariantRNN`` adds ``LN_x`` and routes ``b_hh`` from it; the
+            fused Triton kernels compute the norms themselves around the plain pointwise
+            instead of calling the update (their ``LN`` flag); the reference loop, ``cpu``
+            and ONNX call the update.
+        forget_gate: index of the gate block that is a forget gate, if any.
     """
 
     name: str
@@ -59,7 +66,7 @@ class Cell:
     native_mode: str | None = None
     triton_update: object | None = field(default=None, compare=False, repr=False)
     doc: str = ""
-    fused_norm: str | None = None
+    norm: str | None = None
     forget_gate: int | None = None
 
     def __post_init__(self) -> None:
@@ -67,11 +74,23 @@ class Cell:
             raise ValueError(f"num_gates must be >= 1, got {self.num_gates}")
         if self.num_states < 1:
             raise ValueError(f"num_states must be >= 1, got {self.num_states}")
-        if self.fused_norm not in (None, "h", "hc"):
-            raise ValueError(f"fused_norm must be None, 'h' or 'hc', got {self.fused_norm!r}")
+        if self.norm not in (None, "h", "hc"):
+            raise ValueError(f"norm must be None, 'h' or 'hc', got {self.norm!r}")
         if self.forget_gate is not None and not 0 <= self.forget_gate < self.num_gates:
             raise ValueError(f"forget_gate must index one of the {self.num_gates} gate blocks, "
                              f"got {self.forget_gate}")
-        if self.fused_norm == "hc" and (self.num_gates < 4 or self.num_states < 2):
-            raise ValueError("fused_norm='hc' needs an LSTM-shaped cell (4 gates, 2 states), "
+        if self.norm == "hc" and (self.num_gates < 4 or self.num_states < 2):
+            raise ValueError("norm='hc' needs an LSTM-shaped cell (4 gates, 2 states), "
                              f"got {self.num_gates} gates and {self.num_states} states")
+
+    @property
+    def fused_norm(self) -> str | None:
+        """The old name of :attr:`norm` (``benchmarks/gpu_check.py`` still reads it)."""
+        return self.norm
+
+    def __setstate__(self, state: dict) -> None:
+        # a cell pickled by value before ``fused_norm`` became ``norm``
+        if "fused_norm" in state:
+            state = {**state, "norm": state.get("norm", state["fused_norm"])}
+            del state["fused_norm"]
+        self.__dict__.update(state)

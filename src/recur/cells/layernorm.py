@@ -1,8 +1,11 @@
-"""Layer-normalised LSTM and GRU cells (Ba et al. 2016), torch.nn's gate orders.
+"""Layer-normalised LSTM and GRU cells (Ba et al. 2016), torch.nn's gate orders: the whole
+description of their layer norm, which the cells declare as ``Cell.norm`` (``"hc"``: LN_x,
+LN_h and LN_c; ``"h"``: LN_x and LN_h) and every layer and backend reads.
 
-The input part is normalised for all steps at once by the module, before the scan
-(``xg = LN_x(x W_ih^T) + b_ih``); the engine hands the update the raw recurrent product
-``hg = h W_hh^T`` (no bias), which the update normalises, then adds ``b_hh``::
+The input part is normalised for all steps at once, before the scan (:func:`input_norm`:
+``xg = LN_x(x W_ih^T) + b_ih``, gain and bias :data:`LN_X` owned by the module); the engine
+hands the update the raw recurrent product ``hg = h W_hh^T`` (no bias), which the update
+normalises, then adds ``b_hh``, its last cell weight::
 
     LSTM:  i, f, g, o = split(xg + LN_h(hg) + b_hh)                       # each (B, H)
            c' = s(f) c + s(i) tanh(g);   h' = s(o) tanh(LN_c(c'))
@@ -11,7 +14,8 @@ The input part is normalised for all steps at once by the module, before the sca
 
 Each LN has a learnable gain and bias and normalises the whole G*H vector (H for c).
 The fused Triton kernels run these cells without calling the update: they normalise ``hg``
-(and c') in the kernel and apply the plain LSTM / GRU pointwise (``Cell.fused_norm``).
+(and c') in the kernel and apply the plain LSTM / GRU pointwise (``Cell.norm`` says which
+norms; the weights are those below, with ``b_hh`` folded into LN_h's bias).
 Update signature: ``update(xg, hg, states, ln_h_weight, ln_h_bias, [ln_c_weight,
 ln_c_bias,] b_hh)`` with ``b_hh: [G*H]`` (zeros for a bias-free module).
 """
@@ -31,6 +35,30 @@ EPS = 1e-5
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """LN over the last dimension with gain ``weight`` and ``bias`` (eps 1e-5)."""
     return F.layer_norm(x, (x.shape[-1],), weight, bias, EPS)
+
+
+#: LN_x's gain and bias (``[G*H]`` each) of a cell with a ``norm``, per layer and direction:
+#: owned by the module (``ln_x_weight_l{k}``, ``ln_x_bias_l{k}``), not handed to the update,
+#: because LN_x runs once on the whole input projection (:func:`input_norm`)
+LN_X = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",), "zeros"))
+
+
+def input_norm(xg: Tensor, weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> Tensor:
+    """LN_x for all steps: ``LN_x(xg) + b_ih`` with ``xg = x W_ih^T: [T, B, G*H]`` (without
+    its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no bias). Returns ``[T, B, G*H]``."""
+    out = layer_norm(xg, weight, bias)  # (T, B, G*H)
+    return out if b_ih is None else out + b_ih
+
+
+def split_weights(norm: str, cell_weights) -> tuple[Tensor, Tensor, Tensor | None,
+                                                    Tensor | None, Tensor]:
+    """``(ln_h_weight, ln_h_bias, ln_c_weight, ln_c_bias, b_hh)`` from the cell weights of a
+    cell whose ``Cell.norm`` is ``norm`` (the LN_c pair is None for ``"h"``)."""
+    if norm == "h":
+        w, b, b_hh = cell_weights
+        return w, b, None, None, b_hh
+    w, b, cw, cb, b_hh = cell_weights
+    return w, b, cw, cb, b_hh
 
 
 def _ln_lstm_update(xg: Tensor, hg: Tensor, states: States, ln_h_w: Tensor, ln_h_b: Tensor,
@@ -60,12 +88,12 @@ _LN_H = (Param("ln_h_weight", ("G*H",), "ones"), Param("ln_h_bias", ("G*H",), "z
 LAYERNORM_LSTM = DeclaredCell(
     "layernorm_lstm", num_gates=4, num_states=2, update=_ln_lstm_update,
     params=_LN_H + (Param("ln_c_weight", ("H",), "ones"), Param("ln_c_bias", ("H",), "zeros")),
-    triton_update="recur.cells.triton_pointwise:LSTM", fused_norm="hc", forget_gate=1,
+    triton_update="recur.cells.triton_pointwise:LSTM", norm="hc", forget_gate=1,
     doc="g = LN_x(x W_ih^T) + LN_h(h W_hh^T) + b; c' = s(f) c + s(i) tanh(g); "
         "h' = s(o) tanh(LN_c(c'))",
 )
 LAYERNORM_GRU = DeclaredCell(
     "layernorm_gru", num_gates=3, num_states=1, update=_ln_gru_update, params=_LN_H,
-    triton_update="recur.cells.triton_pointwise:GRU", fused_norm="h",
+    triton_update="recur.cells.triton_pointwise:GRU", norm="h",
     doc="torch.nn's GRU with LN_x on x W_ih^T and LN_h on h W_hh^T",
 )

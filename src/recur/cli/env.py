@@ -49,20 +49,18 @@ def report() -> dict[str, str]:
         name for name, ok in (("gloo", torch.distributed.is_gloo_available()),
                               ("nccl", torch.distributed.is_nccl_available()))
         if ok) if torch.distributed.is_available() else "not available"
-    # the planner's answer for a standard and a layer-norm LSTM on the default device
-    from ..cells import LAYERNORM_LSTM, LSTM
-    from ..ops import LayerSpec, plan_stack
+    # the planner's answer for a standard and a layer-norm LSTM on the default device, asked
+    # by the modules themselves (each plans from its own cell and weights, as in a forward)
+    from ..nn import LSTM, LayerNormLSTM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.zeros(1, 16, 128, device=device)
-    for label, cell, extras in (("LSTM", LSTM, frozenset()),
-                                ("LayerNormLSTM", LAYERNORM_LSTM, frozenset({"cell_weights"}))):
-        spec = LayerSpec(cell, 128, 128, b_hh=cell.native_mode is not None, extras=extras)
+    for cls in (LSTM, LayerNormLSTM):
+        key = f"plan ({cls.__name__}, B=16, H=128, {device})"
         try:
-            info[f"plan ({label}, B=16, H=128, {device})"] = plan_stack(
-                cell, [spec], x, "auto").describe()
+            info[key] = cls(128, 128, device=device).plan(x).describe()
         except ValueError as err:  # RECUR_BACKEND names a backend that cannot run it
-            info[f"plan ({label}, B=16, H=128, {device})"] = str(err)
+            info[key] = str(err)
     info["backends"] = ", ".join(b for b in BACKENDS if b != "auto")
     info[ENV_VAR] = os.environ.get(ENV_VAR) or "unset (backend='auto' picks per device)"
     return info

@@ -41,8 +41,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import cells
 from ..cells import Cell
-from ..cells.declare import Param
-from ..cells.layernorm import LAYERNORM_GRU, LAYERNORM_LSTM, layer_norm
+from ..cells.layernorm import LAYERNORM_GRU, LAYERNORM_LSTM, LN_X, input_norm
 from ..ops import LayerWeights
 from ..ops.onnx import exporting_onnx
 from .custom import CustomRNN
@@ -69,11 +68,6 @@ def _rate(name: str, p, upper_open: bool = True) -> float:
     return float(p)
 
 
-def _ln_x(xg: Tensor, weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> Tensor:
-    out = layer_norm(xg, weight, bias)  # (T, B, G*H)
-    return out if b_ih is None else out + b_ih
-
-
 def _bernoulli_scaled(shape, p: float, like: Tensor) -> Tensor:
     keep = torch.full(shape, 1.0 - p, dtype=like.dtype, device=like.device)
     return torch.bernoulli(keep) / (1.0 - p)
@@ -83,7 +77,10 @@ class VariantRNN(CustomRNN):
     """A recurrent module for any cell, with the regularisers and options of this file.
 
     Args:
-        cell: a :class:`recur.cells.Cell` (``recur.cells.LSTM``, a declared cell, ...).
+        cell: a :class:`recur.cells.Cell` (``recur.cells.LSTM``, a declared cell, ...). A
+            cell with a layer norm (``Cell.norm``, e.g. ``recur.cells.LAYERNORM_LSTM``) gets
+            its LN_x gain and bias (``ln_x_weight_l{k}``, ``ln_x_bias_l{k}``) and takes
+            ``b_hh`` after LN_h, as ``recur.cells.layernorm`` describes.
         input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
         proj_size, device, dtype, backend: as in :class:`recur.LSTM`.
         zoneout: probability of keeping each state unit's old value per step, a float for
@@ -97,10 +94,6 @@ class VariantRNN(CustomRNN):
     Forward as :meth:`recur.RNNBase.forward`; returns ``output, h_n`` (more states:
     ``output, (h_n, c_n, ...)``).
     """
-
-    #: layer norm on the input projection (``ln_x_weight_l{k}``, ``ln_x_bias_l{k}``) and the
-    #: torch.nn biases moved out of the products (the cell adds ``b_hh`` after LN_h)
-    layernorm: bool = False
 
     def __init__(self, cell: Cell, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
@@ -134,17 +127,16 @@ class VariantRNN(CustomRNN):
         super().__init__(cell, input_size, hidden_size,
                          num_layers, bias, batch_first, dropout, bidirectional, proj_size,
                          device, dtype, backend=backend)
+        # a cell with a layer norm (Cell.norm): LN_x's gain and bias, which the module owns
         self._ln_x_names: list[tuple[str, str]] = []
-        if self.layernorm:
-            gh = self.cell.num_gates * hidden_size
-            specs = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",),
-                                                                   "zeros"))
+        if self.cell.norm is not None:
             for layer in range(num_layers):
                 for suffix in ("", "_reverse")[: 2 if bidirectional else 1]:
-                    names = tuple(f"{p.name}_l{layer}{suffix}" for p in specs)
-                    for p, n in zip(specs, names):
+                    names = tuple(f"{p.name}_l{layer}{suffix}" for p in LN_X)
+                    for p, n in zip(LN_X, names):
+                        shape = p.resolve(self.cell.num_gates, hidden_size)
                         setattr(self, n, nn.Parameter(p.initialise_new(
-                            (gh,), hidden_size, device=device, dtype=dtype)))
+                            shape, hidden_size, device=device, dtype=dtype)))
                     self._ln_x_names.append(names)
         self._apply_forget_bias()
 
@@ -152,10 +144,9 @@ class VariantRNN(CustomRNN):
     def reset_parameters(self) -> None:
         """torch.nn's init, the cell weights' own inits, LN_x = (1, 0), then forget_bias."""
         super().reset_parameters()
-        with torch.no_grad():
-            for w_name, b_name in getattr(self, "_ln_x_names", ()):
-                getattr(self, w_name).fill_(1.0)
-                getattr(self, b_name).zero_()
+        for names in getattr(self, "_ln_x_names", ()):
+            for p, n in zip(LN_X, names):
+                p.initialise(getattr(self, n), self.hidden_size)
         self._apply_forget_bias()
 
     def _apply_forget_bias(self) -> None:
@@ -208,15 +199,16 @@ class VariantRNN(CustomRNN):
                              "every forward, which an ONNX graph cannot; call model.eval() "
                              "before torch.onnx.export")
         masks = self.sample_masks(T, B, x)
+        GH = self.cell.num_gates * self.hidden_size
         out = []
         for k, (lw, ps) in enumerate(zip(self._layer_weights(), self._cell_weights())):
             m = masks[k]
             b_ih, b_hh, xg_fn, cell_weights = lw.b_ih, lw.b_hh, None, tuple(ps)
-            if self.layernorm:
+            if self.cell.norm is not None:  # LN_x before the scan, b_hh after LN_h (layernorm.py)
                 w_name, b_name = self._ln_x_names[k]
-                xg_fn = functools.partial(_ln_x, weight=getattr(self, w_name),
+                xg_fn = functools.partial(input_norm, weight=getattr(self, w_name),
                                           bias=getattr(self, b_name), b_ih=b_ih)
-                cell_weights += (b_hh if b_hh is not None else lw.w_hh.new_zeros(lw.w_hh.shape[0]),)
+                cell_weights += (b_hh if b_hh is not None else lw.w_hh.new_zeros(GH),)
                 b_ih = b_hh = None
             w_hh = lw.w_hh if m.w_hh_mask is None else lw.w_hh * m.w_hh_mask
             out.append(LayerWeights(lw.w_ih, w_hh, b_ih, b_hh, lw.w_hr, cell_weights=cell_weights,
@@ -282,10 +274,9 @@ class LayerNormLSTM(VariantRNN):
 
     LN_x, LN_h over the whole 4H vector, LN_c over H, each with a gain (init 1) and a bias
     (init 0): ``ln_x_weight_l{k}``, ``ln_x_bias_l{k}``, ``ln_h_…``, ``ln_c_…`` beside
-    torch.nn's parameters. Takes every option of :class:`VariantRNN`.
+    torch.nn's parameters. Takes every option of :class:`VariantRNN`; the same as
+    ``VariantRNN(recur.cells.LAYERNORM_LSTM, ...)``.
     """
-
-    layernorm = True
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(LAYERNORM_LSTM, *args, **kwargs)
@@ -296,9 +287,9 @@ class LayerNormGRU(VariantRNN):
 
         r = s(LN_x(.)_r + b_ir + LN_h(.)_r + b_hr);  z likewise
         n = tanh(LN_x(.)_n + b_in + r (LN_h(.)_n + b_hn));  h' = (1 - z) n + z h
-    """
 
-    layernorm = True
+    ``VariantRNN(recur.cells.LAYERNORM_GRU, ...)`` without ``proj_size``.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         _no_proj(kwargs)

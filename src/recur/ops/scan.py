@@ -115,7 +115,7 @@ def scan(
 
         ``cell_weights`` and ``step_inputs`` run on the reference loop (and ``cpu``, which
         takes ``cell_weights``) only; ``backend="triton"`` raises, except for the layer-norm
-        cells' ``cell_weights`` (``Cell.fused_norm``), which the fused kernels take;
+        cells' ``cell_weights`` (``Cell.norm``), which the fused kernels take;
         ``h_mask`` and ``zoneout`` run on every backend but ``torch``.
 
     Returns:

@@ -19,7 +19,7 @@ import triton  # ImportError here means: no Triton backend
 from torch import Tensor
 
 from ...cells import Cell, States
-from ...cells.layernorm import EPS
+from ...cells.layernorm import EPS, split_weights
 from ..layer import LayerSpec
 from . import _launch
 from ._function import FusedScan
@@ -97,7 +97,7 @@ def _launch_plan(spec: LayerSpec, x: Tensor) -> tuple[str | None, _launch.Plan |
         return ("per-step tensors (step_inputs) are handed to the update by the reference "
                 "loop only"), None
     if "cell_weights" in spec.extras:
-        if cell.fused_norm is None:
+        if cell.norm is None:
             return (f"cell {cell.name!r} takes cell weights in its update (declared params), "
                     "which only the reference loop and cpu hand to it (the kernels apply only "
                     "the layer-norm cells')"), None
@@ -169,7 +169,7 @@ def scan_triton(
         w_hr: ``[HO, H]`` or None; lengths: ``[B]`` integers in ``[1, T]`` or None;
         h_mask: ``[B, HO]`` recurrent-dropout mask or None; zoneout: one ``[T, B, H]`` mask
         per state or None (expanded constants, eval mode's rates, are passed as scalars);
-        cell_weights: the layer-norm cells' cell weights (see ``Cell.fused_norm``; ``b_hh`` must
+        cell_weights: the layer-norm cells' cell weights (see ``Cell.norm``; ``b_hh`` must
         then be None and there is no ``w_hr``), ``()`` for every other cell.
 
     Returns:
@@ -206,32 +206,31 @@ def scan_triton(
 
 
 def _norm_weights(cell: Cell, cell_weights: tuple[Tensor, ...], b_hh: Tensor | None,
-                 w_hr: Tensor | None, H: int) -> tuple:
+                  w_hr: Tensor | None, H: int) -> tuple:
     """``(kind, ln_w, ln_b, lnc_w, lnc_b)`` for :class:`FusedScan` from a layer-norm cell's
-    ``cell_weights`` (``b_hh`` folded into ``ln_b``; ``kind`` is ``cell.fused_norm``);
-    ``(None, None, None, None, None)`` without."""
-    if not cell_weights and cell.fused_norm is None:
+    ``cell_weights`` (``kind`` is ``cell.norm``; the weights are laid out as
+    ``recur.cells.layernorm`` declares them, shapes from the cell's ``params`` then ``b_hh
+    [G*H]``, and ``b_hh`` is folded into ``ln_b``); ``(None, None, None, None, None)``
+    without a norm."""
+    if not cell_weights and cell.norm is None:
         return (None, None, None, None, None)
-    if cell.fused_norm is None:
-        raise ValueError(f"cell {cell.name!r}: the fused kernels take extra cell_weights only for "
-                         "layer-norm cells (Cell.fused_norm)")
-    want = 3 if cell.fused_norm == "h" else 5
-    if len(cell_weights) != want:
-        raise ValueError(f"cell {cell.name!r} (fused_norm={cell.fused_norm!r}) expects "
-                         f"{want} cell_weights, got {len(cell_weights)}")
-    if b_hh is not None or w_hr is not None:
-        raise ValueError(f"cell {cell.name!r}: b_hh goes last in cell_weights (not as b_hh) and "
-                         "there is no projection")
+    if cell.norm is None:
+        raise ValueError(f"cell {cell.name!r}: the fused kernels take cell weights only for "
+                         "layer-norm cells (Cell.norm)")
     G = cell.num_gates
-    shapes = [(G * H,), (G * H,)] + ([(H,), (H,)] if want == 5 else []) + [(G * H,)]
+    shapes = [p.resolve(G, H) for p in getattr(cell, "params", ())] + [(G * H,)]
+    if len(cell_weights) != len(shapes):
+        raise ValueError(f"cell {cell.name!r} (norm={cell.norm!r}) expects "
+                         f"{len(shapes)} cell weights, got {len(cell_weights)}")
+    if b_hh is not None or w_hr is not None:
+        raise ValueError(f"cell {cell.name!r}: b_hh goes last in cell_weights (not as b_hh) "
+                         "and there is no projection")
     for k, (t, shape) in enumerate(zip(cell_weights, shapes)):
         if tuple(t.shape) != shape:
-            raise ValueError(f"cell {cell.name!r}: cell_weights[{k}] must have shape {shape}, got "
-                             f"{tuple(t.shape)}")
-    ln_b = cell_weights[1] + cell_weights[-1]
-    if want == 3:
-        return (cell.fused_norm, cell_weights[0], ln_b, None, None)
-    return (cell.fused_norm, cell_weights[0], ln_b, cell_weights[2], cell_weights[3])
+            raise ValueError(f"cell {cell.name!r}: cell_weights[{k}] must have shape {shape}, "
+                             f"got {tuple(t.shape)}")
+    ln_w, ln_b, lnc_w, lnc_b, b = split_weights(cell.norm, cell_weights)
+    return (cell.norm, ln_w, ln_b + b, lnc_w, lnc_b)
 
 
 def _masks(h_mask: Tensor | None, zoneout: tuple[Tensor, ...] | None, NS: int) -> _launch.Masks:

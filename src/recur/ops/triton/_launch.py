@@ -165,7 +165,7 @@ class Saved:
 class Norm:
     """Layer norm of a layer-norm cell for the kernels (see ``recur.cells.layernorm``).
 
-    ``kind`` is the cell's ``fused_norm``, the one representation from declaration to launch:
+    ``kind`` is the cell's ``norm``, the one representation from declaration to launch:
     ``"h"``: ``LN_h`` on ``h W_hh^T`` over its G*H entries, gain ``w [G*H]`` and bias
     ``b [G*H]`` (the cell's LN bias plus ``b_hh``, folded); ``"hc"``: also ``LN_c``
     (``cw, cb [H]``) with ``h' = sigmoid(gate 3) tanh(LN_c(c'))``. All contiguous, in the
@@ -242,7 +242,7 @@ class ScanConfig:
     """Everything :class:`recur.ops.triton._function.FusedScan` takes that is not a tensor
     with a gradient: direction, the cell's Triton pointwise ``pw`` with its ``G`` gates and
     ``NS`` states, the launch ``plan``, the (constant) ``masks``, and the layer-norm ``norm``
-    kind (the cell's ``fused_norm``: None, ``"h"`` or ``"hc"``) with its ``eps``."""
+    kind (the cell's ``norm``: None, ``"h"`` or ``"hc"``) with its ``eps``."""
 
     reverse: bool
     pw: object
