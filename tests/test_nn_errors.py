@@ -154,5 +154,29 @@ def test_lstm_cell_hx_must_be_pair():
 
 
 def test_cell_modules_refuse_triton():
-    with pytest.raises(ValueError, match="backend='triton' runs whole sequences"):
-        recur.LSTMCell(3, 4, backend="triton")
+    """The refusal is the planner's (``recur.ops.plan.accepts`` for one step), raised at
+    construction for an explicit backend; ``RECUR_BACKEND`` naming a backend that runs no
+    single step leaves ``auto``'s choice (PyTorch's cell kernel)."""
+    from recur.ops.layer import LayerSpec
+    from recur.ops.plan import accepts, plan_step
+
+    for name in ("triton", "cpu"):
+        reason = accepts(name, LayerSpec(recur.cells.LSTM, 4, 4), None, unit="step")
+        assert "run whole sequences" in reason
+        with pytest.raises(ValueError, match=f"backend='{name}' cannot run cell 'lstm' here: "
+                                             ".*run whole sequences.*not one step"):
+            recur.LSTMCell(3, 4, backend=name)
+    assert plan_step(LayerSpec(recur.cells.GRU, 4, 4), "reference").backend == "reference"
+
+
+@pytest.mark.parametrize("env,runs", [("triton", "torch"), ("cpu", "torch"),
+                                      ("reference", "reference"), ("torch", "torch")])
+def test_cell_modules_under_recur_backend(monkeypatch, env, runs):
+    cell = recur.GRUCell(3, 4)
+    assert cell._step_backend() == "torch"
+    monkeypatch.setenv("RECUR_BACKEND", env)  # read at every call, as by the layers
+    assert cell._step_backend() == runs
+    ref = torch.nn.GRUCell(3, 4)
+    ref.load_state_dict(cell.state_dict())
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(cell(x), ref(x))

@@ -4,6 +4,9 @@ Same constructor, parameter names (``weight_ih [G*H, I]``, ``weight_hh [G*H, H]`
 ``bias_ih``, ``bias_hh``), initialisation and forward as torch.nn. The step is the cell's
 declared update (``recur.cells``); ``backend="torch"`` (what ``auto`` picks for these
 standard cells) runs PyTorch's fused cell kernels instead, ``"reference"`` the declaration.
+Which one runs is planned per call by :func:`recur.ops.plan.plan_step`, the planner of the
+layers: an explicit backend that runs no single step (``cpu``, ``triton``: whole sequences)
+is refused at construction with its ``accepts`` reason.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, _VF, nn
+from torch import _VF, Tensor, nn
 
 from .. import cells
 from ..cells import Cell
 from ..ops.dispatch import check_backend_name, requested_backend
+from ..ops.layer import LayerSpec
+from ..ops.plan import plan_step
 from ._args import check_int
 from ._pickle import CellByName
 
@@ -39,9 +44,8 @@ class RNNCellBase(CellByName, nn.Module):
         self.hidden_size = hidden_size
         self.bias = bias  # as given: torch.nn's cells take any truthy value (e.g. 1)
         self.backend = check_backend_name(backend)
-        if backend == "triton":
-            raise ValueError("backend='triton' runs whole sequences (recur.RNN/LSTM/GRU); a "
-                             "cell module runs one step: use 'auto', 'torch' or 'reference'")
+        if backend != "auto":  # an explicit backend: runs one step, or the planner says why not
+            plan_step(self._spec(), backend)
         factory = {"device": device, "dtype": dtype}
         G = cell.num_gates
         self.weight_ih = nn.Parameter(torch.empty((G * hidden_size, input_size), **factory))
@@ -58,6 +62,21 @@ class RNNCellBase(CellByName, nn.Module):
         stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
         for weight in self.parameters():
             nn.init.uniform_(weight, -stdv, stdv)
+
+    def _spec(self) -> LayerSpec:
+        """What the planner looks at: the cell and its sizes (one step, no extras)."""
+        return LayerSpec(self.cell, self.hidden_size, self.hidden_size, b_hh=bool(self.bias))
+
+    def _step_backend(self) -> str:
+        """The backend of this step (:func:`recur.ops.plan.plan_step`); the plan depends only
+        on the request (``backend``, ``RECUR_BACKEND``), so it is kept per request (the cache
+        is not pickled, see ``CellByName``)."""
+        key = (self.backend, requested_backend(self.backend))
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            plan = cache[key] = plan_step(self._spec(), self.backend)
+        return plan.backend
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -112,8 +131,7 @@ class RNNCellBase(CellByName, nn.Module):
         if x.device != w.device:
             raise RuntimeError(f"Expected input on the weights' device {w.device}, "
                                f"got input on {x.device}")
-        # RECUR_BACKEND=triton asks for the fused kernels; one step has none, so it means auto
-        if requested_backend(self.backend) in ("auto", "torch", "triton"):
+        if self._step_backend() == "torch":
             fn = _VF_CELLS[self.cell.native_mode]
             arg = states if self.cell.num_states > 1 else states[0]
             res = fn(x, arg, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)

@@ -7,13 +7,17 @@ dtype, batch) and the request (``backend=``, then ``RECUR_BACKEND`` for ``"auto"
     plan = plan_stack(cell, specs, x, backend)      # -> Plan: executor + why not the others
     out, states = run_plan(plan, cell, x, hx, layers, ...)
 
-Each backend answers one question, ``accepts(spec, x) -> None | reason``:
+Each backend answers one question, ``accepts(spec, x, unit) -> None | reason``, for a whole
+stack (``unit="stack"``), one ``scan`` (``"scan"``) or one step of a cell module
+(``"step"``: ``recur.LSTMCell`` & co., planned by :func:`plan_step`):
 
 - ``torch``: PyTorch's kernels (``_VF.lstm`` & co.; oneDNN / native on CPU, cuDNN on GPU):
-  torch.nn's four cells with nothing added, whole stacks only;
+  torch.nn's four cells with nothing added, whole stacks or one step (``_VF.lstm_cell``);
+- ``cpu``: recur's C kernels (:func:`recur.ops.cpu.accepts`), whole sequences;
 - ``triton``: the fused kernels (:func:`recur.ops.triton.accepts`: a Triton pointwise, the
-  dtype, CUDA or the interpreter, the extras they fuse, a launch plan that fits);
-- ``reference``: the PyTorch loop over time: anything.
+  dtype, CUDA or the interpreter, the extras they fuse, a launch plan that fits), whole
+  sequences;
+- ``reference``: the PyTorch loop over time (or the cell's update, for one step): anything.
 
 ``auto`` takes the first backend that accepts every layer, in the order of
 :func:`auto_order` (CPU: torch, reference; CUDA: torch, triton, reference, with triton
@@ -55,13 +59,32 @@ def auto_order(cell: Cell, x: Tensor) -> tuple[str, ...]:
     return ("torch", "triton", "reference")
 
 
-def accepts(backend: str, spec: LayerSpec, x: Tensor, *, single_scan: bool = False) -> str | None:
-    """None when ``backend`` runs the layer ``spec`` on ``x`` (``[T, B, *]``), else why not."""
+#: what ``accepts`` is asked about: a module's whole stack, one ``recur.scan``, or one step of
+#: a cell module
+UNITS = ("stack", "scan", "step")
+#: the backends that run one step of a cell module, in ``auto``'s order
+STEP_ORDER = ("torch", "reference")
+_WHOLE_SEQUENCES = {
+    "cpu": "recur's CPU kernels run whole sequences (one autograd function per sequence: "
+           "recur.RNN / LSTM / GRU, the variants, recur.scan)",
+    "triton": "recur's fused Triton kernels run whole sequences (recur.RNN / LSTM / GRU, the "
+              "variants, recur.scan)"}
+
+
+def accepts(backend: str, spec: LayerSpec, x: Tensor | None, *, unit: str = "stack"
+            ) -> str | None:
+    """None when ``backend`` runs the layer ``spec`` on ``x`` (``[T, B, *]``) as ``unit``
+    (``"stack"``: a module's layers; ``"scan"``: one :func:`recur.ops.scan`; ``"step"``: one
+    step of a cell module, for which ``x`` is not looked at and may be None), else why not."""
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
     cell = spec.cell
     if backend == "reference":
         return None
+    if unit == "step" and backend in _WHOLE_SEQUENCES:
+        return f"{_WHOLE_SEQUENCES[backend]}, not one step of a cell module"
     if backend == "torch":
-        if single_scan:
+        if unit == "scan":
             return "PyTorch's kernels run whole stacks (recur.RNN/LSTM/GRU), not a single scan"
         if cell.native_mode is None:
             return f"cell {cell.name!r} is not one of torch.nn's four (no PyTorch kernel)"
@@ -82,10 +105,10 @@ def accepts(backend: str, spec: LayerSpec, x: Tensor, *, single_scan: bool = Fal
     raise ValueError(f"unknown backend {backend!r}")
 
 
-def _stack_reason(backend: str, specs: list[LayerSpec], x: Tensor, single_scan: bool
+def _stack_reason(backend: str, specs: list[LayerSpec], x: Tensor | None, unit: str
                   ) -> str | None:
     for k, spec in enumerate(specs):
-        reason = accepts(backend, spec, x, single_scan=single_scan)
+        reason = accepts(backend, spec, x, unit=unit)
         if reason is not None:
             return reason if len(specs) == 1 or backend == "torch" else f"layer {k}: {reason}"
     return None
@@ -114,17 +137,19 @@ class Plan:
         return line
 
 
-def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor,
-            single_scan: bool) -> tuple[str, dict[str, str]]:
-    if request == "auto":
+def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor | None,
+            unit: str) -> tuple[str, dict[str, str]]:
+    if request == "auto" and unit == "step":
+        order = STEP_ORDER
+    elif request == "auto":
         order = auto_order(cell, x)
-        if single_scan:
+        if unit == "scan":
             order = tuple(b for b in order if b != "torch")
     else:
         order = (request,)
     rejected: dict[str, str] = {}
     for name in order:
-        reason = _stack_reason(name, specs, x, single_scan)
+        reason = _stack_reason(name, specs, x, unit)
         if reason is None:
             return name, rejected
         rejected[name] = reason
@@ -137,7 +162,7 @@ def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "au
     request = requested_backend(backend)
     if exporting_onnx():
         return Plan("onnx", "reference", request)
-    chosen, rejected = _choose(request, cell, specs, x, single_scan=False)
+    chosen, rejected = _choose(request, cell, specs, x, unit="stack")
     if (torch.compiler.is_compiling() and cell.native_mode is not None
             and not any(s.extras for s in specs)):
         return Plan("custom_op", chosen, request, rejected)
@@ -147,7 +172,23 @@ def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "au
 def plan_scan(spec: LayerSpec, xg: Tensor, backend: str = "auto") -> Plan:
     """The plan of one :func:`recur.ops.scan` on ``xg: [T, B, G*H]``."""
     request = requested_backend(backend)
-    chosen, rejected = _choose(request, spec.cell, [spec], xg, single_scan=True)
+    chosen, rejected = _choose(request, spec.cell, [spec], xg, unit="scan")
+    return Plan(chosen, chosen, request, rejected)
+
+
+def plan_step(spec: LayerSpec, backend: str = "auto") -> Plan:
+    """The plan of one step of a cell module (``recur.RNNCell`` / ``LSTMCell`` / ``GRUCell``,
+    ``spec``: its cell and sizes): ``torch`` (PyTorch's cell kernel) or ``reference`` (the
+    cell's declared update). An explicit ``backend=`` runs exactly that backend or raises
+    ``ValueError`` with :func:`accepts`' reason (``cpu`` and ``triton`` run whole sequences
+    only); ``RECUR_BACKEND`` naming a backend that runs no single step leaves the choice to
+    ``auto``, so a whole-model override (``RECUR_BACKEND=triton``) still runs a model's cell
+    modules."""
+    request = requested_backend(backend)
+    if (backend == "auto" and request != "auto"
+            and accepts(request, spec, None, unit="step") is not None):
+        request = "auto"
+    chosen, rejected = _choose(request, spec.cell, [spec], None, unit="step")
     return Plan(chosen, chosen, request, rejected)
 
 
