@@ -14,8 +14,8 @@ import sys
 
 import pytest
 import torch
-
 from _cli import run_cli
+
 from recur.cli.main import main
 from recur.cli.progress import TerminalReporter
 from recur.tasks import task_names

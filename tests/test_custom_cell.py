@@ -9,10 +9,10 @@ import pathlib
 
 import pytest
 import torch
+from _loops import assert_close_all, grads, loop_stack
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import recur
-from _loops import assert_close_all, grads, loop_stack
 from recur.cells import Param, declare
 
 f64 = torch.float64

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _loops import assert_close_all, grads
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import recur
-from _loops import assert_close_all, grads
 from recur.ops.parallel_scan import linear_scan_sequential, log_linear_scan
 
 f64 = torch.float64

@@ -17,10 +17,9 @@ import importlib.util
 
 import pytest
 import torch
+from _parity import assert_same, make_pair, run_and_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from _parity import assert_same, make_pair, run_and_grad
 
 MODES = ["RNN_TANH", "RNN_RELU", "LSTM", "GRU"]
 

@@ -18,8 +18,15 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from recur.tasks.runner import train_task
-from recur.train import (RunDir, Trainer, TrainerConfig, atomic_write, detach, load_checkpoint,
-                         save_checkpoint)
+from recur.train import (
+    RunDir,
+    Trainer,
+    TrainerConfig,
+    atomic_write,
+    detach,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recur.train import checkpoint as checkpoint_mod
 from recur.train.loop import scheduled_lr
 

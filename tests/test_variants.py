@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _loops import assert_close_all, grads, ln, loop_stack
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import recur
-from _loops import assert_close_all, grads, ln, loop_stack
 
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = torch.tensor([6, 4, 1])

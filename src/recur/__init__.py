@@ -7,9 +7,24 @@ Triton kernels).
 
 from . import cells, ops
 from .export import export_onnx
-from .nn import (GRU, LSTM, RNN, CustomRNN, GRUCell, LayerNormGRU, LayerNormLSTM, LSTMCell,
-                 MinGRU, MinLSTM, RNNBase, RNNCell, RNNCellBase, VariantGRU, VariantLSTM,
-                 VariantRNN)
+from .nn import (
+                 GRU,
+                 LSTM,
+                 RNN,
+                 CustomRNN,
+                 GRUCell,
+                 LayerNormGRU,
+                 LayerNormLSTM,
+                 LSTMCell,
+                 MinGRU,
+                 MinLSTM,
+                 RNNBase,
+                 RNNCell,
+                 RNNCellBase,
+                 VariantGRU,
+                 VariantLSTM,
+                 VariantRNN,
+)
 from .nn.explain import explain
 from .ops import scan
 

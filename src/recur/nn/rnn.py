@@ -20,9 +20,9 @@ from .. import cells
 from ..cells import Cell
 from ..ops import LayerSpec, LayerWeights, Plan, plan_stack
 from ..ops.dispatch import check_backend_name, requested_backend
+from ..ops.native import stack_native
 from ..ops.onnx import exporting_onnx
 from ..ops.plan import run_plan
-from ..ops.native import stack_native
 from ._args import check_bool, check_dropout, check_int
 from ._layout import from_time_major, to_time_major
 from ._pickle import CellByName

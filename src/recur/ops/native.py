@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 _FUNCS = {

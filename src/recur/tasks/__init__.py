@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import importlib
 
-from .base import (COMMON_OPTIONS, REGISTRY, Callback, Config, Option, Task, TaskData,
-                   UnknownTaskError, model_device, register, resolve_config)
+from .base import (
+    COMMON_OPTIONS,
+    REGISTRY,
+    Callback,
+    Config,
+    Option,
+    Task,
+    TaskData,
+    UnknownTaskError,
+    model_device,
+    register,
+    resolve_config,
+)
 
 #: Modules that hold tasks, in the order ``recur tasks`` lists them.
 TASK_MODULES: tuple[str, ...] = (

@@ -24,8 +24,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..train import (RunDir, Trainer, TrainerConfig, plot_history, seed_everything, setup,
-                     teardown, wrap)
+from ..train import (
+    RunDir,
+    Trainer,
+    TrainerConfig,
+    plot_history,
+    seed_everything,
+    setup,
+    teardown,
+    wrap,
+)
 from ..train.checkpoint import load_checkpoint, load_model_state
 from ..train.distributed import DistInfo, env_info, gather_objects, resolve_device
 from ..train.progress import Reporter

@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, all_mean, gather_objects, unwrap
 from .progress import Reporter
 from .rundir import RunDir
