@@ -131,17 +131,17 @@ def _build(c: dict, device: str):
     cell, proj = CELLS[c["cell"]]
     B, T, H = c["B"], c["T"], c["H"]
     P = max(H // 2, 1) if proj else None
-    ln = cell.fused_norm is not None
+    ln = cell.norm is not None
     inputs = testing.make_inputs(cell, T, B, H, P=P, bias=not ln, dtype=DTYPES[c["dtype"]],
                                  device=device)
-    params = testing.make_ln_params(cell, H, device=device) if ln else []
+    cell_weights = testing.make_ln_weights(cell, H, device=device) if ln else []
     hm, zo = testing.make_masks(cell, T, B, P or H, zoneout=c["zoneout"], h_mask=c["h_mask"],
                                 device=device)
     if zo is not None and P:
         raise ValueError("zoneout with a projection is not a case here")
     lens = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(B + T))
     return cell, inputs, {"lengths": lens, "reverse": c["reverse"], "h_mask": hm,
-                          "zoneout": zo, "params": params}
+                          "zoneout": zo, "cell_weights": cell_weights}
 
 
 def run_correctness(c: dict, device: str, dry: bool, rtol_scale: float) -> dict:

@@ -315,7 +315,7 @@ def min_rows(args, device) -> list[dict]:
         rows.append({"group": "min", "name": "recur.GRU (auto)", "T": T, "B": args.B, "H": H,
                          "ms": t_gru * 1e3, "vs_sequential": None, "vs_gru": 1.0})
         for cls in (recur.MinGRU, recur.MinLSTM):
-            seq = time_fwd_bwd(cls(I, H, device=device, mode="sequential"), x, args.repeat)
+            seq = time_fwd_bwd(cls(I, H, device=device, method="sequential"), x, args.repeat)
             rows.append({"group": "min", "name": f"{cls.__name__} sequential", "T": T, "B": args.B,
                              "H": H, "ms": seq * 1e3, "vs_sequential": 1.0, "vs_gru": seq / t_gru})
             for method in ("doubling", "heinsen"):

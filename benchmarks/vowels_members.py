@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n| test series | wrong in models |\n|---:|---:|")
     for i, n in sorted(series.items(), key=lambda kv: -kv[1]):
         print(f"| {i} | {n}/{args.models} |")
-    print(f"\n| ensemble size | mean errors | max errors | draws with > 7 wrong |\n"
-          f"|---:|---:|---:|---:|")
+    print("\n| ensemble size | mean errors | max errors | draws with > 7 wrong |\n"
+          "|---:|---:|---:|---:|")
     for k, v in ensembles.items():
         print(f"| {k} | {v['mean_errors']:.2f} | {v['max_errors']} | "
               f"{100 * v['share_above_7']:.1f}% |")

@@ -89,18 +89,17 @@ def test_scan_arguments_checked():
         recur.MinGRU(2, 3, method="fast")
 
 
-def test_mode_is_a_deprecated_spelling_of_method():
-    """``mode='sequential' | 'parallel'`` (the old argument) still works, with a warning;
-    a module pickled with ``mode`` loads with the matching ``method``."""
+def test_old_mode_argument_is_gone_but_old_pickles_load():
+    """``mode=`` (the old argument, before ``method=``) is no longer accepted; a module
+    pickled with ``mode`` still loads with the matching ``method``."""
     import pickle
 
-    with pytest.warns(DeprecationWarning, match="method='sequential'"):
-        m = recur.MinGRU(2, 3, mode="sequential")
+    with pytest.raises(TypeError, match="mode"):
+        recur.MinGRU(2, 3, mode="sequential")
+    with pytest.raises(TypeError, match="mode"):
+        recur.MinLSTM(2, 3, mode="parallel")
+    m = recur.MinGRU(2, 3, method="sequential")
     assert m.method == "sequential" and "method='sequential'" in repr(m)
-    with pytest.warns(DeprecationWarning):
-        assert recur.MinLSTM(2, 3, mode="parallel", method="heinsen").method == "heinsen"
-    with pytest.raises(ValueError, match="mode must be 'parallel' or 'sequential'"):
-        recur.MinGRU(2, 3, mode="fast")
     old = recur.MinGRU(2, 3)
     old.__dict__["mode"] = "sequential"  # as pickled before method= took "sequential"
     assert pickle.loads(pickle.dumps(old)).method == "sequential"

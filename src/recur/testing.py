@@ -70,9 +70,6 @@ def make_ln_weights(cell: Cell, H: int, *, device: str | torch.device = "cpu",
     return out + [rnd(GH, 0.0, H ** -0.5)]
 
 
-#: the old name of :func:`make_ln_weights` (``benchmarks/gpu_check.py`` still calls it)
-make_ln_params = make_ln_weights
-
 
 def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mask: bool,
                device: str | torch.device = "cpu", seed: int = 2):
@@ -98,17 +95,14 @@ def make_masks(cell: Cell, T: int, B: int, H: int, *, zoneout: str | None, h_mas
 def run_scan(cell: Cell, inputs: tuple, *, backend: str, lengths: Tensor | None = None,
              reverse: bool = False, cast: torch.dtype | None = None, grads: bool = True,
              h_mask: Tensor | None = None, zoneout: tuple[Tensor, ...] | None = None,
-             cell_weights=(), params=None) -> dict[str, Tensor]:
+             cell_weights=()) -> dict[str, Tensor]:
     """``{"out", "state[i]", "d<leaf>"...}``: outputs ``[T, B, HO]``, final states and
     (``grads``) the gradient of every leaf of ``inputs`` (from :func:`make_inputs`) and of
-    ``cell_weights`` (``params``: their old name, which ``benchmarks/gpu_check.py`` still
-    passes).
+    ``cell_weights``.
 
     The loss weighs every output and final state differently, so each gradient path counts.
     ``cast`` runs the backend on converted copies (e.g. float64 for the oracle), masks too.
     """
-    if params is not None:
-        cell_weights = params
     xg, w_hh, b_hh, state0, w_hr = inputs
     leaves = {"xg": xg, "w_hh": w_hh, "b_hh": b_hh, "w_hr": w_hr}
     leaves.update({f"cell_weights[{i}]": p for i, p in enumerate(cell_weights)})

@@ -83,11 +83,6 @@ class Cell:
             raise ValueError("norm='hc' needs an LSTM-shaped cell (4 gates, 2 states), "
                              f"got {self.num_gates} gates and {self.num_states} states")
 
-    @property
-    def fused_norm(self) -> str | None:
-        """The old name of :attr:`norm` (``benchmarks/gpu_check.py`` still reads it)."""
-        return self.norm
-
     def __setstate__(self, state: dict) -> None:
         # a cell pickled by value before ``fused_norm`` became ``norm``
         if "fused_norm" in state:

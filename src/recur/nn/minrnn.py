@@ -20,7 +20,6 @@ G = 3: f, i, h~) and ``bias_l{k}: [G*H]``, init U(-1/sqrt(H), 1/sqrt(H)).
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -52,22 +51,12 @@ class _MinRNN(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
-                 device=None, dtype=None, *, method: str = "doubling",
-                 mode: str | None = None) -> None:
+                 device=None, dtype=None, *, method: str = "doubling") -> None:
         super().__init__()
         for name, v in (("input_size", input_size), ("hidden_size", hidden_size),
                         ("num_layers", num_layers)):
             check_int(name, v)
         check_dropout(dropout, upper_open=True)
-        if mode is not None:  # the old spelling: mode="parallel" | "sequential"
-            if mode not in ("parallel", "sequential"):
-                raise ValueError(f"mode must be 'parallel' or 'sequential', got {mode!r} "
-                                 f"(mode= is deprecated: use method= one of {MIN_METHODS})")
-            warnings.warn(f"{type(self).__name__}(mode=...) is deprecated: use "
-                          f"method='sequential' for the loop, or method='doubling' / "
-                          f"'heinsen' for the parallel scan", DeprecationWarning, stacklevel=2)
-            if mode == "sequential":
-                method = "sequential"
         if method not in MIN_METHODS:
             raise ValueError(f"method must be one of {MIN_METHODS}, got {method!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -83,7 +72,8 @@ class _MinRNN(nn.Module):
         self.reset_parameters()
 
     def __setstate__(self, state: dict) -> None:
-        # a module pickled before method= took "sequential" holds mode= beside method=
+        # a module pickled before method= took "sequential" holds mode= beside method= (the
+        # mode= argument itself is gone; such a module still loads, with the matching method)
         if state.pop("mode", None) == "sequential":
             state["method"] = "sequential"
         super().__setstate__(state)
@@ -168,9 +158,9 @@ class MinGRU(_MinRNN):
     ``MinGRU(input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
     dropout=0.0, device=None, dtype=None, *, method='doubling')``: ``method`` is the parallel
     scan (``'doubling'`` or ``'heinsen'``, see :mod:`recur.ops.parallel_scan`) or
-    ``'sequential'``, the same math as a loop (the reference). (``mode='parallel' |
-    'sequential'``, the old spelling, still works with a ``DeprecationWarning``.) Forward
-    returns ``output [T, B, H], h_n [L, B, H]``. Parameters ``weight_l{k}: [2H, I_k]``,
+    ``'sequential'``, the same math as a loop (the reference). (A module pickled with the
+    old argument ``mode='parallel' | 'sequential'`` still loads, with the matching
+    ``method``.) Forward returns ``output [T, B, H], h_n [L, B, H]``. Parameters ``weight_l{k}: [2H, I_k]``,
     ``bias_l{k}``.
     """
 
