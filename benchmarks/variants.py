@@ -20,6 +20,7 @@ with Triton ``--device cuda`` runs the fused groups of the earlier version (see
 
     python benchmarks/variants.py --json benchmarks/results/variants-cpu-COMMIT.json
     python benchmarks/variants.py --B 16 --H 128 --T 64 --repeat 7      # one size
+    python benchmarks/variants.py --summary benchmarks/results/variants-cpu-*.json  # goals
 """
 
 from __future__ import annotations
@@ -334,8 +335,50 @@ def _has_triton() -> bool:
     return True
 
 
+def summary(paths: list[str]) -> str:
+    """Markdown tables of saved CPU grid JSONs (merged; a later file wins a repeated size): per
+    pass and T, each cell's ``recur/nn, loop/recur`` per B x H, then how many sizes meet the
+    issue-16 goals (at most 2x torch.nn at B >= 16 and H >= 128; at least 2x faster than the
+    hand loop everywhere; moonshot: within 1.2x torch.nn)."""
+    rows, metas = {}, []
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        metas.append(f"{Path(path).name} (commit {saved['meta']['commit']}, "
+                     f"{saved['meta']['date']})")
+        for r in saved["rows"]:
+            if "fwd+bwd" in r:
+                rows[(r["cell"], r["B"], r["H"], r["T"])] = r
+    cells = list(dict.fromkeys(k[0] for k in rows))
+    Bs, Hs, Ts = (sorted({k[i] for k in rows}) for i in (1, 2, 3))
+    out = ["from " + "; ".join(metas), ""]
+    for mode in ("fwd+bwd", "fwd"):
+        for T in Ts:
+            cols = [(B, H) for B in Bs for H in Hs]
+            out += [f"{mode}, T={T}: recur/nn, loop/recur", "",
+                    "| cell | " + " | ".join(f"B={B} H={H}" for B, H in cols) + " |",
+                    "|---|" + "---|" * len(cols)]
+            for cell in cells:
+                vals = [rows.get((cell, B, H, T)) for B, H in cols]
+                out.append(f"| {cell} | " + " | ".join(
+                    "-" if v is None else f"{v[mode]['vs_nn']:.2f}, "
+                    f"{v[mode]['loop_over_recur']:.1f}" for v in vals) + " |")
+            out.append("")
+        big = [r[mode] for k, r in rows.items() if k[1] >= 16 and k[2] >= 128]
+        every = [r[mode] for r in rows.values()]
+        out.append(f"{mode}: <= 2x torch.nn at B >= 16, H >= 128: "
+                   f"{sum(v['vs_nn'] <= 2 for v in big)}/{len(big)}; >= 2x faster than the "
+                   f"hand loop: {sum(v['loop_over_recur'] >= 2 for v in every)}/{len(every)}; "
+                   f"within 1.2x torch.nn: {sum(v['vs_nn'] <= 1.2 for v in every)}/{len(every)}; "
+                   f"hand loop itself within 1.5x torch.nn (no 2x left to win over it): "
+                   f"{sum(v['loop_ms'] <= 1.5 * v['nn_ms'] for v in every)}/{len(every)}")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--summary", nargs="+", metavar="JSON", default=None,
+                   help="print the goal tables of saved CPU grid JSONs and run nothing")
     p.add_argument("--device", default="cpu")
     p.add_argument("--T", type=int, nargs="+", default=[64, 512])
     p.add_argument("--B", type=int, nargs="+", default=[1, 16, 64])
@@ -351,6 +394,9 @@ def main() -> None:
                    help="seconds per size, cell and mode: more runs for short ones (max 25)")
     p.add_argument("--json", default=None, help="write the rows and the machine here")
     args = p.parse_args()
+    if args.summary:
+        print(summary(args.summary))
+        return
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
