@@ -16,9 +16,57 @@ CASES = {
 }
 
 
+def _peephole(xg, hg, states, w_peep):
+    _, c = states
+    i, f, g, o = (xg + hg).chunk(4, dim=-1)
+    c_new = torch.sigmoid(f + w_peep[1] * c) * c + torch.sigmoid(i + w_peep[0] * c) * torch.tanh(g)
+    return torch.sigmoid(o + w_peep[2] * c_new) * torch.tanh(c_new), c_new
+
+
+PEEPHOLE = recur.cells.declare(_peephole, num_gates=4, num_states=2, name="test_stream_peep",
+                               params=[recur.cells.Param("w_peep", (3, "H"))])
+#: the cells torch.nn lacks: their step runs the declared update (eval: the masks are constant)
+VARIANTS = {
+    "LayerNormLSTM": lambda **kw: recur.LayerNormLSTM(I, H, **kw),
+    "LayerNormGRU": lambda **kw: recur.LayerNormGRU(I, H, **kw),
+    "LSTM-zoneout": lambda **kw: recur.VariantLSTM(I, H, zoneout=0.2, **kw),
+    "GRU-recurrent-dropout": lambda **kw: recur.VariantGRU(I, H, recurrent_dropout=0.3, **kw),
+    "peephole": lambda **kw: recur.CustomRNN(PEEPHOLE, I, H, **kw),
+}
+
+
 def _make(name, **kw):
     torch.manual_seed(0)
     return CASES[name](num_layers=2, **kw)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_a_variant_steps_as_its_forward_in_float64(name, backend, monkeypatch):
+    torch.manual_seed(0)
+    m = VARIANTS[name](num_layers=2, backend=backend).double().eval()
+    x = torch.randn(T, B, I, dtype=torch.double)
+    want_out, want_state = m(x)                         # auto: the cpu backend's C kernels
+    calls = []
+    monkeypatch.setattr(type(m), "forward", lambda *a, **k: calls.append(1))
+    state, ys = None, []
+    for t in range(T):
+        y, state = m.step(x[t], state)                  # the declared update, per layer
+        ys.append(y)
+    assert not calls                                    # no forward on a one-step sequence
+    torch.testing.assert_close(torch.stack(ys), want_out)
+    torch.testing.assert_close(state, want_state)
+
+
+def test_a_variant_step_in_training_draws_its_masks_and_has_gradients():
+    torch.manual_seed(0)
+    m = recur.VariantLSTM(I, H, zoneout=0.5, recurrent_dropout=0.5)
+    x = torch.randn(B, I)
+    outs = {tuple(m.step(x)[0].flatten().tolist()) for _ in range(4)}
+    assert len(outs) > 1                                # fresh masks per step
+    y, (h, c) = m.step(x, (torch.randn(1, B, H), torch.randn(1, B, H)))  # h != 0: W_hh used
+    y.sum().backward()
+    assert m.weight_hh_l0.grad is not None and m.weight_hh_l0.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tm", "bf"])

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.dispatch import requested_backend
+from ..ops.reference import cell_step
 
 _CELL_KERNELS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
                  "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
@@ -62,6 +63,8 @@ class StreamingMixin:
             return self(x, state)
         if self._fast_step_ok(x, state):
             return self._step_cells(x, state)
+        if self._update_step_ok(x):
+            return self._step_update(x, state)
         time_dim = 1 if self.batch_first else 0
         y, state = self(x.unsqueeze(time_dim), state)  # x: (1, B, I) or (B, 1, I)
         return y.squeeze(time_dim), state
@@ -82,6 +85,42 @@ class StreamingMixin:
         hs = state if isinstance(state, tuple) else (state,)
         return (len(hs) == self.cell.num_states
                 and all(isinstance(h, Tensor) and h.dim() == 3 for h in hs))
+
+    def _update_step_ok(self, x: Tensor) -> bool:
+        """Whether one step may run the cells' declared update layer by layer (the reference
+        loop's :func:`recur.ops.reference.cell_step`, what :func:`recur.ops.plan.plan_step`
+        runs for one step of a cell PyTorch has no kernel for): backend ``auto`` /
+        ``reference``, not stateful, no autocast, compile or export. An explicit other backend
+        runs ``forward`` on the one step instead."""
+        if self.stateful or requested_backend(self.backend) not in ("auto", "reference"):
+            return False
+        return not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()
+                    or torch.onnx.is_in_onnx_export())
+
+    def _step_update(self, x: Tensor, state):
+        """One step ``x: [B, I]`` through the layers with the cells' update (the same
+        per-layer weights, masks and layer norm as ``forward`` on a one-step sequence,
+        without its planning and its per-sequence set-up)."""
+        xt = x.unsqueeze(0)                                             # (1, B, I)
+        self._check_input(xt)
+        states = self._prepare_hx(state, xt, True)                     # each (L, B, H*)
+        finals: list[list[Tensor]] = [[] for _ in states]
+        inp = x
+        for k, lw in enumerate(self._stack_weights(xt)):
+            xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
+            if lw.xg_fn is not None:
+                xg = lw.xg_fn(xg)
+            new, inp = cell_step(
+                self.cell, xg, tuple(s[k] for s in states), lw.w_hh, lw.b_hh, w_hr=lw.w_hr,
+                cell_weights=lw.cell_weights, step_inputs=tuple(p[0] for p in lw.step_inputs),
+                h_mask=lw.h_mask,
+                zoneout=None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout))
+            for j, s in enumerate(new):
+                finals[j].append(s)
+            if self.dropout and self.training and k < self.num_layers - 1:
+                inp = F.dropout(inp, self.dropout, training=True)
+        out = tuple(torch.stack(f) for f in finals)                     # each (L, B, H*)
+        return inp, (out[0] if len(out) == 1 else out)
 
     def _step_cells(self, x: Tensor, state):
         """One step ``x: [B, I]`` through the layers with ``torch._VF``'s cell kernels (the
