@@ -22,10 +22,19 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.dispatch import requested_backend
+from ..ops.onnx import exporting_onnx
 from ..ops.reference import cell_step
 
 _CELL_KERNELS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
                  "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
+
+
+def _traced_or_autocast(x: Tensor) -> bool:
+    """Autocast on for ``x``'s device, or compile / ONNX export running: then ``step`` runs
+    ``forward`` on the one step, which handles them (checked cheaply: once per step)."""
+    device = "cpu" if x.is_cpu else x.device.type
+    return (torch.is_autocast_enabled(device) or torch.compiler.is_compiling()
+            or exporting_onnx())
 
 
 class StreamingMixin:
@@ -77,8 +86,7 @@ class StreamingMixin:
             return False
         if requested_backend(self.backend) not in ("auto", "torch"):
             return False
-        if (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()
-                or torch.onnx.is_in_onnx_export()):
+        if _traced_or_autocast(x):
             return False
         if state is None:
             return True
@@ -94,8 +102,7 @@ class StreamingMixin:
         runs ``forward`` on the one step instead."""
         if self.stateful or requested_backend(self.backend) not in ("auto", "reference"):
             return False
-        return not (torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()
-                    or torch.onnx.is_in_onnx_export())
+        return not _traced_or_autocast(x)
 
     def _step_update(self, x: Tensor, state):
         """One step ``x: [B, I]`` through the layers with the cells' update (the same
