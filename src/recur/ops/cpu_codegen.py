@@ -481,12 +481,13 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
 
     Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
     or NULL), OUT (``[T, B, W_0]`` or NULL), PR_p (the cell weights), zoneout masks
-    (``[T, B, W_k]`` or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), then
+    (``[T, B, W_k]`` or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), BHH
+    (``[G*H]``, added to each row of HG before the update, which HG then keeps, or NULL), then
     for the backward: DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH
     (``[B, W_0]``), DP_p (the cell weights' gradients)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
-             + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN"]
+             + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN", "BHH"]
              + ["DXG", "DHG"] + [f"G{k}" for k in range(NS)] + ["GOUT", "DH"]
              + [f"DP{p}" for p in range(NP)])
     for i, n in enumerate(names):
@@ -511,6 +512,7 @@ void step_fwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
       if (OUT) memset(OUT + (t * B + b) * {W[0]}, 0, sizeof(T) * {W[0]});
       continue;
     }}
+    if (BHH) for (int j = 0; j < {GH}; j++) hg[j] += BHH[j];
     cell_fwd(xg, hg{sps}{prs}{"".join(f", sn{k}" for k in range(NS))});
     {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
     if (HIN) {{ T *hn = HIN + (next * B + b) * {W[0]}; T *hm = HM + b * {W[0]};
