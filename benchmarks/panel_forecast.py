@@ -101,9 +101,9 @@ def table(summary: list[dict]) -> str:
 def verdict(summary: list[dict]) -> str:
     """How many series recur wins (below every peer) and where the floor held."""
     out = []
-    for name, part in (("", summary), (" (the issue's six)", [s for s in summary
-                                                            if s["series"] in PANEL])):
-        if part and (not out or len(part) < len(summary)):
+    issue = [s for s in summary if s["series"] in PANEL]
+    for name, part in (("", summary), (" (the issue's six)", issue)):
+        if not out or len(part) == len(PANEL) < len(summary):   # the six among others
             wins = sum(s["mean"] < s[s["best_peer"]] for s in part)
             out.append(f"recur below every peer on {wins}/{len(part)}{name}; floor (<= "
                        f"seasonal naive) held on {sum(s['floor_ok'] for s in part)}/{len(part)}")
