@@ -1,8 +1,8 @@
 """The ``cpu`` backend: any declared cell on the CPU, one autograd function per sequence.
 
 Per step the sequential work is one GEMM (PyTorch's ``mm``, ``hg_t = h_{t-1} W_hh^T`` with
-``W_hh^T`` made contiguous once per sequence: MKL runs that layout 1.3-1.9x faster than the
-transposed view at these sizes) and one call of a C kernel that adds ``b_hh`` and runs the
+``W_hh^T`` made contiguous once per sequence: MKL runs that layout faster than the transposed
+view) and one call of a C kernel that adds ``b_hh`` and runs the
 cell's whole pointwise update for every row (plus lengths, zoneout and the recurrent-dropout
 mask). The kernel is generated from the
 cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
