@@ -2,10 +2,9 @@
 
 Per step the sequential work is one GEMM (PyTorch's ``mm``, ``hg_t = h_{t-1} W_hh^T`` with
 ``W_hh^T`` made contiguous once per sequence: MKL runs that layout faster than the transposed
-view) and one call of a C kernel that adds ``b_hh`` and runs the
-cell's whole pointwise update for every row (plus lengths, zoneout and the recurrent-dropout
-mask). The kernel is generated from the
-cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
+view) and one call of a C kernel that adds ``b_hh`` and runs the cell's whole pointwise update
+for every row (plus lengths, zoneout and the recurrent-dropout mask). The kernel is generated
+from the cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
 to aten ops, translated to C, compiled once and cached), so a user's declared cell gets it
 too. No autograd graph is built per step: the forward keeps ``hg`` and the states of every
 step; the backward walks the steps in reverse, one kernel call (the update's vjp, forward
