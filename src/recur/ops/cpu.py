@@ -30,6 +30,7 @@ from torch import Tensor
 from ..cells import Cell, States
 from . import cpu_codegen
 from .layer import LayerSpec
+from .memory import empty_large
 from .reference import scan_reference
 
 DTYPES = (torch.float32, torch.float64)
@@ -87,7 +88,7 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, meta, xg, w_hh, b_hh, *rest):
-        _cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad = meta
+        _cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad, zstrides = meta
         state0 = rest[:NS]
         cell_weights = rest[NS:NS + NP]
         h_mask = rest[NS + NP] if has_hm else None
@@ -96,18 +97,18 @@ class _Scan(torch.autograd.Function):
         T, B, _ = xg.shape
         GH = w_hh.shape[0]
         W = [s.shape[-1] for s in state0]
-        S = [xg.new_empty(T + 1, B, w) for w in W]
+        S = [empty_large(T + 1, B, w, like=xg) for w in W]
         s_first = T if reverse else 0
         for buf, s in zip(S, state0):
             buf[s_first] = s
         HIN = None
         if h_mask is not None:
-            HIN = xg.new_empty(T + 1, B, W[0])
+            HIN = empty_large(T + 1, B, W[0], like=xg)
             torch.mul(state0[0], h_mask, out=HIN[s_first])
-        OUT = xg.new_empty(T, B, W[0]) if lengths is not None else None
-        HG = xg.new_empty(T if grad else 1, B, GH)
+        OUT = empty_large(T, B, W[0], like=xg) if lengths is not None else None
+        HG = empty_large(T if grad else 1, B, GH, like=xg)
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, cell_weights=cell_weights,
-                   zoneout=zoneout, h_mask=h_mask, lengths=lengths, b_hh=b_hh)
+                   zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh)
         gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
         hg_views = HG.unbind(0)
         w_t = w_hh.t().contiguous()  # (Hout, G*H) row-major: MKL's faster layout per step
@@ -130,7 +131,7 @@ class _Scan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout, *gfinal):
-        cell, k, reverse, NS, NP, _, _, has_z, _ = ctx.meta
+        cell, k, reverse, NS, NP, _, _, has_z, _, zstrides = ctx.meta
         saved = ctx.saved_tensors
         xg, w_hh, b_hh, HG, HIN = saved[:5]
         S = saved[5:5 + NS]
@@ -147,12 +148,13 @@ class _Scan(torch.autograd.Function):
         G = [torch.zeros_like(s) if g is None else g.contiguous().clone()
              for g, s in zip(gfinal, state0)]
         DH = xg.new_zeros(B, S[0].shape[-1])
-        DXG = xg.new_empty(T, B, GX)
-        DHG = xg.new_empty(T, B, GH)
+        DXG = empty_large(T, B, GX, like=xg)
+        DHG = empty_large(T, B, GH, like=xg)
         DP = [torch.zeros_like(p) for p in cell_weights]
         gout = None if gout is None else gout.contiguous()
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, cell_weights=cell_weights,
-                   zoneout=zoneout, h_mask=h_mask, lengths=lengths, dxg=DXG, dhg=DHG, G=G,
+                   zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, dxg=DXG,
+                   dhg=DHG, G=G,
                    gout=gout, dh=DH, dweights=DP)
         dhg_views = DHG.unbind(0)
         bwd = k.bwd
@@ -172,9 +174,23 @@ class _Scan(torch.autograd.Function):
         return tuple(grads)
 
 
-def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, h_mask, lengths,
-           b_hh=None, dxg=None, dhg=None, G=(), gout=None, dh=None, dweights=()
-           ) -> ctypes.Array:
+def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int]:
+    """A zoneout mask ``z: [T, B, W]`` as ``(tensor, step stride, row stride)`` with unit
+    stride along ``W``; a dimension ``z`` broadcasts (stride 0, as eval mode's expanded rates)
+    stays a stride of 0 instead of being copied out to ``[T, B, W]``."""
+    if z.dim() != 3 or z.shape[0] != T:
+        raise ValueError(f"backend 'cpu': a zoneout mask must be [T={T}, B, W], got "
+                         f"{tuple(z.shape)}")
+    keep_t = z.stride(0) != 0 or z.shape[0] == 1
+    keep_b = z.stride(1) != 0 or z.shape[1] == 1
+    zc = z[slice(None) if keep_t else slice(0, 1), slice(None) if keep_b else slice(0, 1)]
+    zc = zc.contiguous()
+    return zc, (zc.stride(0) if keep_t else 0), (zc.stride(1) if keep_b else 0)
+
+
+def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, zstrides,
+           h_mask, lengths, b_hh=None, dxg=None, dhg=None, G=(), gout=None, dh=None,
+           dweights=()) -> ctypes.Array:
     ptrs: dict[str, int | None] = {"XG": _ptr(xg), "HG": _ptr(hg), "HIN": _ptr(hin),
                                    "BHH": _ptr(b_hh),
                                    "OUT": _ptr(out), "HM": _ptr(h_mask), "LEN": _ptr(lengths),
@@ -186,6 +202,9 @@ def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout,
         ptrs[f"PR{i}"] = _ptr(p)
     for i, z in enumerate(zoneout):
         ptrs[f"Z{i}"] = _ptr(z)
+    n = len(zoneout)
+    for i, (st, sb) in enumerate(zip(zstrides[:n], zstrides[n:])):
+        ptrs[f"ZST{i}"], ptrs[f"ZSB{i}"] = st, sb
     for i, g in enumerate(G):
         ptrs[f"G{i}"] = _ptr(g)
     for i, d in enumerate(dweights):
@@ -199,6 +218,8 @@ def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout,
 def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, cell_weights, h_mask, zoneout,
                      lengths, gout, gfinal):
     need = ctx.needs_input_grad
+    T, B = xg.shape[:2]
+    zoneout = tuple(z.expand(T, B, z.shape[-1]) for z in zoneout)  # undo _compact_mask
     inputs = [xg, w_hh, b_hh, *state0, *cell_weights]
     flags = need[1:4] + need[4:4 + len(state0) + len(cell_weights)]
     out, finals = scan_reference(cell, xg, w_hh, b_hh, tuple(state0), lengths=lengths,
@@ -245,7 +266,7 @@ def scan_cpu(
         if t is not None and t.dtype != dtype:
             raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
                              f"{t.dtype}")
-    _, B, GX = xg.shape
+    T, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
     k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in cell_weights], dtype)  # planned: builds
@@ -257,13 +278,16 @@ def scan_cpu(
     rest = [*state0, *(c(p) for p in cell_weights)]
     if h_mask is not None:
         rest.append(c(h_mask.detach().to(dtype).expand(B, HO)))
+    zstrides: tuple[int, ...] = ()
     if zoneout is not None:
-        rest += [c(z.detach().to(dtype)) for z in zoneout]
+        packed = [_compact_mask(z.detach().to(dtype), T) for z in zoneout]
+        rest += [z for z, _, _ in packed]
+        zstrides = tuple(st for _, st, _ in packed) + tuple(sb for _, _, sb in packed)
     if lengths is not None:
         rest.append(c(lengths.to(device="cpu", dtype=torch.int64)))
     grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (xg, w_hh, b_hh, *state0, *cell_weights))
     meta = (cell, k, reverse, cell.num_states, len(cell_weights), lengths is not None,
-            h_mask is not None, zoneout is not None, grad)
+            h_mask is not None, zoneout is not None, grad, zstrides)
     res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh), *rest)
     return res[0], tuple(res[1:])

@@ -481,20 +481,26 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
 
     Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
     or NULL), OUT (``[T, B, W_0]`` or NULL), PR_p (the cell weights), zoneout masks
-    (``[T, B, W_k]`` or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), BHH
+    (``[T, B, W_k]`` with unit stride along ``W_k``, or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), BHH
     (``[G*H]``, added to each row of HG before the update, which HG then keeps, or NULL), then
     for the backward: DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH
-    (``[B, W_0]``), DP_p (the cell weights' gradients)."""
+    (``[B, W_0]``), DP_p (the cell weights' gradients), then the zoneout masks' step and row
+    strides as integers (ZST_k, ZSB_k; 0 where a mask is the same for every step or row, as
+    the rates of eval mode are: no ``[T, B, W_k]`` copy of them)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
              + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN", "BHH"]
              + ["DXG", "DHG"] + [f"G{k}" for k in range(NS)] + ["GOUT", "DH"]
-             + [f"DP{p}" for p in range(NP)])
+             + [f"DP{p}" for p in range(NP)]
+             + [f"ZST{k}" for k in range(NS)] + [f"ZSB{k}" for k in range(NS)])
     for i, n in enumerate(names):
         idx[n] = i
-    decl = "\n  ".join(
-        f"{'int64_t' if n == 'LEN' else 'T'} *{n} = ({'int64_t' if n == 'LEN' else 'T'} *)P[{i}];"
-        for n, i in idx.items())
+    def c_decl(n: str, i: int) -> str:
+        if n.startswith(("ZST", "ZSB")):  # a zoneout mask's step / row stride (0: broadcast)
+            return f"int64_t {n.lower()} = (int64_t)(intptr_t)P[{i}];"
+        ty = "int64_t" if n == "LEN" else "T"
+        return f"{ty} *{n} = ({ty} *)P[{i}];"
+    decl = "\n  ".join(c_decl(n, i) for n, i in idx.items())
     rowp = "\n    ".join(
         [f"T *xg = XG + (t * B + b) * {GX}; T *hg = HG + (th * B + b) * {GH};"]
         + [f"T *sp{k} = S{k} + (prev * B + b) * {W[k]}; T *sn{k} = S{k} + (next * B + b) * "
@@ -514,7 +520,7 @@ void step_fwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
     }}
     if (BHH) for (int j = 0; j < {GH}; j++) hg[j] += BHH[j];
     cell_fwd(xg, hg{sps}{prs}{"".join(f", sn{k}" for k in range(NS))});
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
     if (HIN) {{ T *hn = HIN + (next * B + b) * {W[0]}; T *hm = HM + b * {W[0]};
       for (int j = 0; j < {W[0]}; j++) hn[j] = sn0[j] * hm[j]; }}
     if (OUT) memcpy(OUT + (t * B + b) * {W[0]}, sn0, sizeof(T) * {W[0]});
@@ -537,9 +543,9 @@ void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
       memset(dxg, 0, sizeof(T) * {GX}); memset(dhg, 0, sizeof(T) * {GH}); continue; }}
     if (GOUT) {{ T *go = GOUT + (t * B + b) * {W[0]}; for (int j = 0; j < {W[0]}; j++) g0[j] += go[j]; }}
     {" ".join(f"T c{k}[{W[k]}], ds{k}[{W[k]}];" for k in range(NS))}
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) c{k}[j] = (ONE - m[j]) * g{k}[j]; }} else memcpy(c{k}, g{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) c{k}[j] = (ONE - m[j]) * g{k}[j]; }} else memcpy(c{k}, g{k}, sizeof(T) * {W[k]});" for k in range(NS))}
     cell_bwd(xg, hg{sps}{prs}{"".join(f", c{k}" for k in range(NS))}, dxg, dhg{"".join(f", ds{k}" for k in range(NS))}{"".join(f", DP{p}" for p in range(NP))});
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + (t * B + b) * {W[k]}; for (int j = 0; j < {W[k]}; j++) g{k}[j] = m[j] * g{k}[j] + ds{k}[j]; }} else memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) g{k}[j] = m[j] * g{k}[j] + ds{k}[j]; }} else memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});" for k in range(NS))}
   }}
 }}
 """
@@ -633,6 +639,14 @@ LINK_FLAGS = ("-shared",)
 FLAGS = COMPILE_FLAGS + LINK_FLAGS
 
 
+def _vector_flags() -> tuple[str, ...]:
+    """On an x86 CPU with AVX-512, full-width vectors: GCC and Clang default to 256 bits
+    there, and the row loops (and libmvec's exp / tanh) run faster at 512."""
+    if platform.machine().lower() in ("x86_64", "amd64") and "avx512f" in _machine_tag().split():
+        return ("-mprefer-vector-width=512",)
+    return ()
+
+
 def cache_dir() -> Path:
     root = os.environ.get("RECUR_CACHE_DIR")
     base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")
@@ -658,14 +672,16 @@ def compile_library(src: str) -> ctypes.CDLL:
     cc = find_compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc or clang on PATH)")
-    key = hashlib.sha256("\0".join((src, cc, *FLAGS, _machine_tag())).encode()).hexdigest()[:24]
+    compile_flags = COMPILE_FLAGS + _vector_flags()
+    key = hashlib.sha256("\0".join((src, cc, *compile_flags, *LINK_FLAGS, _machine_tag())
+                                    ).encode()).hexdigest()[:24]
     out = cache_dir() / f"recur_{key}.so"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             c_path, o_path, so_path = (Path(tmp) / n for n in ("k.c", "k.o", "k.so"))
             c_path.write_text(src)
-            for cmd in ([cc, *COMPILE_FLAGS, str(c_path), "-o", str(o_path)],
+            for cmd in ([cc, *compile_flags, str(c_path), "-o", str(o_path)],
                         [cc, *LINK_FLAGS, str(o_path), "-o", str(so_path), "-lmvec", "-lm"]):
                 proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
                 if proc.returncode:

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..cells import Cell
 from .layer import LayerWeights
+from .memory import empty_large
 from .native import stack_native
 from .reference import scan_reference
 
@@ -66,9 +67,12 @@ def run_eager(
         for d in range(D):
             k = layer * D + d
             lw = layers[k]
-            xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
-            if lw.xg_fn is not None:
-                xg = lw.xg_fn(xg)  # (T, B, G*H)
+            if backend == "cpu" and not _needs_grad(inp, lw):
+                xg = _project_no_grad(inp, lw)  # (T, B, G*H)
+            else:
+                xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
+                if lw.xg_fn is not None:
+                    xg = lw.xg_fn(xg)  # (T, B, G*H)
             kw = {"step_inputs": lw.step_inputs} if lw.step_inputs else {}
             out, states = scan_fn(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
                                   w_hr=lw.w_hr, lengths=lengths, reverse=d == 1,
@@ -81,3 +85,36 @@ def run_eager(
         if dropout > 0 and training and layer < num_layers - 1:
             inp = F.dropout(inp, p=dropout, training=True)
     return inp, tuple(torch.stack(f, dim=0) for f in finals)
+
+
+#: bytes per block of :func:`_project_no_grad`'s ``xg_fn``: a block of steps that stays in
+#: cache between the projection's write and the normalisation
+XG_FN_BLOCK_BYTES = 1 << 20
+
+
+def _needs_grad(inp: Tensor, lw: LayerWeights) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return inp.requires_grad or any(
+        t is not None and t.requires_grad for t in (lw.w_ih, lw.b_ih)) or (
+        lw.xg_fn is not None)  # the xg_fn's own parameters (LN_x) may need gradients
+
+
+def _project_no_grad(inp: Tensor, lw: LayerWeights) -> Tensor:
+    """``xg_fn(inp W_ih^T + b_ih)`` without autograd (``inp: [T, B, I]`` -> ``[T, B, G*H]``),
+    into one fresh buffer of :func:`recur.ops.memory.empty_large`; ``xg_fn`` (a per-step map
+    such as LN_x) runs block by block over time, in place, while the block is in cache."""
+    T, B, I = inp.shape
+    GX = lw.w_ih.shape[0]
+    xg = empty_large(T, B, GX, like=inp)
+    flat, x2 = xg.view(T * B, GX), inp.reshape(T * B, I)
+    if lw.b_ih is None:
+        torch.mm(x2, lw.w_ih.t(), out=flat)
+    else:
+        torch.addmm(lw.b_ih, x2, lw.w_ih.t(), out=flat)
+    if lw.xg_fn is not None:
+        steps = max(1, XG_FN_BLOCK_BYTES // max(1, B * GX * xg.element_size()))
+        for t0 in range(0, T, steps):
+            block = xg[t0:t0 + steps]
+            block.copy_(lw.xg_fn(block))
+    return xg
