@@ -55,10 +55,23 @@ def _run(model, x, lengths, seed):
     return [out, *st, *grads]
 
 
+@pytest.fixture(params=["C", "python"], ids=["loop-C", "loop-python"])
+def time_loop(request, monkeypatch):
+    """Both time loops: in C with a BLAS gemm (when this machine's PyTorch exports one) and
+    in Python (one torch.mm and one kernel call per step)."""
+    if request.param == "C":
+        if cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
+                              torch.float64) is None:
+            pytest.skip("this PyTorch exports no BLAS dgemm: the C time loop is off here")
+    else:
+        monkeypatch.setattr(cpu, "C_TIME_LOOP", False)
+    return request.param
+
+
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("layout", ["L1-D1", "L2-D2-lengths"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_matches_the_reference_loop_float64(name, layout, train):
+def test_matches_the_reference_loop_float64(name, layout, train, time_loop):
     L, D = (1, 1) if layout == "L1-D1" else (2, 2)
     lengths = torch.tensor([6, 1, 4]) if "lengths" in layout else None
     torch.manual_seed(0)
@@ -75,7 +88,7 @@ def test_matches_the_reference_loop_float64(name, layout, train):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11, msg=f"tensor {k}")
 
 
-def test_float32_matches_and_inference_needs_no_graph():
+def test_float32_matches_and_inference_needs_no_graph(time_loop):
     torch.manual_seed(0)
     ref = recur.LayerNormLSTM(4, 33, backend="reference")
     new = recur.LayerNormLSTM(4, 33, backend="cpu")
@@ -90,7 +103,7 @@ def test_float32_matches_and_inference_needs_no_graph():
     torch.testing.assert_close(s2, s1, rtol=1.3e-6, atol=1e-5)
 
 
-def test_scan_with_given_states_reverse_and_no_bias_gradcheck():
+def test_scan_with_given_states_reverse_and_no_bias_gradcheck(time_loop):
     torch.manual_seed(0)
     H = 3
     xg = torch.randn(4, 2, 4 * H, dtype=torch.float64, requires_grad=True)
@@ -225,7 +238,7 @@ def test_inference_without_autograd_matches_float64(name, monkeypatch):
 
 
 @pytest.mark.parametrize("shape", ["full", "per-step", "per-row", "rate"])
-def test_zoneout_masks_that_broadcast_are_not_copied_out(shape):
+def test_zoneout_masks_that_broadcast_are_not_copied_out(shape, time_loop):
     # a mask the same for every row, every step or both (eval mode's rates) reaches the
     # kernel with a stride of 0; outputs and every gradient as the reference loop's
     torch.manual_seed(0)
@@ -251,3 +264,25 @@ def test_zoneout_masks_that_broadcast_are_not_copied_out(shape):
     assert torch.autograd.gradgradcheck(
         lambda xg: scan(cells.GRU, xg, w.detach(), None, (h0.detach(),), zoneout=(z,),
                         backend="cpu")[0], (xg,))
+
+
+def test_the_c_time_loop_is_used_where_a_gemm_passes_its_self_test(monkeypatch):
+    import ctypes
+
+    k = cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32)
+    real = cpu_codegen.blas_gemm(torch.float32)
+    monkeypatch.setattr(cpu, "_GEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_gemm", lambda dtype: None)
+    assert cpu.time_loop_gemm(k, torch.float32) is None  # none found: the Python loop
+    # a gemm that leaves its output alone fails the self-test: the Python loop
+    vp = ctypes.c_void_p
+    noop = ctypes.CFUNCTYPE(None, *[vp] * 13)(lambda *args: None)
+    monkeypatch.setattr(cpu, "_GEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_gemm",
+                        lambda dtype: ctypes.cast(noop, vp).value)
+    assert cpu.time_loop_gemm(k, torch.float32) is None
+    if real is None:
+        pytest.skip("this PyTorch exports no BLAS sgemm")
+    monkeypatch.setattr(cpu, "_GEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_gemm", lambda dtype: real)
+    assert cpu.time_loop_gemm(k, torch.float32) == real

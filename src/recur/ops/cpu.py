@@ -1,9 +1,12 @@
 """The ``cpu`` backend: any declared cell on the CPU, one autograd function per sequence.
 
-Per step the sequential work is one GEMM (PyTorch's ``mm``, ``hg_t = h_{t-1} W_hh^T`` with
-``W_hh^T`` made contiguous once per sequence: MKL runs that layout faster than the transposed
-view) and one call of a C kernel that adds ``b_hh`` and runs the cell's whole pointwise update
-for every row (plus lengths, zoneout and the recurrent-dropout mask). The kernel is generated
+Per step the sequential work is one GEMM (``hg_t = h_{t-1} W_hh^T`` with ``W_hh^T`` made
+contiguous once per sequence: MKL runs that layout faster than the transposed view) and one
+call of a C kernel that adds ``b_hh`` and runs the cell's whole pointwise update for every row
+(plus lengths, zoneout and the recurrent-dropout mask). The time loop itself runs in C
+(``seq_fwd`` / ``seq_bwd`` of the generated library, no Python per step) where PyTorch's
+library exports a BLAS ``sgemm`` / ``dgemm`` that passes a self-test (its x86 builds, with MKL:
+:func:`time_loop_gemm`); elsewhere the loop is Python's, with ``torch.mm`` per step. The kernel is generated
 from the cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
 to aten ops, translated to C, compiled once and cached), so a user's declared cell gets it
 too. No autograd graph is built per step: the forward keeps ``hg`` and the states of every
@@ -112,13 +115,17 @@ class _Scan(torch.autograd.Function):
         gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
         hg_views = HG.unbind(0)
         w_t = w_hh.t().contiguous()  # (Hout, G*H) row-major: MKL's faster layout per step
-        fwd = k.fwd
-        order = range(T - 1, -1, -1) if reverse else range(T)
-        for t in order:
-            prev, nxt = (t + 1, t) if reverse else (t, t + 1)
-            th = t if grad else 0
-            torch.mm(gemm_in[prev], w_t, out=hg_views[th])  # b_hh: added by the kernel
-            fwd(P, B, t, th, prev, nxt)
+        gemm = time_loop_gemm(k, xg.dtype)
+        if gemm is not None:  # the whole loop in C
+            k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr())
+        else:
+            fwd = k.fwd
+            order = range(T - 1, -1, -1) if reverse else range(T)
+            for t in order:
+                prev, nxt = (t + 1, t) if reverse else (t, t + 1)
+                th = t if grad else 0
+                torch.mm(gemm_in[prev], w_t, out=hg_views[th])  # b_hh: added by the kernel
+                fwd(P, B, t, th, prev, nxt)
         out = OUT if OUT is not None else (S[0][:T] if reverse else S[0][1:])
         s_last = 0 if reverse else T
         finals = tuple(buf[s_last].clone() for buf in S)
@@ -156,13 +163,17 @@ class _Scan(torch.autograd.Function):
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, dxg=DXG,
                    dhg=DHG, G=G,
                    gout=gout, dh=DH, dweights=DP)
-        dhg_views = DHG.unbind(0)
-        bwd = k.bwd
-        order = range(T) if reverse else range(T - 1, -1, -1)
-        for i, t in enumerate(order):
-            prev, nxt = (t + 1, t) if reverse else (t, t + 1)
-            bwd(P, B, t, t, prev, nxt, i == 0)
-            torch.mm(dhg_views[t], w_hh, out=DH)
+        gemm = time_loop_gemm(k, xg.dtype)
+        if gemm is not None:  # the whole loop in C
+            k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr())
+        else:
+            dhg_views = DHG.unbind(0)
+            bwd = k.bwd
+            order = range(T) if reverse else range(T - 1, -1, -1)
+            for i, t in enumerate(order):
+                prev, nxt = (t + 1, t) if reverse else (t, t + 1)
+                bwd(P, B, t, t, prev, nxt, i == 0)
+                torch.mm(dhg_views[t], w_hh, out=DH)
         G[0] += DH if h_mask is None else DH * h_mask
         gemm_in = HIN if HIN is not None else S[0]
         h_prev = gemm_in[1:] if reverse else gemm_in[:T]  # (T, B, HO)
@@ -172,6 +183,32 @@ class _Scan(torch.autograd.Function):
         grads = [None, DXG, d_w, d_b] + G + DP
         grads += [None] * (len(need) - len(grads))
         return tuple(grads)
+
+
+#: run the time loop in C with a BLAS gemm when one passes the self-test (False: the loop
+#: in Python, one ``torch.mm`` and one kernel call per step; the tests run both)
+C_TIME_LOOP = True
+_GEMMS: dict = {}
+
+
+def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
+    """The address of the BLAS ``gemm`` the C time loop calls (``dtype``'s), or None: off
+    (:data:`C_TIME_LOOP`), none found (:func:`recur.ops.cpu_codegen.blas_gemm`), or its
+    self-test (a small product against ``torch.mm``, once per process and dtype) failed."""
+    if not C_TIME_LOOP:
+        return None
+    if dtype not in _GEMMS:
+        addr = cpu_codegen.blas_gemm(dtype)
+        if addr is not None:
+            g = torch.Generator().manual_seed(0)
+            a = torch.randn(3, 5, dtype=dtype, generator=g)
+            b = torch.randn(5, 7, dtype=dtype, generator=g)
+            c = torch.full((3, 7), float("nan"), dtype=dtype)
+            k.gemm_rows(addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())
+            if not torch.allclose(c, a @ b, rtol=1e-4, atol=1e-5):
+                addr = None
+        _GEMMS[dtype] = addr
+    return _GEMMS[dtype]
 
 
 def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int]:

@@ -549,7 +549,54 @@ void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
   }}
 }}
 """
-    return fwd + bwd, idx
+    seq = _SEQUENCE.format(GH=GH, HO=W[0], HG=idx["HG"], S0=idx["S0"], HIN=idx["HIN"],
+                           DHG=idx["DHG"], DH=idx["DH"])
+    return fwd + bwd + seq, idx
+
+
+# The whole time loop in C (no Python per step) where a BLAS ``gemm`` is at hand
+# (:func:`blas_gemm`): column-major Fortran BLAS, so the row-major products are written
+# transposed. Forward: ``hg_t = h_{t-1} WT`` with ``WT = W_hh^T [HO, GH]`` row-major is
+# ``hg_t^T = WT^T h^T``, i.e. ``gemm(N, N, GH, B, HO, WT, GH, h, HO, hg, GH)``. Backward:
+# ``dh = dhg_t W_hh`` (``W_hh [GH, HO]``) is ``gemm(N, N, HO, B, GH, W_hh, HO, dhg, GH, dh, HO)``.
+_SEQUENCE = """
+typedef void (*gemm_t)(const char *, const char *, const int *, const int *, const int *,
+                       const T *, const T *, const int *, const T *, const int *, const T *,
+                       T *, const int *);
+static const int GH_ = {GH}, HO_ = {HO};
+static const T ONE_ = 1, ZERO_ = 0;
+
+void gemm_rows(void *gemm, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) {{
+  /* row-major C[M, N] = A[M, K] Bm[K, N], as the loops below call it (a self-test) */
+  int m = (int)M, n = (int)N, k = (int)K;
+  ((gemm_t)gemm)("N", "N", &n, &m, &k, &ONE_, Bm, &n, A, &k, &ZERO_, C, &n);
+}}
+
+void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
+             T *WT) {{
+  T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
+  int b = (int)B;
+  for (int64_t i = 0; i < T_; i++) {{
+    int64_t t = reverse ? T_ - 1 - i : i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+    int64_t th = grad ? t : 0;
+    T *h = (HIN ? HIN : S0) + prev * B * HO_;
+    ((gemm_t)gemm)("N", "N", &GH_, &b, &HO_, &ONE_, WT, &GH_, h, &HO_, &ZERO_,
+                   HG + th * B * GH_, &GH_);
+    step_fwd(P, B, t, th, prev, next);
+  }}
+}}
+
+void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W) {{
+  T *DHG = (T *)P[{DHG}], *DH = (T *)P[{DH}];
+  int b = (int)B;
+  for (int64_t i = 0; i < T_; i++) {{
+    int64_t t = reverse ? i : T_ - 1 - i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
+    step_bwd(P, B, t, t, prev, next, i == 0);
+    ((gemm_t)gemm)("N", "N", &HO_, &b, &GH_, &ONE_, W, &HO_, DHG + t * B * GH_, &GH_, &ZERO_,
+                   DH, &HO_);
+  }}
+}}
+"""
 
 
 # ------------------------------------------------------------------------------- tracing
@@ -694,12 +741,43 @@ def compile_library(src: str) -> ctypes.CDLL:
 @dataclass
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
-    first)`` and the pointer-table layout ``index`` (name -> slot)."""
+    first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT)`` and
+    ``seq_bwd(P, B, T, reverse, gemm, W)`` (``gemm``: :func:`blas_gemm`'s address), the
+    self-test ``gemm_rows(gemm, M, N, K, A, B, C)``, and the pointer-table layout ``index``
+    (name -> slot)."""
 
     fwd: object
     bwd: object
+    seq_fwd: object
+    seq_bwd: object
+    gemm_rows: object
     index: dict
     lib: ctypes.CDLL
+
+
+#: the Fortran BLAS names of ``gemm`` per dtype, as PyTorch's own library may export them
+_GEMM_NAMES = {torch.float32: ("sgemm_", "sgemm"), torch.float64: ("dgemm_", "dgemm")}
+
+
+@functools.lru_cache(maxsize=2)
+def blas_gemm(dtype: torch.dtype) -> int | None:
+    """The address of a Fortran BLAS ``sgemm`` / ``dgemm`` (32-bit integers) already in the
+    process, from PyTorch's CPU library (its x86 builds link MKL in and export it), or None.
+    The caller self-tests it before use (:func:`recur.ops.cpu.time_loop_gemm`)."""
+    lib_dir = Path(torch.__file__).parent / "lib"
+    for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
+        path = lib_dir / name
+        if not path.exists():
+            continue
+        try:
+            lib = ctypes.CDLL(str(path))
+        except OSError:
+            continue
+        for sym in _GEMM_NAMES[dtype]:
+            fn = getattr(lib, sym, None)
+            if fn is not None:
+                return ctypes.cast(fn, ctypes.c_void_p).value
+    return None
 
 
 _CACHE: dict = {}
@@ -721,7 +799,15 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.step_fwd.restype = None
                 lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
                 lib.step_bwd.restype = None
-                hit = Kernel(lib.step_fwd, lib.step_bwd, index, lib)
+                vp = ctypes.c_void_p
+                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp]
+                lib.seq_fwd.restype = None
+                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp]
+                lib.seq_bwd.restype = None
+                lib.gemm_rows.argtypes = [vp, i64, i64, i64, vp, vp, vp]
+                lib.gemm_rows.restype = None
+                hit = Kernel(lib.step_fwd, lib.step_bwd, lib.seq_fwd, lib.seq_bwd,
+                             lib.gemm_rows, index, lib)
             except (Unsupported, RuntimeError) as e:
                 hit = e
             _CACHE[key] = hit
