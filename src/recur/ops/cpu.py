@@ -112,13 +112,13 @@ class _Scan(torch.autograd.Function):
         HG = empty_large(T if grad else 1, B, GH, like=xg)
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, cell_weights=cell_weights,
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh)
-        gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
-        hg_views = HG.unbind(0)
         w_t = w_hh.t().contiguous()  # (Hout, G*H) row-major: MKL's faster layout per step
         gemm = time_loop_gemm(k, xg.dtype)
         if gemm is not None:  # the whole loop in C
             k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr())
         else:
+            gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
+            hg_views = HG.unbind(0)
             fwd = k.fwd
             order = range(T - 1, -1, -1) if reverse else range(T)
             for t in order:
