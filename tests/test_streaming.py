@@ -58,6 +58,36 @@ def test_a_variant_steps_as_its_forward_in_float64(name, backend, monkeypatch):
     torch.testing.assert_close(state, want_state)
 
 
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_a_variant_step_without_autograd_runs_the_cpu_kernel(name, train, monkeypatch):
+    # no_grad + auto: one C call per layer (recur.ops.cpu.step_cpu); the numbers of the
+    # reference loop's cell_step in float64, with the same masks in training
+    from recur.ops import cpu, cpu_codegen
+
+    if cpu_codegen.find_compiler() is None:
+        pytest.skip("no C compiler: step runs the reference loop's cell_step")
+    torch.manual_seed(0)
+    auto = VARIANTS[name](num_layers=2).double().train(train)
+    ref = VARIANTS[name](num_layers=2, backend="reference").double().train(train)
+    ref.load_state_dict(auto.state_dict())
+    x = torch.randn(T, B, I, dtype=torch.double)
+    real, ran = cpu.step_cpu, []
+    monkeypatch.setattr(cpu, "step_cpu", lambda *a, **k: ran.append(real(*a, **k)) or ran[-1])
+    with torch.no_grad():
+        sa = sr = None
+        for t in range(T):
+            torch.manual_seed(t)
+            ya, sa = auto.step(x[t], sa)
+            torch.manual_seed(t)
+            yr, sr = ref.step(x[t], sr)
+            torch.testing.assert_close(ya, yr, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(sa, sr, rtol=1e-12, atol=1e-12)
+    if cpu.time_loop_gemm(cpu.kernel(recur.cells.GRU, 2, 2, 6, [], torch.float64),
+                          torch.float64) is not None:
+        assert len(ran) == 2 * T and all(r is not None for r in ran)
+
+
 def test_a_variant_step_in_training_draws_its_masks_and_has_gradients():
     torch.manual_seed(0)
     m = recur.VariantLSTM(I, H, zoneout=0.5, recurrent_dropout=0.5)

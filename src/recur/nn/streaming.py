@@ -113,15 +113,27 @@ class StreamingMixin:
         states = self._prepare_hx(state, xt, True)                     # each (L, B, H*)
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
+        auto = requested_backend(self.backend) == "auto"
         for k, lw in enumerate(self._stack_weights(xt)):
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
             if lw.xg_fn is not None:
                 xg = lw.xg_fn(xg)
-            new, inp = cell_step(
-                self.cell, xg, tuple(s[k] for s in states), lw.w_hh, lw.b_hh, w_hr=lw.w_hr,
-                cell_weights=lw.cell_weights, step_inputs=tuple(p[0] for p in lw.step_inputs),
-                h_mask=lw.h_mask,
-                zoneout=None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout))
+            prev = tuple(s[k] for s in states)
+            zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
+            new = None
+            if auto and lw.w_hr is None and not lw.step_inputs:  # the cpu backend's kernel
+                from ..ops.cpu import step_cpu  # lazy, as the executors import it
+
+                new = step_cpu(self.cell, xg, lw.w_hh, lw.b_hh, prev,
+                               cell_weights=lw.cell_weights, h_mask=lw.h_mask, zoneout=zoneout)
+            if new is not None:
+                inp = new[0]
+            else:
+                new, inp = cell_step(
+                    self.cell, xg, prev, lw.w_hh, lw.b_hh, w_hr=lw.w_hr,
+                    cell_weights=lw.cell_weights,
+                    step_inputs=tuple(p[0] for p in lw.step_inputs), h_mask=lw.h_mask,
+                    zoneout=zoneout)
             for j, s in enumerate(new):
                 finals[j].append(s)
             if self.dropout and self.training and k < self.num_layers - 1:

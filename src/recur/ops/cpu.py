@@ -115,7 +115,7 @@ class _Scan(torch.autograd.Function):
         w_t = w_hh.t().contiguous()  # (Hout, G*H) row-major: MKL's faster layout per step
         gemm = time_loop_gemm(k, xg.dtype)
         if gemm is not None:  # the whole loop in C
-            k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr())
+            k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr(), 0)
         else:
             gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
             hg_views = HG.unbind(0)
@@ -328,3 +328,94 @@ def scan_cpu(
             h_mask is not None, zoneout is not None, grad, zstrides)
     res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh), *rest)
     return res[0], tuple(res[1:])
+
+
+_STEP_KERNELS: dict = {}
+
+
+def _step_kernel(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torch.dtype):
+    """``(kernel, gemm address)`` for :func:`step_cpu`, or None where either is missing
+    (cached per process: one dict lookup per step)."""
+    key = (cell, GX, HO, weight_shapes, dtype)
+    hit = _STEP_KERNELS.get(key, False)
+    if hit is False:
+        try:
+            k = kernel(cell, GX // cell.num_gates, HO, GX, list(weight_shapes), dtype)
+        except ValueError:
+            k = None
+        gemm = None if k is None else time_loop_gemm(k, dtype)
+        hit = None
+        if gemm is not None:
+            ix = k.index
+            NS = cell.num_states
+            slots = (ix["XG"], ix["HG"], tuple(ix[f"S{i}"] for i in range(NS)),
+                     tuple(ix[f"PR{i}"] for i in range(len(weight_shapes))), ix["BHH"],
+                     ix["HM"], ix["HIN"], tuple(ix[f"Z{i}"] for i in range(NS)),
+                     tuple(ix[f"ZST{i}"] for i in range(NS)),
+                     tuple(ix[f"ZSB{i}"] for i in range(NS)))
+            hit = (k, gemm, ctypes.c_void_p * len(ix), slots)
+        _STEP_KERNELS[key] = hit
+    return hit
+
+
+def step_cpu(
+    cell: Cell,
+    xg: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    states: States,
+    *,
+    cell_weights: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
+) -> States | None:
+    """One step of ``cell`` without autograd (streaming inference): ``xg: [B, G*H]`` this
+    step's input projection, ``states`` each ``[B, W_k]``, ``h_mask`` ``[B, Hout]`` (or
+    broadcastable), ``zoneout`` one ``[B, H]`` mask per state (or broadcastable). Returns the
+    new states (each ``[B, W_k]``), the numbers of :func:`recur.ops.reference.cell_step`, or
+    None where this path cannot run the step (the caller then runs ``cell_step``): gradients
+    wanted, a tensor off the CPU or of another dtype, no C compiler, a cell the generator
+    cannot translate, no BLAS gemm for the C loop."""
+    dtype = xg.dtype
+    if (torch.is_grad_enabled() or not xg.is_cpu or xg.dim() != 2 or w_hh.dtype != dtype
+            or dtype not in DTYPES or torch.compiler.is_compiling()
+            or any(p.dtype != dtype for p in cell_weights)
+            or (b_hh is not None and b_hh.dtype != dtype)):
+        return None
+    B, GX = xg.shape
+    GH, HO = w_hh.shape
+    hit = _step_kernel(cell, GX, HO, tuple(tuple(p.shape) for p in cell_weights), dtype)
+    if hit is None or B == 0:
+        return None
+    k, gemm, Table, (XG, HG_, S_, PR, BHH, HM, HIN, Z, ZST, ZSB) = hit
+    c = Tensor.contiguous
+    # every tensor whose address goes into the table stays bound until the call returns
+    xg, w = c(xg), c(w_hh)
+    table = Table()
+    HG = torch.empty(1, B, GH, dtype=dtype)
+    table[XG], table[HG_] = xg.data_ptr(), HG.data_ptr()
+    S = []
+    for slot, s in zip(S_, states):
+        buf = torch.empty(2, B, s.shape[-1], dtype=dtype)
+        buf[0] = s
+        table[slot] = buf.data_ptr()
+        S.append(buf)
+    keep = [c(p) for p in cell_weights]
+    for slot, p in zip(PR, keep):
+        table[slot] = p.data_ptr()
+    if b_hh is not None:
+        keep.append(c(b_hh))
+        table[BHH] = keep[-1].data_ptr()
+    if h_mask is not None:
+        hm = c(h_mask.to(dtype).expand(B, HO))
+        hin = torch.empty(2, B, HO, dtype=dtype)
+        torch.mul(states[0], hm, out=hin[0])
+        keep += [hm, hin]
+        table[HM], table[HIN] = hm.data_ptr(), hin.data_ptr()
+    if zoneout is not None:
+        for i, (z, s) in enumerate(zip(zoneout, states)):
+            zc, st, sb = _compact_mask(z.to(dtype).expand(B, s.shape[-1]).unsqueeze(0), 1)
+            keep.append(zc)
+            table[Z[i]], table[ZST[i]], table[ZSB[i]] = zc.data_ptr(), st, sb
+    k.seq_fwd(table, B, 1, 0, 0, gemm, w.data_ptr(), 1)  # W_hh read transposed: no copy
+    return tuple(buf[1] for buf in S)

@@ -573,15 +573,20 @@ void gemm_rows(void *gemm, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) {
 }}
 
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
-             T *WT) {{
+             T *WT, int64_t w_is_whh) {{
+  /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
   int b = (int)B;
   for (int64_t i = 0; i < T_; i++) {{
     int64_t t = reverse ? T_ - 1 - i : i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
     int64_t th = grad ? t : 0;
     T *h = (HIN ? HIN : S0) + prev * B * HO_;
-    ((gemm_t)gemm)("N", "N", &GH_, &b, &HO_, &ONE_, WT, &GH_, h, &HO_, &ZERO_,
-                   HG + th * B * GH_, &GH_);
+    if (w_is_whh)
+      ((gemm_t)gemm)("T", "N", &GH_, &b, &HO_, &ONE_, WT, &HO_, h, &HO_, &ZERO_,
+                     HG + th * B * GH_, &GH_);
+    else
+      ((gemm_t)gemm)("N", "N", &GH_, &b, &HO_, &ONE_, WT, &GH_, h, &HO_, &ZERO_,
+                     HG + th * B * GH_, &GH_);
     step_fwd(P, B, t, th, prev, next);
   }}
 }}
@@ -741,7 +746,7 @@ def compile_library(src: str) -> ctypes.CDLL:
 @dataclass
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
-    first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT)`` and
+    first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh)`` and
     ``seq_bwd(P, B, T, reverse, gemm, W)`` (``gemm``: :func:`blas_gemm`'s address), the
     self-test ``gemm_rows(gemm, M, N, K, A, B, C)``, and the pointer-table layout ``index``
     (name -> slot)."""
@@ -800,7 +805,7 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
                 lib.step_bwd.restype = None
                 vp = ctypes.c_void_p
-                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp]
+                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64]
                 lib.seq_fwd.restype = None
                 lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp]
                 lib.seq_bwd.restype = None
