@@ -9,6 +9,11 @@ zero initial state:
   PyTorch's fused kernels (so the gap to torch.nn is recur's Python overhead per call);
 - reference: ``backend="reference"``, recur's plain PyTorch loop over time.
 
+``--lengths``: ragged batches (lengths uniform in ``[T/4, T]``, one row full). torch.nn gets
+the packed batch (``pack_padded_sequence`` inside the timed call, as its user would write it),
+recur ``lengths=``; in fwd+bwd ``auto`` then runs recur's ``cpu`` backend (see
+``recur.ops.plan.auto_order``), in fwd PyTorch's packed kernels.
+
 Passes: ``fwd`` (forward under ``no_grad``) and ``fwd+bwd`` (forward, then ``backward()`` of
 ``output.sum()``; gradients are reset to None before each call). Grid: B in {1, 32, 64} x T in
 {100, 200} x H in {32, 128, 256}.
@@ -32,6 +37,7 @@ Ratios are throughputs, torch.nn time / recur time: above 1, recur is faster; th
     python benchmarks/cpu.py --quick                      # a small grid, under a minute
     python benchmarks/cpu.py --cells LSTM --batch 64 --seq 200 --hidden 256 --json out.json
     python benchmarks/cpu.py --overhead                   # Python us per call, kernel stubbed
+    python benchmarks/cpu.py --lengths --no-reference     # ragged batches (torch.nn packs)
     python benchmarks/compare.py old.json new.json        # compare two runs
 
 Before timing, each configuration checks that recur's outputs equal torch.nn's.
@@ -53,6 +59,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import recur
 
@@ -113,30 +120,43 @@ def build(cell: str, H: int) -> dict[str, torch.nn.Module]:
     return models
 
 
-def check_same(models: dict[str, torch.nn.Module], x: torch.Tensor) -> None:
-    """Raise if recur's outputs differ from torch.nn's on ``x``."""
+def _forward(name: str, model: torch.nn.Module, x: torch.Tensor, lengths) -> torch.Tensor:
+    """The padded output ``[T, B, H]``: torch.nn's on the packed batch when ``lengths`` is
+    given (a torch.nn user packs), recur's with ``lengths=``."""
+    if lengths is None:
+        return model(x)[0]
+    if name == "torch":
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        return pad_packed_sequence(model(packed)[0], total_length=x.shape[0])[0]
+    return model(x, lengths=lengths)[0]
+
+
+def check_same(models: dict[str, torch.nn.Module], x: torch.Tensor, lengths=None) -> None:
+    """Raise if recur's outputs differ from torch.nn's on ``x`` (with ``lengths``)."""
     with torch.no_grad():
-        want = models["torch"](x)[0]
+        want = _forward("torch", models["torch"], x, lengths)
         for name in ("auto", "reference"):
-            got = models[name](x)[0]
+            got = _forward(name, models[name], x, lengths)
             if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
                 err = (got - want).abs().max().item()
                 raise AssertionError(f"{name} differs from torch.nn by {err:.2e}")
 
 
-def make_call(model: torch.nn.Module, x: torch.Tensor, pass_: str) -> Callable[[], None]:
-    """One timed call: a forward under no_grad, or forward + backward of output.sum()."""
+def make_call(name: str, model: torch.nn.Module, x: torch.Tensor, pass_: str,
+              lengths=None) -> Callable[[], None]:
+    """One timed call: a forward under no_grad, or forward + backward of output.sum() (with
+    ``lengths``: torch.nn packs the batch inside the call, recur takes ``lengths=``)."""
     if pass_ == "fwd":
         def call() -> None:
             with torch.no_grad():
-                model(x)
+                _forward(name, model, x, lengths)
         return call
     params = list(model.parameters())
 
     def call() -> None:
         for p in params:
             p.grad = None
-        out, _ = model(x)  # (T, B, H)
+        out = _forward(name, model, x, lengths)  # (T, B, H), zero past each length
         out.sum().backward()
     return call
 
@@ -180,18 +200,27 @@ def paired_ratio(base: list[float], other: list[float]) -> float:
     return statistics.median(b / o for b, o in zip(base, other))
 
 
+def ragged_lengths(T: int, B: int) -> torch.Tensor:
+    """``[B]`` lengths drawn uniformly from ``[T // 4, T]`` (seed 0), the first row full."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(max(1, T // 4), T + 1, (B,), generator=g)
+    lengths[0] = T
+    return lengths
+
+
 def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...],
-            budget: float, max_reps: int, clock: str) -> dict:
+            budget: float, max_reps: int, clock: str, ragged: bool = False) -> dict:
     torch.manual_seed(0)
     models = build(cell, H)
     x = torch.randn(T, B, H)  # (T, B, I), I = H
-    check_same(models, x)
-    calls = {name: make_call(models[name], x, pass_) for name in impls}
+    lengths = ragged_lengths(T, B) if ragged else None
+    check_same(models, x, lengths)
+    calls = {name: make_call(name, models[name], x, pass_, lengths) for name in impls}
     min_reps = {"torch": 7, "auto": 7, "reference": 3}
     gc.collect()
     times = measure(calls, budget, min_reps, max_reps)
     row = {"cell": cell, "pass": pass_, "B": B, "T": T, "H": H, "input_size": H,
-           "clock": clock}
+           "clock": clock, "lengths": ragged}
     for name, by_clock in times.items():
         for clk, ts in by_clock.items():
             q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
@@ -288,6 +317,9 @@ def main() -> None:
     ap.add_argument("--overhead", action="store_true",
                     help="only measure the Python time per forward call around the kernel "
                          "(torch.nn vs auto, the kernel stubbed out)")
+    ap.add_argument("--lengths", action="store_true",
+                    help="ragged batches: lengths uniform in [T/4, T] (one row full); torch.nn "
+                         "gets the packed batch (packing timed), recur lengths=")
     ap.add_argument("--json", type=Path, default=None, metavar="PATH", help="write rows here")
     args = ap.parse_args()
     if args.threads:
@@ -320,7 +352,7 @@ def main() -> None:
                 for T in Ts:
                     for H in Hs:
                         row = run_row(cell, pass_, B, T, H, impls, args.budget, args.max_reps,
-                                      args.clock)
+                                      args.clock, ragged=args.lengths)
                         rows.append(row)
                         print(format_row(row), flush=True)
     meta["wall_s"] = round(time.perf_counter() - start, 1)

@@ -22,7 +22,7 @@ from ..ops import LayerSpec, LayerWeights, Plan, plan_stack
 from ..ops.dispatch import check_backend_name, requested_backend
 from ..ops.native import stack_native
 from ..ops.onnx import exporting_onnx
-from ..ops.plan import run_plan
+from ..ops.plan import ragged_grad, run_plan
 from ._args import check_bool, check_dropout, check_int
 from ._layout import from_time_major, to_time_major
 from ._pickle import CellByName
@@ -267,20 +267,25 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         spec = LayerSpec(self.cell, H, h_out, self.proj_size > 0, self.bias)
         return [spec] * len(self._layer_names)
 
-    def _planned(self, x: Tensor) -> tuple[Plan, list[LayerWeights] | None]:
-        """The plan for ``x: [T, B, I]`` and, for a layer with extras, the weights it was
-        planned from (a plain layer's are built only if the plan needs them). A plain layer's
-        plan depends only on the device, dtype and batch of ``x`` and on the request: it is
-        kept per such key (forward's hot path), except while exporting or compiling."""
+    def _planned(self, x: Tensor, lengths: Tensor | None = None
+                 ) -> tuple[Plan, list[LayerWeights] | None]:
+        """The plan for ``x: [T, B, I]`` (with ``lengths``, if given) and, for a layer with
+        extras, the weights it was planned from (a plain layer's are built only if the plan
+        needs them). A plain layer's plan depends only on the device, dtype and batch of ``x``,
+        the request and :func:`recur.ops.plan.ragged_grad`: it is kept per such key
+        (forward's hot path), except while exporting or compiling."""
         if self._plain_native:
+            ragged = ragged_grad(x, lengths, self._flat_weights)
             if exporting_onnx() or torch.compiler.is_compiling():
-                return plan_stack(self.cell, self._specs(x), x, self.backend), None
+                return plan_stack(self.cell, self._specs(x), x, self.backend,
+                                  ragged_grad=ragged), None
             key = (x.device if x.is_cuda else None, x.dtype, x.shape[1],
-                   requested_backend(self.backend))
+                   requested_backend(self.backend), ragged)
             cache = self.__dict__.setdefault("_plans", {})
             plan = cache.get(key)
             if plan is None:
-                plan = cache[key] = plan_stack(self.cell, self._specs(x), x, self.backend)
+                plan = cache[key] = plan_stack(self.cell, self._specs(x), x, self.backend,
+                                               ragged_grad=ragged)
             return plan, None
         layers = self._stack_weights(x)
         specs = [LayerSpec.of(self.cell, lw) for lw in layers]
@@ -295,7 +300,7 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         """``x: [T, B, I]`` through the stack; returns ``out, finals`` as ``run_stack``."""
         kw = {"num_layers": self.num_layers, "bidirectional": self.bidirectional,
               "dropout": self.dropout, "training": self.training, "lengths": lens}
-        plan, layers = self._planned(x)
+        plan, layers = self._planned(x, lens)
         if layers is None:
             if plan.executor == "torch":
                 # torch.nn's own cell with nothing added: its flat weights go straight to

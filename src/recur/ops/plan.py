@@ -20,8 +20,9 @@ stack (``unit="stack"``), one ``scan`` (``"scan"``) or one step of a cell module
 - ``reference``: the PyTorch loop over time (or the cell's update, for one step): anything.
 
 ``auto`` takes the first backend that accepts every layer, in the order of
-:func:`auto_order` (CPU: torch, reference; CUDA: torch, triton, reference, with triton
-first where :func:`recur.ops.triton.preferred` says it was measured faster). An explicit
+:func:`auto_order` (CPU: torch, cpu, reference, with cpu first for a training call with
+ragged ``lengths``; CUDA: torch, triton, reference, with triton first where
+:func:`recur.ops.triton.preferred` says it was measured faster). An explicit
 backend runs exactly that backend or raises ``ValueError`` with its reason; nothing further
 down changes the decision. Executors: PyTorch's stack kernel, the per-layer loop on the
 reference or Triton scan (:mod:`recur.ops.executors`), the compile/export custom operator
@@ -46,9 +47,14 @@ NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton ker
          "reference": "the reference loop (PyTorch ops, one step at a time)"}
 
 
-def auto_order(cell: Cell, x: Tensor) -> tuple[str, ...]:
-    """The backends ``auto`` tries, fastest first, on ``x``'s device."""
+def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False) -> tuple[str, ...]:
+    """The backends ``auto`` tries, fastest first, on ``x``'s device. ``ragged_grad``: the
+    call has ``lengths`` that are not all ``T`` and needs gradients; on the CPU, PyTorch then
+    packs the batch and runs its packed-sequence kernels, which recur's ``cpu`` backend
+    (lengths inside its loop) beats in training (``benchmarks/cpu.py --lengths``)."""
     if not x.is_cuda:
+        if ragged_grad:
+            return ("cpu", "torch", "reference")
         return ("torch", "cpu", "reference")
     try:
         from .triton import preferred
@@ -138,11 +144,11 @@ class Plan:
 
 
 def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor | None,
-            unit: str) -> tuple[str, dict[str, str]]:
+            unit: str, ragged_grad: bool = False) -> tuple[str, dict[str, str]]:
     if request == "auto" and unit == "step":
         order = STEP_ORDER
     elif request == "auto":
-        order = auto_order(cell, x)
+        order = auto_order(cell, x, ragged_grad=ragged_grad)
         if unit == "scan":
             order = tuple(b for b in order if b != "torch")
     else:
@@ -157,16 +163,28 @@ def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor | None,
                      f"{rejected[request]}; use backend='auto' or 'reference'")
 
 
-def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "auto") -> Plan:
-    """The plan of a stack forward on ``x: [T, B, I]`` (one spec per layer and direction)."""
+def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "auto", *,
+               ragged_grad: bool = False) -> Plan:
+    """The plan of a stack forward on ``x: [T, B, I]`` (one spec per layer and direction);
+    ``ragged_grad``: see :func:`auto_order` (:func:`ragged_grad` computes it)."""
     request = requested_backend(backend)
     if exporting_onnx():
         return Plan("onnx", "reference", request)
-    chosen, rejected = _choose(request, cell, specs, x, unit="stack")
+    chosen, rejected = _choose(request, cell, specs, x, unit="stack", ragged_grad=ragged_grad)
     if (torch.compiler.is_compiling() and cell.native_mode is not None
             and not any(s.extras for s in specs)):
         return Plan("custom_op", chosen, request, rejected)
     return Plan(chosen, chosen, request, rejected)
+
+
+def ragged_grad(x: Tensor, lengths: Tensor | None, weights) -> bool:
+    """Whether a stack call on ``x: [T, B, I]`` with ``lengths`` has rows shorter than ``T``
+    and needs gradients (of ``x`` or of any tensor in ``weights``) on the CPU."""
+    if lengths is None or x.is_cuda or not torch.is_grad_enabled():
+        return False
+    if not (x.requires_grad or any(w is not None and w.requires_grad for w in weights)):
+        return False
+    return bool((lengths != x.shape[0]).any())
 
 
 def plan_scan(spec: LayerSpec, xg: Tensor, backend: str = "auto") -> Plan:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..cells import Cell
 from .layer import LayerSpec, LayerWeights
-from .plan import plan_stack, run_plan
+from .plan import plan_stack, ragged_grad, run_plan
 
 __all__ = ["LayerWeights", "run_stack"]
 
@@ -42,7 +42,9 @@ def run_stack(
         ``out: [T, B, D*Hout]`` (zero past each row's length) and the final states, each
         ``[L*D, B, H*]``.
     """
-    plan = plan_stack(cell, [LayerSpec.of(cell, lw) for lw in layers], x, backend)
+    ragged = ragged_grad(x, lengths, [w for lw in layers for w in lw.flat()])
+    plan = plan_stack(cell, [LayerSpec.of(cell, lw) for lw in layers], x, backend,
+                      ragged_grad=ragged)
     return run_plan(plan, cell, x, hx, layers, num_layers=num_layers,
                     bidirectional=bidirectional, dropout=dropout, training=training,
                     lengths=lengths)
