@@ -123,3 +123,42 @@ def test_a_plain_layer_replans_when_the_request_or_input_changes(monkeypatch):
     assert m.plan(x).backend == "torch"
     m(x)
     assert "_plans" in vars(m) and "_plans" not in m.__getstate__()
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_ragged_training_on_the_cpu_runs_the_cpu_backend_with_torch_nn_numbers(mode,
+                                                                              monkeypatch):
+    # PyTorch packs a ragged batch; in training recur's cpu backend runs it instead, with
+    # torch.nn's numbers (float64: outputs, final states, every gradient)
+    from recur.ops import executors
+
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, mode)(3, 4, 2, bidirectional=True).double()
+    m = getattr(recur, mode)(3, 4, 2, bidirectional=True).double()
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 3, 3, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4])
+    ran = []
+    real = executors.run_eager
+    monkeypatch.setattr(executors, "run_eager",
+                        lambda backend, *a, **k: ran.append(backend) or real(backend, *a, **k))
+    out, st = m(x, lengths=lengths)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    want_packed, want_st = ref(packed)
+    want = torch.nn.utils.rnn.pad_packed_sequence(want_packed, total_length=6)[0]
+    assert ran == ["cpu"]
+    st, want_st = (st, want_st) if mode == "LSTM" else ((st,), (want_st,))
+    torch.testing.assert_close(out, want)
+    for a, b in zip(st, want_st):
+        torch.testing.assert_close(a, b)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad((out * g).sum(), [x, *m.parameters()])
+    exp = torch.autograd.grad((want * g).sum(), [x, *ref.parameters()])
+    for a, b in zip(got, exp):
+        torch.testing.assert_close(a, b)
+    ran.clear()
+    with torch.no_grad():  # inference: PyTorch's packed kernels, as before
+        m(x, lengths=lengths)
+    m(x, lengths=torch.tensor([6, 6, 6]))  # no row shorter than T: PyTorch's kernels
+    assert ran == []
