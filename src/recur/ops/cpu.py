@@ -6,13 +6,13 @@ call of a C kernel that adds ``b_hh`` and runs the cell's whole pointwise update
 (plus lengths, zoneout and the recurrent-dropout mask). The time loop itself runs in C
 (``seq_fwd`` / ``seq_bwd`` of the generated library, no Python per step) where PyTorch's
 library exports a BLAS ``sgemm`` / ``dgemm`` that passes a self-test (its x86 builds, with MKL:
-:func:`time_loop_gemm`); elsewhere the loop is Python's, with ``torch.mm`` per step. The kernel is generated
-from the cell's single declaration (:mod:`recur.ops.cpu_codegen`: ``cell.update`` and its vjp traced
-to aten ops, translated to C, compiled once and cached), so a user's declared cell gets it
-too. No autograd graph is built per step: the forward keeps ``hg`` and the states of every
-step; the backward walks the steps in reverse, one kernel call (the update's vjp, forward
-recomputed in registers) and one ``dh = dhg_t W_hh`` GEMM per step, then the weight
-gradients as one GEMM over all steps (``dW_hh = dHG^T H_prev``).
+:func:`time_loop_gemm`); elsewhere the loop is Python's, with ``torch.mm`` per step.
+The kernel is generated from the cell's single declaration (:mod:`recur.ops.cpu_codegen`:
+``cell.update`` and its vjp traced to aten ops, translated to C, compiled once and cached), so a
+user's declared cell gets it too. No autograd graph is built per step: the forward keeps ``hg``
+and the states of every step; the backward walks the steps in reverse, one kernel call (the
+update's vjp, forward recomputed in registers) and one ``dh = dhg_t W_hh`` GEMM per step, then
+the weight gradients as one GEMM over all steps (``dW_hh = dHG^T H_prev``).
 
 What it does not take (:func:`accepts` says why, and ``auto`` runs the reference loop):
 tensors off the CPU, dtypes other than float32 / float64, a projection (``w_hr``),
@@ -161,8 +161,7 @@ class _Scan(torch.autograd.Function):
         gout = None if gout is None else gout.contiguous()
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, cell_weights=cell_weights,
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, dxg=DXG,
-                   dhg=DHG, G=G,
-                   gout=gout, dh=DH, dweights=DP)
+                   dhg=DHG, G=G, gout=gout, dh=DH, dweights=DP)
         gemm = time_loop_gemm(k, xg.dtype)
         if gemm is not None:  # the whole loop in C
             k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr())

@@ -481,12 +481,13 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
 
     Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
     or NULL), OUT (``[T, B, W_0]`` or NULL), PR_p (the cell weights), zoneout masks
-    (``[T, B, W_k]`` with unit stride along ``W_k``, or NULL), HM (``[B, W_0]`` or NULL), LEN (int64 ``[B]`` or NULL), BHH
-    (``[G*H]``, added to each row of HG before the update, which HG then keeps, or NULL), then
-    for the backward: DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH
-    (``[B, W_0]``), DP_p (the cell weights' gradients), then the zoneout masks' step and row
-    strides as integers (ZST_k, ZSB_k; 0 where a mask is the same for every step or row, as
-    the rates of eval mode are: no ``[T, B, W_k]`` copy of them)."""
+    (``[T, B, W_k]`` with unit stride along ``W_k``, or NULL), HM (``[B, W_0]`` or NULL), LEN
+    (int64 ``[B]`` or NULL), BHH (``[G*H]``, added to each row of HG before the update,
+    which HG then keeps, or NULL), then for the backward: DXG, DHG, G_k (``[B, W_k]``,
+    running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p (the cell weights'
+    gradients), then the zoneout masks' step and row strides as integers (ZST_k, ZSB_k; 0
+    where a mask is the same for every step or row, as the rates of eval mode are: no
+    ``[T, B, W_k]`` copy of them)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
              + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN", "BHH"]
