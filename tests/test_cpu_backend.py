@@ -286,3 +286,28 @@ def test_the_c_time_loop_is_used_where_a_gemm_passes_its_self_test(monkeypatch):
     monkeypatch.setattr(cpu, "_GEMMS", {})
     monkeypatch.setattr(cpu_codegen, "blas_gemm", lambda dtype: real)
     assert cpu.time_loop_gemm(k, torch.float32) == real
+
+
+@pytest.mark.parametrize("dtype,name", [(torch.float32, "sgemm_64_"), (torch.float64, "dgemm_64_")])
+def test_a_blas_with_64_bit_integers_reads_the_loops_integers_too(dtype, name, monkeypatch):
+    # the loops store their integers in 64 bits: an ILP64 gemm (MKL exports both) passes the
+    # self-test and runs the layer with the same numbers
+    import ctypes
+
+    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    fn = getattr(ctypes.CDLL(str(path)), name, None) if path.exists() else None
+    if fn is None:
+        pytest.skip(f"this PyTorch exports no {name}")
+    addr = ctypes.cast(fn, ctypes.c_void_p).value
+    monkeypatch.setattr(cpu, "_GEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_gemm", lambda d: addr)
+    assert cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], dtype), dtype) == addr
+    torch.manual_seed(0)
+    ref = recur.LayerNormLSTM(3, 5, backend="reference").to(dtype)
+    new = recur.LayerNormLSTM(3, 5, backend="cpu").to(dtype)
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 3, 3, dtype=dtype, requires_grad=True)
+    want, got = _run(ref, x, torch.tensor([6, 1, 4]), 1), _run(new, x, torch.tensor([6, 1, 4]), 1)
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
+    for a, b in zip(want, got):
+        torch.testing.assert_close(b, a, **tol)

@@ -564,42 +564,44 @@ _SEQUENCE = """
 typedef void (*gemm_t)(const char *, const char *, const int *, const int *, const int *,
                        const T *, const T *, const int *, const T *, const int *, const T *,
                        T *, const int *);
-static const int GH_ = {GH}, HO_ = {HO};
+/* the integers are stored in 64 bits and passed as int *: on a little-endian machine a BLAS
+   with 32-bit integers (LP64) and one with 64-bit integers (ILP64) read the same values */
+#define I_(v) ((const int *)&(v))
+static const int64_t GH_ = {GH}, HO_ = {HO};
 static const T ONE_ = 1, ZERO_ = 0;
 
 void gemm_rows(void *gemm, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) {{
   /* row-major C[M, N] = A[M, K] Bm[K, N], as the loops below call it (a self-test) */
-  int m = (int)M, n = (int)N, k = (int)K;
-  ((gemm_t)gemm)("N", "N", &n, &m, &k, &ONE_, Bm, &n, A, &k, &ZERO_, C, &n);
+  ((gemm_t)gemm)("N", "N", I_(N), I_(M), I_(K), &ONE_, Bm, I_(N), A, I_(K), &ZERO_, C, I_(N));
 }}
 
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
              T *WT, int64_t w_is_whh) {{
   /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
-  int b = (int)B;
+  int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
     int64_t t = reverse ? T_ - 1 - i : i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
     int64_t th = grad ? t : 0;
     T *h = (HIN ? HIN : S0) + prev * B * HO_;
     if (w_is_whh)
-      ((gemm_t)gemm)("T", "N", &GH_, &b, &HO_, &ONE_, WT, &HO_, h, &HO_, &ZERO_,
-                     HG + th * B * GH_, &GH_);
+      ((gemm_t)gemm)("T", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(HO_), h, I_(HO_), &ZERO_,
+                     HG + th * B * GH_, I_(GH_));
     else
-      ((gemm_t)gemm)("N", "N", &GH_, &b, &HO_, &ONE_, WT, &GH_, h, &HO_, &ZERO_,
-                     HG + th * B * GH_, &GH_);
+      ((gemm_t)gemm)("N", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(GH_), h, I_(HO_), &ZERO_,
+                     HG + th * B * GH_, I_(GH_));
     step_fwd(P, B, t, th, prev, next);
   }}
 }}
 
 void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W) {{
   T *DHG = (T *)P[{DHG}], *DH = (T *)P[{DH}];
-  int b = (int)B;
+  int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
     int64_t t = reverse ? i : T_ - 1 - i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
     step_bwd(P, B, t, t, prev, next, i == 0);
-    ((gemm_t)gemm)("N", "N", &HO_, &b, &GH_, &ONE_, W, &HO_, DHG + t * B * GH_, &GH_, &ZERO_,
-                   DH, &HO_);
+    ((gemm_t)gemm)("N", "N", I_(HO_), I_(b), I_(GH_), &ONE_, W, I_(HO_), DHG + t * B * GH_,
+                   I_(GH_), &ZERO_, DH, I_(HO_));
   }}
 }}
 """
@@ -767,9 +769,10 @@ _GEMM_NAMES = {torch.float32: ("sgemm_", "sgemm"), torch.float64: ("dgemm_", "dg
 
 @functools.lru_cache(maxsize=2)
 def blas_gemm(dtype: torch.dtype) -> int | None:
-    """The address of a Fortran BLAS ``sgemm`` / ``dgemm`` (32-bit integers) already in the
-    process, from PyTorch's CPU library (its x86 builds link MKL in and export it), or None.
-    The caller self-tests it before use (:func:`recur.ops.cpu.time_loop_gemm`)."""
+    """The address of a Fortran BLAS ``sgemm`` / ``dgemm`` already in the process, from
+    PyTorch's CPU library (its x86 builds link MKL in and export it), or None. The generated
+    loops pass its integers so that 32- and 64-bit-integer builds both read them; the caller
+    self-tests it before use (:func:`recur.ops.cpu.time_loop_gemm`)."""
     lib_dir = Path(torch.__file__).parent / "lib"
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
         path = lib_dir / name
