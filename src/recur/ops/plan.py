@@ -179,8 +179,11 @@ def plan_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = "au
 
 def ragged_grad(x: Tensor, lengths: Tensor | None, weights) -> bool:
     """Whether a stack call on ``x: [T, B, I]`` with ``lengths`` has rows shorter than ``T``
-    and needs gradients (of ``x`` or of any tensor in ``weights``) on the CPU."""
-    if lengths is None or x.is_cuda or not torch.is_grad_enabled():
+    and needs gradients (of ``x`` or of any tensor in ``weights``) on the CPU. Always False
+    while torch.compile / export or ONNX export trace the call (the cpu backend's kernel is
+    not traced, and reading the lengths there would be a data-dependent branch)."""
+    if (lengths is None or x.is_cuda or not torch.is_grad_enabled()
+            or torch.compiler.is_compiling() or exporting_onnx()):
         return False
     if not (x.requires_grad or any(w is not None and w.requires_grad for w in weights)):
         return False
