@@ -61,6 +61,23 @@ def install(seed: int = 0, jitter: float = 0.0) -> None:
                 raise RuntimeError(f"this Triton's interpreter lacks InterpreterBuilder.{name}")
             setattr(interp.InterpreterBuilder, name,
                     delayed(getattr(interp.InterpreterBuilder, name)))
+    # a program that raises never reaches the barrier, and the others would spin there
+    # forever: once one has failed, every atomic (the barrier's spin) raises in the others,
+    # so the launch ends with the first program's error instead of hanging
+    failed = threading.Event()
+
+    def abortable(method):
+        def wrapper(self, *args, **kwargs):
+            if failed.is_set():
+                raise RuntimeError("another program of this launch failed")
+            return method(self, *args, **kwargs)
+        return wrapper
+
+    for name in ("create_atomic_rmw", "create_atomic_cas", "create_atomic_load",
+                 "create_atomic_poll"):
+        if hasattr(interp.InterpreterBuilder, name):
+            setattr(interp.InterpreterBuilder, name,
+                    abortable(getattr(interp.InterpreterBuilder, name)))
     local = threading.local()
     interp.InterpreterBuilder.grid_idx = property(
         lambda self: getattr(local, "idx", None), lambda self, v: setattr(local, "idx", v))
@@ -84,6 +101,7 @@ def install(seed: int = 0, jitter: float = 0.0) -> None:
             grid = tuple(grid) + (1,) * (3 - len(grid))
             interp.interpreter_builder.set_grid_dim(*grid)
             errors: list[BaseException] = []
+            failed.clear()
 
             def program(x: int, y: int, z: int) -> None:
                 try:
@@ -91,6 +109,7 @@ def install(seed: int = 0, jitter: float = 0.0) -> None:
                     self.fn(**args)
                 except BaseException as e:  # noqa: BLE001  (re-raised below)
                     errors.append(e)
+                    failed.set()
 
             threads = [threading.Thread(target=program, args=(x, y, z), daemon=True)
                        for x in range(grid[0]) for y in range(grid[1]) for z in range(grid[2])]
