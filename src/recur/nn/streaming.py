@@ -107,12 +107,16 @@ class StreamingMixin:
     def _step_update(self, x: Tensor, state):
         """One step ``x: [B, I]`` through the layers with the cells' update (the same
         per-layer weights, masks and layer norm as ``forward`` on a one-step sequence,
-        without its planning and its per-sequence set-up)."""
+        without its planning and its per-sequence set-up): on ``auto`` without autograd the
+        cpu backend's kernel (:func:`recur.ops.cpu.step_cpu`), else the reference loop's
+        :func:`recur.ops.reference.cell_step`."""
         xt = x.unsqueeze(0)                                             # (1, B, I)
         self._check_input(xt)
         states = self._prepare_hx(state, xt, True)                     # each (L, B, H*)
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
+        from ..ops.cpu import step_cpu  # lazy, as the executors import the cpu backend
+
         auto = requested_backend(self.backend) == "auto"
         for k, lw in enumerate(self._stack_weights(xt)):
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
@@ -122,8 +126,6 @@ class StreamingMixin:
             zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
             new = None
             if auto and lw.w_hr is None and not lw.step_inputs:  # the cpu backend's kernel
-                from ..ops.cpu import step_cpu  # lazy, as the executors import it
-
                 new = step_cpu(self.cell, xg, lw.w_hh, lw.b_hh, prev,
                                cell_weights=lw.cell_weights, h_mask=lw.h_mask, zoneout=zoneout)
             if new is not None:

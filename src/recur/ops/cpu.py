@@ -224,6 +224,14 @@ def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int]:
     return zc, (zc.stride(0) if keep_t else 0), (zc.stride(1) if keep_b else 0)
 
 
+def _compact_masks(masks, T: int) -> tuple[list[Tensor], tuple[int, ...]]:
+    """:func:`_compact_mask` of each mask: the tensors, then the strides as the kernel's
+    table takes them (every step stride, then every row stride)."""
+    packed = [_compact_mask(z, T) for z in masks]
+    return [z for z, _, _ in packed], (tuple(st for _, st, _ in packed)
+                                       + tuple(sb for _, _, sb in packed))
+
+
 def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, zstrides,
            h_mask, lengths, b_hh=None, dxg=None, dhg=None, G=(), gout=None, dh=None,
            dweights=()) -> ctypes.Array:
@@ -316,9 +324,8 @@ def scan_cpu(
         rest.append(c(h_mask.detach().to(dtype).expand(B, HO)))
     zstrides: tuple[int, ...] = ()
     if zoneout is not None:
-        packed = [_compact_mask(z.detach().to(dtype), T) for z in zoneout]
-        rest += [z for z, _, _ in packed]
-        zstrides = tuple(st for _, st, _ in packed) + tuple(sb for _, _, sb in packed)
+        zs, zstrides = _compact_masks([z.detach().to(dtype) for z in zoneout], T)
+        rest += zs
     if lengths is not None:
         rest.append(c(lengths.to(device="cpu", dtype=torch.int64)))
     grad = torch.is_grad_enabled() and any(
@@ -343,17 +350,7 @@ def _step_kernel(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torc
         except ValueError:
             k = None
         gemm = None if k is None else time_loop_gemm(k, dtype)
-        hit = None
-        if gemm is not None:
-            ix = k.index
-            NS = cell.num_states
-            slots = (ix["XG"], ix["HG"], tuple(ix[f"S{i}"] for i in range(NS)),
-                     tuple(ix[f"PR{i}"] for i in range(len(weight_shapes))), ix["BHH"],
-                     ix["HM"], ix["HIN"], tuple(ix[f"Z{i}"] for i in range(NS)),
-                     tuple(ix[f"ZST{i}"] for i in range(NS)),
-                     tuple(ix[f"ZSB{i}"] for i in range(NS)))
-            hit = (k, gemm, ctypes.c_void_p * len(ix), slots)
-        _STEP_KERNELS[key] = hit
+        hit = _STEP_KERNELS[key] = None if gemm is None else (k, gemm)
     return hit
 
 
@@ -386,35 +383,27 @@ def step_cpu(
     hit = _step_kernel(cell, GX, HO, tuple(tuple(p.shape) for p in cell_weights), dtype)
     if hit is None or B == 0:
         return None
-    k, gemm, Table, (XG, HG_, S_, PR, BHH, HM, HIN, Z, ZST, ZSB) = hit
+    k, gemm = hit
     c = Tensor.contiguous
-    # every tensor whose address goes into the table stays bound until the call returns
-    xg, w = c(xg), c(w_hh)
-    table = Table()
-    HG = torch.empty(1, B, GH, dtype=dtype)
-    table[XG], table[HG_] = xg.data_ptr(), HG.data_ptr()
     S = []
-    for slot, s in zip(S_, states):
+    for s in states:
         buf = torch.empty(2, B, s.shape[-1], dtype=dtype)
         buf[0] = s
-        table[slot] = buf.data_ptr()
         S.append(buf)
-    keep = [c(p) for p in cell_weights]
-    for slot, p in zip(PR, keep):
-        table[slot] = p.data_ptr()
-    if b_hh is not None:
-        keep.append(c(b_hh))
-        table[BHH] = keep[-1].data_ptr()
+    hin = None
     if h_mask is not None:
-        hm = c(h_mask.to(dtype).expand(B, HO))
+        h_mask = c(h_mask.to(dtype).expand(B, HO))
         hin = torch.empty(2, B, HO, dtype=dtype)
-        torch.mul(states[0], hm, out=hin[0])
-        keep += [hm, hin]
-        table[HM], table[HIN] = hm.data_ptr(), hin.data_ptr()
+        torch.mul(states[0], h_mask, out=hin[0])
+    zs, zstrides = [], ()
     if zoneout is not None:
-        for i, (z, s) in enumerate(zip(zoneout, states)):
-            zc, st, sb = _compact_mask(z.to(dtype).expand(B, s.shape[-1]).unsqueeze(0), 1)
-            keep.append(zc)
-            table[Z[i]], table[ZST[i]], table[ZSB[i]] = zc.data_ptr(), st, sb
-    k.seq_fwd(table, B, 1, 0, 0, gemm, w.data_ptr(), 1)  # W_hh read transposed: no copy
+        zs, zstrides = _compact_masks(
+            [z.to(dtype).expand(B, s.shape[-1]).unsqueeze(0) for z, s in zip(zoneout, states)], 1)
+    # every tensor whose address goes into the table stays bound until the call returns
+    xg, w, bias = c(xg), c(w_hh), None if b_hh is None else c(b_hh)
+    cell_weights = tuple(c(p) for p in cell_weights)
+    hg = torch.empty(1, B, GH, dtype=dtype)
+    P = _table(k, xg=xg, hg=hg, S=S, hin=hin, out=None, cell_weights=cell_weights, zoneout=zs,
+               zstrides=zstrides, h_mask=h_mask, lengths=None, b_hh=bias)
+    k.seq_fwd(P, B, 1, 0, 0, gemm, w.data_ptr(), 1)  # W_hh read transposed: no copy
     return tuple(buf[1] for buf in S)
