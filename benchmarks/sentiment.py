@@ -61,7 +61,7 @@ def run_one(seed: int, overrides: dict[str, str]) -> dict:
                                           "pool", "epochs", "batch_size", "lr", "optimizer",
                                           "weight_decay", "schedule", "word_dropout",
                                           "embed_dropout", "head_dropout", "ensemble",
-                                          "min_freq", "max_len", "threads")}}
+                                          "min_steps", "min_freq", "max_len", "threads")}}
     row["margin"] = row["test_accuracy"] - row["tfidf_test_accuracy"]
     row["met"] = row["margin"] >= 0 and wall < SECONDS
     row["moonshot"] = row["margin"] >= MOONSHOT

@@ -214,6 +214,8 @@ class Sentiment(Task):
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
         Option("ensemble", int, 4, "independently initialised models, probabilities averaged"),
+        Option("min_steps", int, 0, "raise --epochs until training makes at least this many "
+               "optimizer steps (small data sets; 0: exactly --epochs)"),
     )
     predict_options = (
         Option("text", str, None, "a text to classify (repeat the flag for several)",
@@ -254,6 +256,8 @@ class Sentiment(Task):
                                  f"{getattr(c, name)}")
         if c.ensemble < 1:
             raise ValueError(f"--ensemble must be at least 1, got {c.ensemble}")
+        if c.min_steps < 0:
+            raise ValueError(f"--min-steps must be at least 0, got {c.min_steps}")
         if c.max_len < 1 or c.min_freq < 1:
             raise ValueError(f"--max-len and --min-freq must be at least 1, got {c.max_len} "
                              f"and {c.min_freq}")
@@ -272,6 +276,12 @@ class Sentiment(Task):
                 "majority_class": classes[int(counts.argmax())]}
         log.info("sentiment: %d train / %d validation / %d test examples, %d classes, "
                  "vocabulary %d", len(train), len(val), len(test), len(classes), len(vocab))
+        steps = -(-len(train) // c.batch_size)                # optimizer steps per epoch
+        if c.epochs * steps < c.min_steps:
+            epochs = -(-c.min_steps // steps)
+            log.info("sentiment: --epochs %d -> %d (%d steps per epoch, --min-steps %d)",
+                     c.epochs, epochs, steps, c.min_steps)
+            c.epochs = epochs                                 # config.json holds the epochs run
         self._texts, self._labels = ex.texts, labels         # for the peers and the pictures
         self._split = {"train": train, "val": val, "test": test}
 
