@@ -61,7 +61,7 @@ def test_a_variant_steps_as_its_forward_in_float64(name, backend, monkeypatch):
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_a_variant_step_without_autograd_runs_the_cpu_kernel(name, train, monkeypatch):
-    # no_grad + auto: one C call per layer (recur.ops.cpu.step_cpu); the numbers of the
+    # no_grad + auto: one C call per layer (recur.ops.cpu); the numbers of the
     # reference loop's cell_step in float64, with the same masks in training
     from recur.ops import cpu, cpu_codegen
 
@@ -72,8 +72,11 @@ def test_a_variant_step_without_autograd_runs_the_cpu_kernel(name, train, monkey
     ref = VARIANTS[name](num_layers=2, backend="reference").double().train(train)
     ref.load_state_dict(auto.state_dict())
     x = torch.randn(T, B, I, dtype=torch.double)
-    real, ran = cpu.step_cpu, []
-    monkeypatch.setattr(cpu, "step_cpu", lambda *a, **k: ran.append(real(*a, **k)) or ran[-1])
+    # one PreparedStep call per layer and step: prepared once in eval mode, per step in
+    # training (step_cpu, whose masks change at every step)
+    real_call, ran = cpu.PreparedStep.__call__, []
+    monkeypatch.setattr(cpu.PreparedStep, "__call__",
+                        lambda *a: ran.append(real_call(*a)) or ran[-1])
     with torch.no_grad():
         sa = sr = None
         for t in range(T):
@@ -86,6 +89,77 @@ def test_a_variant_step_without_autograd_runs_the_cpu_kernel(name, train, monkey
     if cpu.time_loop_gemm(cpu.kernel(recur.cells.GRU, 2, 2, 6, [], torch.float64),
                           torch.float64) is not None:
         assert len(ran) == 2 * T and all(r is not None for r in ran)
+
+
+def _ln_lstm(**kw):
+    torch.manual_seed(0)
+    return recur.LayerNormLSTM(I, H, num_layers=2, **kw).double().eval()
+
+
+def _steps(m, x, state=None):
+    with torch.no_grad():
+        ys = []
+        for t in range(x.shape[0]):
+            y, state = m.step(x[t], state)
+            ys.append(y)
+    return torch.stack(ys), state
+
+
+def test_prepared_steps_follow_weight_batch_and_rate_changes():
+    # eval + no_grad keeps prepared kernels between steps: whatever changes a step's numbers
+    # (weights in place or replaced, batch size, zoneout rates) must show at the next step
+    m = recur.VariantLSTM(I, H, num_layers=2, zoneout=0.3).double().eval()
+    ref = recur.VariantLSTM(I, H, num_layers=2, zoneout=0.3, backend="reference").double().eval()
+    x = torch.randn(T, B, I, dtype=torch.double)
+
+    def check(xs):
+        ref.load_state_dict(m.state_dict())
+        ref.zoneout = m.zoneout
+        ya, sa = _steps(m, xs)
+        yr, sr = _steps(ref, xs)
+        torch.testing.assert_close(ya, yr, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(sa, sr, rtol=1e-12, atol=1e-12)
+        return ya
+
+    first = check(x)
+    with torch.no_grad():
+        m.weight_hh_l1.mul_(2)                          # in place (an optimizer step)
+    assert not torch.allclose(check(x), first)
+    m.load_state_dict({k: v + 0.1 for k, v in m.state_dict().items()})
+    check(x)
+    m.weight_ih_l0 = torch.nn.Parameter(m.weight_ih_l0.detach().clone() * 0.5)  # replaced
+    check(x)
+    check(torch.randn(T, B + 2, I, dtype=torch.double))  # another batch size
+    m.zoneout = (0.7, 0.1)
+    check(x)
+
+
+def test_prepared_steps_survive_copies_and_do_not_alias_outputs():
+    import copy
+    import io
+    import threading
+
+    m = _ln_lstm()
+    x = torch.randn(T, B, I, dtype=torch.double)
+    want_y, want_s = _steps(m, x)
+    clone = copy.deepcopy(m)                            # the prepared kernels are not copied
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    torch.testing.assert_close(_steps(clone, x), (want_y, want_s), rtol=0, atol=0)
+    with torch.no_grad():
+        y1, s1 = m.step(x[0])
+        keep = (y1.clone(), s1[0].clone())
+        m.step(x[1], s1)                                # must not overwrite y1 / s1
+    torch.testing.assert_close((y1, s1[0]), keep, rtol=0, atol=0)
+    got = {}                                            # threads get their own buffers
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, _steps(m, x)))
+               for i in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for i in range(3):
+        torch.testing.assert_close(got[i], (want_y, want_s), rtol=0, atol=0)
 
 
 def test_a_variant_step_in_training_draws_its_masks_and_has_gradients():

@@ -99,6 +99,18 @@ def test_a_tiny_run_learns_an_easy_corpus_and_beats_the_majority(capsys, tmp_pat
         predict_run(out, {"text": ["  "]}, device="cpu")
 
 
+def test_min_steps_raises_the_epochs_of_a_small_set(tmp_path):
+    data = _easy_corpus(tmp_path / "easy.csv", n=100)         # 70 training texts
+    task = _task(data=data, epochs=2, batch_size=16, min_steps=30)
+    task.build_data()                                           # 5 steps per epoch
+    assert task.cfg.epochs == 6
+    task = _task(data=data, epochs=8, batch_size=16, min_steps=30)
+    task.build_data()
+    assert task.cfg.epochs == 8                                 # already 40 steps
+    with pytest.raises(ValueError, match="--min-steps must be at least 0, got -1"):
+        _task(data=data, min_steps=-1).build_data()
+
+
 def test_prefix_probabilities_read_only_the_prefix():
     torch.manual_seed(0)
     task = _task(data="sample", hidden=8, embed=8, ensemble=2)

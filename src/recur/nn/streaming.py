@@ -16,14 +16,23 @@ a batch of a different size raises instead of silently reusing the wrong state.
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.dispatch import requested_backend
 from ..ops.onnx import exporting_onnx
 from ..ops.reference import cell_step
+
+#: per thread (the prepared steps own buffers) and module, ``(key, layers)`` of
+#: :meth:`StreamingMixin._prepared_layers`; weakly keyed, so the module's copies, pickles and
+#: state_dict never see the kernels' pointer tables
+_PREPARED = threading.local()
 
 _CELL_KERNELS = {"LSTM": torch._VF.lstm_cell, "GRU": torch._VF.gru_cell,
                  "RNN_TANH": torch._VF.rnn_tanh_cell, "RNN_RELU": torch._VF.rnn_relu_cell}
@@ -113,11 +122,15 @@ class StreamingMixin:
         xt = x.unsqueeze(0)                                             # (1, B, I)
         self._check_input(xt)
         states = self._prepare_hx(state, xt, True)                     # each (L, B, H*)
+        auto = requested_backend(self.backend) == "auto"
+        if auto and not self.training and not torch.is_grad_enabled() and x.is_cpu:
+            prepared = self._prepared_layers(xt)
+            if prepared is not None:
+                return self._step_prepared(x, states, prepared)
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
         from ..ops.cpu import step_cpu  # lazy, as the executors import the cpu backend
 
-        auto = requested_backend(self.backend) == "auto"
         for k, lw in enumerate(self._stack_weights(xt)):
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
             if lw.xg_fn is not None:
@@ -142,6 +155,60 @@ class StreamingMixin:
                 inp = F.dropout(inp, self.dropout, training=True)
         out = tuple(torch.stack(f) for f in finals)                     # each (L, B, H*)
         return inp, (out[0] if len(out) == 1 else out)
+
+    def _prepared_layers(self, xt: Tensor):
+        """Per layer ``(weights, PreparedStep)`` (:func:`recur.ops.cpu.prepare_step_cpu`) for
+        stepping a batch like ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
+        that way (the caller then steps as in training). Kept between calls while the batch
+        size, the dtype, the zoneout rates and every parameter (its storage and its in-place
+        version) stay the same: eval mode draws no masks, so the weights, masks and kernel
+        tables of one step are those of the next. One set per thread, so threads stepping
+        the same module do not share buffers. Parametrized modules are prepared anew at
+        every call (a parametrization may hold state the key does not see)."""
+        B, dtype = xt.shape[1], xt.dtype
+        params = self.parameters() if self._modules else self._parameters.values()
+        key = (B, dtype, getattr(self, "zoneout", None),
+               tuple([(p.data_ptr(), p._version) for p in params if p is not None]))
+        cache = getattr(_PREPARED, "modules", None)
+        if cache is None:
+            cache = _PREPARED.modules = weakref.WeakKeyDictionary()
+        hit = cache.get(self)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        from ..ops.cpu import prepare_step_cpu  # lazy, as the executors import the cpu backend
+
+        widths = [s[-1] for s in self._state_shapes(B)]
+        layers = []
+        for lw in self._stack_weights(xt):
+            step = None
+            if lw.w_hr is None and not lw.step_inputs:
+                zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
+                step = prepare_step_cpu(self.cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths,
+                                        B, dtype, cell_weights=lw.cell_weights,
+                                        h_mask=lw.h_mask, zoneout=zoneout)
+            if step is None:
+                layers = None
+                break
+            layers.append((lw, step))
+        if not parametrize.is_parametrized(self):
+            cache[self] = (key, layers)
+        return layers
+
+    def _step_prepared(self, x: Tensor, states: tuple[Tensor, ...], layers):
+        """One step ``x: [B, I]`` through :meth:`_prepared_layers` (eval mode, no autograd):
+        per layer the input projection (and LN_x), then one C call."""
+        finals: list[list[Tensor]] = [[] for _ in states]
+        inp = x
+        for k, (lw, step) in enumerate(layers):
+            xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
+            if lw.xg_fn is not None:
+                xg = lw.xg_fn(xg)
+            inp = step(xg.contiguous(), tuple(s[k] for s in states))   # views of step's buffers
+            for j, s in enumerate(inp):
+                finals[j].append(s)
+            inp = inp[0]
+        out = tuple(torch.stack(f) for f in finals)                     # each (L, B, H*)
+        return inp.clone(), (out[0] if len(out) == 1 else out)
 
     def _step_cells(self, x: Tensor, state):
         """One step ``x: [B, I]`` through the layers with ``torch._VF``'s cell kernels (the

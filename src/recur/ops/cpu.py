@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import warnings
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -354,6 +355,82 @@ def _step_kernel(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torc
     return hit
 
 
+class PreparedStep:
+    """One step of a cell on fixed weights, masks and batch size, ready to call many times
+    (streaming inference, :func:`prepare_step_cpu`): the kernel's pointer table, the state
+    buffers ``[2, B, W_k]`` (in, out) and the gate buffer are made once.
+
+    ``step(xg, states)``: ``xg: [B, G*H]`` contiguous, ``states`` each ``[B, W_k]`` -> the new
+    states, each ``[B, W_k]``, *views of this object's buffers*, overwritten by the next call
+    (copy them, e.g. with ``torch.stack``, before calling again).
+    """
+
+    __slots__ = ("_k", "_gemm", "_w", "_B", "_S", "_ins", "_outs", "_hin", "_h_mask", "_table",
+                 "_xg_slot", "_keep")
+
+    def __init__(self, k, gemm, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout):
+        c = Tensor.contiguous
+        self._k, self._gemm, self._B = k, gemm, B
+        self._S = [torch.empty(2, B, w, dtype=dtype) for w in widths]
+        self._ins, self._outs = [s[0] for s in self._S], tuple(s[1] for s in self._S)
+        HO = w_hh.shape[1]
+        self._h_mask = self._hin = None
+        if h_mask is not None:
+            self._h_mask = c(h_mask.to(dtype).expand(B, HO))
+            self._hin = torch.empty(2, B, HO, dtype=dtype)
+        zs, zstrides = [], ()
+        if zoneout is not None:
+            zs, zstrides = _compact_masks(
+                [z.to(dtype).expand(B, w).unsqueeze(0) for z, w in zip(zoneout, widths)], 1)
+        w, bias = c(w_hh), None if b_hh is None else c(b_hh)
+        cell_weights = tuple(c(p) for p in cell_weights)
+        hg = torch.empty(1, B, w_hh.shape[0], dtype=dtype)
+        # every tensor whose address is in the table stays bound as long as this object
+        self._keep = (w, bias, cell_weights, zs, hg)
+        self._w = w.data_ptr()
+        self._table = _table(k, xg=None, hg=hg, S=self._S, hin=self._hin, out=None,
+                             cell_weights=cell_weights, zoneout=zs, zstrides=zstrides,
+                             h_mask=self._h_mask, lengths=None, b_hh=bias)
+        self._xg_slot = k.index["XG"]
+
+    def __call__(self, xg: Tensor, states: States) -> States:
+        for buf, s in zip(self._ins, states):
+            buf.copy_(s)
+        if self._hin is not None:
+            torch.mul(states[0], self._h_mask, out=self._hin[0])
+        self._table[self._xg_slot] = xg.data_ptr()
+        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1)
+        return self._outs
+
+
+def prepare_step_cpu(
+    cell: Cell,
+    GX: int,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    widths: Sequence[int],
+    B: int,
+    dtype: torch.dtype,
+    *,
+    cell_weights: tuple[Tensor, ...] = (),
+    h_mask: Tensor | None = None,
+    zoneout: tuple[Tensor, ...] | None = None,
+) -> PreparedStep | None:
+    """A :class:`PreparedStep` of ``cell`` for batches of ``B`` in ``dtype`` (``GX`` = the
+    width of the input projection, ``widths`` = the state widths ``W_k``; masks as in
+    :func:`step_cpu`), or None where this path cannot run it: a tensor off the CPU or of
+    another dtype, no C compiler, a cell the generator cannot translate, no BLAS gemm."""
+    if (dtype not in DTYPES or not w_hh.is_cpu or w_hh.dtype != dtype or B == 0
+            or any(p.dtype != dtype or not p.is_cpu for p in cell_weights)
+            or (b_hh is not None and b_hh.dtype != dtype)):
+        return None
+    hit = _step_kernel(cell, GX, w_hh.shape[1], tuple(tuple(p.shape) for p in cell_weights),
+                       dtype)
+    if hit is None:
+        return None
+    return PreparedStep(*hit, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout)
+
+
 def step_cpu(
     cell: Cell,
     xg: Tensor,
@@ -371,39 +448,12 @@ def step_cpu(
     new states (each ``[B, W_k]``), the numbers of :func:`recur.ops.reference.cell_step`, or
     None where this path cannot run the step (the caller then runs ``cell_step``): gradients
     wanted, a tensor off the CPU or of another dtype, no C compiler, a cell the generator
-    cannot translate, no BLAS gemm for the C loop."""
-    dtype = xg.dtype
-    if (torch.is_grad_enabled() or not xg.is_cpu or xg.dim() != 2 or w_hh.dtype != dtype
-            or dtype not in DTYPES or torch.compiler.is_compiling()
-            or any(p.dtype != dtype for p in cell_weights)
-            or (b_hh is not None and b_hh.dtype != dtype)):
+    cannot translate, no BLAS gemm for the C loop. A caller that steps many times with the
+    same weights and masks keeps a :func:`prepare_step_cpu` instead."""
+    if (torch.is_grad_enabled() or not xg.is_cpu or xg.dim() != 2 or xg.dtype != w_hh.dtype
+            or torch.compiler.is_compiling()):
         return None
-    B, GX = xg.shape
-    GH, HO = w_hh.shape
-    hit = _step_kernel(cell, GX, HO, tuple(tuple(p.shape) for p in cell_weights), dtype)
-    if hit is None or B == 0:
-        return None
-    k, gemm = hit
-    c = Tensor.contiguous
-    S = []
-    for s in states:
-        buf = torch.empty(2, B, s.shape[-1], dtype=dtype)
-        buf[0] = s
-        S.append(buf)
-    hin = None
-    if h_mask is not None:
-        h_mask = c(h_mask.to(dtype).expand(B, HO))
-        hin = torch.empty(2, B, HO, dtype=dtype)
-        torch.mul(states[0], h_mask, out=hin[0])
-    zs, zstrides = [], ()
-    if zoneout is not None:
-        zs, zstrides = _compact_masks(
-            [z.to(dtype).expand(B, s.shape[-1]).unsqueeze(0) for z, s in zip(zoneout, states)], 1)
-    # every tensor whose address goes into the table stays bound until the call returns
-    xg, w, bias = c(xg), c(w_hh), None if b_hh is None else c(b_hh)
-    cell_weights = tuple(c(p) for p in cell_weights)
-    hg = torch.empty(1, B, GH, dtype=dtype)
-    P = _table(k, xg=xg, hg=hg, S=S, hin=hin, out=None, cell_weights=cell_weights, zoneout=zs,
-               zstrides=zstrides, h_mask=h_mask, lengths=None, b_hh=bias)
-    k.seq_fwd(P, B, 1, 0, 0, gemm, w.data_ptr(), 1)  # W_hh read transposed: no copy
-    return tuple(buf[1] for buf in S)
+    step = prepare_step_cpu(cell, xg.shape[1], w_hh, b_hh, [s.shape[-1] for s in states],
+                            xg.shape[0], xg.dtype, cell_weights=cell_weights, h_mask=h_mask,
+                            zoneout=zoneout)
+    return None if step is None else step(xg.contiguous(), states)
