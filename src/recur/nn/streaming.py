@@ -160,14 +160,15 @@ class StreamingMixin:
         """Per layer ``(weights, PreparedStep)`` (:func:`recur.ops.cpu.prepare_step_cpu`) for
         stepping a batch like ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
         that way (the caller then steps as in training). Kept between calls while the batch
-        size, the dtype, the zoneout rates and every parameter (its storage and its in-place
-        version) stay the same: eval mode draws no masks, so the weights, masks and kernel
-        tables of one step are those of the next. One set per thread, so threads stepping
+        size, the dtype, inference mode (buffers made in it cannot be written outside it), the
+        zoneout rates and every parameter (its storage and its in-place version) stay the
+        same: eval mode draws no masks, so the weights, masks and kernel tables of one step
+        are those of the next. One set per thread, so threads stepping
         the same module do not share buffers. Parametrized modules are prepared anew at
         every call (a parametrization may hold state the key does not see)."""
         B, dtype = xt.shape[1], xt.dtype
         params = self.parameters() if self._modules else self._parameters.values()
-        key = (B, dtype, getattr(self, "zoneout", None),
+        key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
                tuple([(p.data_ptr(), p._version) for p in params if p is not None]))
         cache = getattr(_PREPARED, "modules", None)
         if cache is None:
