@@ -151,10 +151,11 @@ def test_prepared_steps_survive_copies_and_do_not_alias_outputs():
         keep = (y1.clone(), s1[0].clone())
         m.step(x[1], s1)                                # must not overwrite y1 / s1
     torch.testing.assert_close((y1, s1[0]), keep, rtol=0, atol=0)
+    fresh = _ln_lstm()
     with torch.inference_mode():                        # buffers made in inference mode
-        torch.testing.assert_close(m.step(x[0]), (y1, s1), rtol=0, atol=0)
+        torch.testing.assert_close(fresh.step(x[0]), (y1, s1), rtol=0, atol=0)
     with torch.no_grad():                               # ... are not written outside it
-        torch.testing.assert_close(m.step(x[0]), (y1, s1), rtol=0, atol=0)
+        torch.testing.assert_close(fresh.step(x[0]), (y1, s1), rtol=0, atol=0)
     got = {}                                            # threads get their own buffers
     threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, _steps(m, x)))
                for i in range(3)]
