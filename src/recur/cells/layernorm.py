@@ -2,7 +2,7 @@
 description of their layer norm, which the cells declare as ``Cell.norm`` (``"hc"``: LN_x,
 LN_h and LN_c; ``"h"``: LN_x and LN_h) and every layer and backend reads.
 
-The input part is normalised for all steps at once, before the scan (:func:`input_norm`:
+The input part is normalised for all steps at once, before the scan (:func:`input_norm`,
 ``xg = LN_x(x W_ih^T) + b_ih``, gain and bias :data:`LN_X` owned by the module); the engine
 hands the update the raw recurrent product ``hg = h W_hh^T`` (no bias), which the update
 normalises, then adds ``b_hh``, its last cell weight::
@@ -21,6 +21,9 @@ ln_c_bias,] b_hh)`` with ``b_hh: [G*H]`` (zeros for a bias-free module).
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +46,13 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 LN_X = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",), "zeros"))
 
 
-def input_norm(xg: Tensor, weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> Tensor:
-    """LN_x for all steps: ``LN_x(xg) + b_ih`` with ``xg = x W_ih^T: [T, B, G*H]`` (without
-    its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no bias). Returns ``[T, B, G*H]``."""
-    # b_ih joins LN_x's bias: one pass over [T, B, G*H] instead of two (same sum, same grads)
-    return layer_norm(xg, weight, bias if b_ih is None else bias + b_ih)  # (T, B, G*H)
+def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> Callable[[Tensor], Tensor]:
+    """LN_x as a map of the input projection: ``xg -> LN_x(xg) + b_ih`` with ``xg = x
+    W_ih^T: [..., G*H]`` (without its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no
+    bias). ``b_ih`` joins LN_x's bias here, once: each call is one pass over ``xg`` (same sum,
+    same gradients), however many blocks or steps the caller maps."""
+    return functools.partial(layer_norm, weight=weight,
+                             bias=bias if b_ih is None else bias + b_ih)
 
 
 def split_weights(norm: str, cell_weights) -> tuple[Tensor, Tensor, Tensor | None,

@@ -32,7 +32,6 @@ take none of these).
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import torch
@@ -206,8 +205,7 @@ class VariantRNN(CustomRNN):
             b_ih, b_hh, xg_fn, cell_weights = lw.b_ih, lw.b_hh, None, tuple(ps)
             if self.cell.norm is not None:  # LN_x before the scan, b_hh after LN_h (layernorm.py)
                 w_name, b_name = self._ln_x_names[k]
-                xg_fn = functools.partial(input_norm, weight=getattr(self, w_name),
-                                          bias=getattr(self, b_name), b_ih=b_ih)
+                xg_fn = input_norm(getattr(self, w_name), getattr(self, b_name), b_ih)
                 cell_weights += (b_hh if b_hh is not None else lw.w_hh.new_zeros(GH),)
                 b_ih = b_hh = None
             w_hh = lw.w_hh if m.w_hh_mask is None else lw.w_hh * m.w_hh_mask
