@@ -79,23 +79,27 @@ class StreamingMixin:
                              f"step) or a 3-D chunk, got {got}")
         if x.dim() == 3:
             return self(x, state)
-        if self._fast_step_ok(x, state):
-            return self._step_cells(x, state)
-        if self._update_step_ok(x):
-            return self._step_update(x, state)
+        backend = requested_backend(self.backend)
+        if not self.stateful and not _traced_or_autocast(x):
+            if backend in ("auto", "torch") and self._fast_step_ok(state):
+                return self._step_cells(x, state)
+            if backend in ("auto", "reference"):
+                return self._step_update(x, state, backend == "auto")
         time_dim = 1 if self.batch_first else 0
         y, state = self(x.unsqueeze(time_dim), state)  # x: (1, B, I) or (B, 1, I)
         return y.squeeze(time_dim), state
 
-    def _fast_step_ok(self, x: Tensor, state) -> bool:
+    # Not stateful, no autocast, compile or export (``forward`` on the one step handles
+    # those), then by backend: ``auto`` / ``torch`` on one of torch.nn's four cells with
+    # nothing added -> :meth:`_step_cells`; ``auto`` / ``reference`` otherwise -> the cells'
+    # declared update layer by layer, :meth:`_step_update` (what :func:`recur.ops.plan.plan_step`
+    # runs for one step of a cell PyTorch has no kernel for); any other explicit backend ->
+    # ``forward`` on the one step.
+    def _fast_step_ok(self, state) -> bool:
         """Whether one step of this layer is exactly PyTorch's cell kernels, layer by layer:
-        one of torch.nn's four cells with nothing added (no projection, no variant extras),
-        backend ``auto`` / ``torch``, not stateful, no autocast, compile or export."""
-        if not getattr(self, "_plain_native", False) or self.proj_size or self.stateful:
-            return False
-        if requested_backend(self.backend) not in ("auto", "torch"):
-            return False
-        if _traced_or_autocast(x):
+        one of torch.nn's four cells with nothing added (no projection, no variant extras)
+        and a state of that cell's form."""
+        if not getattr(self, "_plain_native", False) or self.proj_size:
             return False
         if state is None:
             return True
@@ -103,17 +107,7 @@ class StreamingMixin:
         return (len(hs) == self.cell.num_states
                 and all(isinstance(h, Tensor) and h.dim() == 3 for h in hs))
 
-    def _update_step_ok(self, x: Tensor) -> bool:
-        """Whether one step may run the cells' declared update layer by layer (the reference
-        loop's :func:`recur.ops.reference.cell_step`, what :func:`recur.ops.plan.plan_step`
-        runs for one step of a cell PyTorch has no kernel for): backend ``auto`` /
-        ``reference``, not stateful, no autocast, compile or export. An explicit other backend
-        runs ``forward`` on the one step instead."""
-        if self.stateful or requested_backend(self.backend) not in ("auto", "reference"):
-            return False
-        return not _traced_or_autocast(x)
-
-    def _step_update(self, x: Tensor, state):
+    def _step_update(self, x: Tensor, state, auto: bool):
         """One step ``x: [B, I]`` through the layers with the cells' update (the same
         per-layer weights, masks and layer norm as ``forward`` on a one-step sequence,
         without its planning and its per-sequence set-up): on ``auto`` without autograd the
@@ -122,7 +116,6 @@ class StreamingMixin:
         xt = x.unsqueeze(0)                                             # (1, B, I)
         self._check_input(xt)
         states = self._prepare_hx(state, xt, True)                     # each (L, B, H*)
-        auto = requested_backend(self.backend) == "auto"
         if auto and not self.training and not torch.is_grad_enabled() and x.is_cpu:
             prepared = self._prepared_layers(xt)
             if prepared is not None:
