@@ -20,6 +20,7 @@ with Triton ``--device cuda`` runs the fused groups of the earlier version (see
 
     python benchmarks/variants.py --json benchmarks/results/variants-cpu-COMMIT.json
     python benchmarks/variants.py --B 16 --H 128 --T 64 --repeat 7      # one size
+    python benchmarks/variants.py --B 64 --cells LayerNorm zoneout      # some cells
     python benchmarks/variants.py --summary benchmarks/results/variants-cpu-*.json  # goals
 """
 
@@ -222,6 +223,8 @@ def grid_rows(args) -> list[dict]:
             for H in args.H:
                 x = torch.randn(T, B, args.I)
                 for name, models in cells_for(args.I, H).items():
+                    if args.cells and not any(c.lower() in name.lower() for c in args.cells):
+                        continue
                     row = {"cell": name, "B": B, "H": H, "T": T, "I": args.I}
                     for mode, train in (("fwd+bwd", True), ("fwd", False)):
                         warm = sum(_once(m, x, train) for m in models)  # + first builds
@@ -371,6 +374,17 @@ def summary(paths: list[str]) -> str:
                    f"within 1.2x torch.nn: {sum(v['vs_nn'] <= 1.2 for v in every)}/{len(every)}; "
                    f"hand loop itself within 1.5x torch.nn (no 2x left to win over it): "
                    f"{sum(v['loop_ms'] <= 1.5 * v['nn_ms'] for v in every)}/{len(every)}")
+        # 2x faster than a loop that is itself under 2x torch.nn means beating torch.nn's own
+        # fused kernel: the sizes where the hand-loop goal is missed although it was not that
+        missed = [(k, r[mode]) for k, r in rows.items() if r[mode]["loop_over_recur"] < 2
+                  and r[mode]["loop_ms"] >= 2 * r[mode]["nn_ms"]]
+        out.append(f"{mode}: >= 2x faster than the hand loop, or the loop itself under 2x "
+                   f"torch.nn (2x over it = faster than torch.nn): "
+                   f"{len(every) - len(missed)}/{len(every)}; missed where the loop is 2x "
+                   f"torch.nn or more: " + (", ".join(
+                       f"{c} B={B} H={H} T={T} (loop/recur {v['loop_over_recur']:.2f}, "
+                       f"loop/nn {v['loop_ms'] / v['nn_ms']:.2f})"
+                       for (c, B, H, T), v in missed) or "none"))
         out.append("")
     return "\n".join(out)
 
@@ -384,6 +398,8 @@ def main() -> None:
     p.add_argument("--B", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--H", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--I", type=int, default=64)
+    p.add_argument("--cells", nargs="+", default=None, metavar="NAME",
+                   help="only the cells whose name contains one of these (case ignored)")
     p.add_argument("--layers", type=int, default=1, help="layers of the fused (CUDA) rows")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min", action="store_true", help="add the MinGRU/MinLSTM rows")
