@@ -180,8 +180,8 @@ def test_confusion_matrix_counts():
 # ---- sentiment --------------------------------------------------------------------------
 def test_sentiment_on_the_shipped_sample_tiny(tmp_path):
     out = tmp_path / "run"
-    result = train_task("sentiment", {"data": "sample", "epochs": 2, "hidden": 8, "embed": 8,
-                                      "out": str(out)})
+    result = train_task("sentiment", {"data": "sample", "min_steps": 0, "epochs": 2,
+                                      "hidden": 8, "embed": 8, "out": str(out)})
     m = result.metrics
     assert 0.0 <= m["test_accuracy"] <= 1.0 and m["test_size"] == 100
     assert m["majority_test_accuracy"] == 0.5
@@ -197,8 +197,9 @@ def test_sentiment_jsonl_three_classes(tmp_path):
     path = tmp_path / "reviews.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     result = train_task("sentiment", {"data": str(path), "text_column": "review",
-                                      "label_column": "mood", "epochs": 15, "hidden": 8,
-                                      "embed": 8, "word_dropout": 0.0, "embed_dropout": 0.0,
+                                      "label_column": "mood", "min_steps": 0,
+                                      "epochs": 15, "hidden": 8, "embed": 8,
+                                      "word_dropout": 0.0, "embed_dropout": 0.0,
                                       "lr": 0.01, "batch_size": 8,
                                       "out": str(tmp_path / "run")})
     assert result.metrics["test_accuracy"] == 1.0              # one word decides the class

@@ -65,8 +65,9 @@ def test_a_tiny_run_learns_an_easy_corpus_and_beats_the_majority(capsys, tmp_pat
                                                                  one_thread):
     data = _easy_corpus(tmp_path / "easy.csv")
     out = tmp_path / "run"
-    result = train_task("sentiment", {"data": data, "epochs": 8, "hidden": 16, "embed": 16,
-                                      "batch_size": 16, "lr": 0.01, "word_dropout": 0.0,
+    result = train_task("sentiment", {"data": data, "min_steps": 0, "epochs": 8, "hidden": 16,
+                                      "embed": 16, "batch_size": 16, "lr": 0.01,
+                                      "word_dropout": 0.0,
                                       "embed_dropout": 0.0, "out": str(out)})
     m, losses = result.metrics, [h["train_loss"] for h in result.history]
     assert losses[-1] < 0.5 * losses[0]

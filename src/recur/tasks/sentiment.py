@@ -214,8 +214,8 @@ class Sentiment(Task):
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
         Option("ensemble", int, 4, "independently initialised models, probabilities averaged"),
-        Option("min_steps", int, 0, "raise --epochs until training makes at least this many "
-               "optimizer steps (small data sets; 0: exactly --epochs)"),
+        Option("min_steps", int, 1000, "raise --epochs until training makes at least this "
+               "many optimizer steps (small data sets; 0: exactly --epochs)"),
     )
     predict_options = (
         Option("text", str, None, "a text to classify (repeat the flag for several)",
