@@ -104,8 +104,12 @@ class StreamingMixin:
         if state is None:
             return True
         hs = state if isinstance(state, tuple) else (state,)
-        return (len(hs) == self.cell.num_states
-                and all(isinstance(h, Tensor) and h.dim() == 3 for h in hs))
+        if len(hs) != self.cell.num_states:
+            return False
+        for h in hs:
+            if not isinstance(h, Tensor) or h.dim() != 3:
+                return False
+        return True
 
     def _step_update(self, x: Tensor, state, auto: bool):
         """One step ``x: [B, I]`` through the layers with the cells' update (the same
@@ -202,7 +206,7 @@ class StreamingMixin:
                 finals[j].append(s)
             inp = inp[0]
         out = tuple(torch.stack(f) for f in finals)                     # each (L, B, H*)
-        return inp.clone(), (out[0] if len(out) == 1 else out)
+        return out[0][-1], (out[0] if len(out) == 1 else out)         # y: a view of h_n
 
     def _step_cells(self, x: Tensor, state):
         """One step ``x: [B, I]`` through the layers with ``torch._VF``'s cell kernels (the
@@ -220,8 +224,10 @@ class StreamingMixin:
                              f"{(L, x.shape[0], H)}, got {tuple(hs.shape)}")
         inp, new_h, new_c = x, [], []
         for layer in range(L):
-            w_ih, w_hh, b_ih, b_hh, _ = (self._weight(n) if n else None
-                                         for n in self._layer_names[layer])
+            n_ih, n_hh, n_bi, n_bh, _ = self._layer_names[layer]
+            w_ih, w_hh = self._weight(n_ih), self._weight(n_hh)
+            b_ih = self._weight(n_bi) if n_bi else None
+            b_hh = self._weight(n_bh) if n_bh else None
             if lstm:
                 h, c = kernel(inp, (hs[layer], cs[layer]), w_ih, w_hh, b_ih, b_hh)
                 new_c.append(c)
