@@ -311,3 +311,54 @@ def test_a_blas_with_64_bit_integers_reads_the_loops_integers_too(dtype, name, m
     tol = dict(rtol=1e-9, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     for a, b in zip(want, got):
         torch.testing.assert_close(b, a, **tol)
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "gru_zoneout_rdrop", "peephole"])
+def test_packed_weights_give_the_numbers_of_the_unpacked_loop(name, monkeypatch):
+    # float32, B >= PACK_MIN_B and T >= PACK_MIN_T: MKL's packed GEMM, W_hh packed once per
+    # sequence (forward: W_hh^T, backward: W_hh), both directions, two layers, lengths;
+    # against the same loop with plain sgemm per step and against the reference loop
+    pg = cpu.packed_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32)
+    if pg is None:
+        pytest.skip("this PyTorch exports no MKL packed sgemm (or it failed its self-test)")
+    real, packed = cpu._packed_weight, []
+    monkeypatch.setattr(cpu, "_packed_weight",
+                        lambda *a, **k: packed.append(real(*a, **k)) or packed[-1])
+    T, B = cpu.PACK_MIN_T + 3, cpu.PACK_MIN_B + 1
+    torch.manual_seed(0)
+    ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference")
+    new = MODELS[name](num_layers=2, bidirectional=True, backend="cpu")
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, 3, requires_grad=True)
+    lengths = torch.tensor([T, 1, T - 4, 7, T][:B] + [T] * (B - 5))
+    got = _run(new, x, lengths, 1)
+    assert len(packed) == 8 and all(p is not None for p in packed)  # 4 layers, fwd + bwd
+    monkeypatch.setattr(cpu, "PACK_MIN_B", 10 ** 9)
+    plain = _run(new, x, lengths, 1)
+    want = _run(ref, x, lengths, 1)
+    for k, (a, b, c) in enumerate(zip(want, got, plain)):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"tensor {k} vs sgemm: {m}")
+        # float32 gradients through 19 steps, two layers, both directions: a few 1e-5
+        # from the reference loop's rounding (exactness: the float64 tests)
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"tensor {k} vs reference: {m}")
+
+
+def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
+    import ctypes
+
+    k = cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32)
+    real = cpu_codegen.blas_packed(torch.float32)
+    if real is None:
+        pytest.skip("this PyTorch exports no MKL packed sgemm")
+    noop = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(lambda *args: None)
+    broken = cpu_codegen.PackedGemm(real.size, real.pack,
+                                    ctypes.cast(noop, ctypes.c_void_p).value)
+    monkeypatch.setattr(cpu, "_PACKED", {})
+    monkeypatch.setattr(cpu_codegen, "blas_packed", lambda dtype: broken)
+    assert cpu.packed_gemm(k, torch.float32) is None
+    assert cpu._packed_weight(k, torch.randn(6, 2), 64, 64, backward=False) is None
+    monkeypatch.setattr(cpu, "_PACKED", {})
+    monkeypatch.setattr(cpu_codegen, "blas_packed", lambda dtype: real)
+    assert cpu.packed_gemm(k, torch.float32) is real
+    assert cpu.packed_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
+                           torch.float64) is None  # MKL packs float32 only

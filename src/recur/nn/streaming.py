@@ -183,7 +183,7 @@ class StreamingMixin:
                 zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
                 step = prepare_step_cpu(self.cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths,
                                         B, dtype, cell_weights=lw.cell_weights,
-                                        h_mask=lw.h_mask, zoneout=zoneout)
+                                        h_mask=lw.h_mask, zoneout=zoneout, pack=True)
             if step is None:
                 layers = None
                 break

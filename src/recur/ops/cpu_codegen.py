@@ -567,6 +567,14 @@ typedef void (*gemm_t)(const char *, const char *, const int *, const int *, con
 /* the integers are stored in 64 bits and passed as int *: on a little-endian machine a BLAS
    with 32-bit integers (LP64) and one with 64-bit integers (ILP64) read the same values */
 #define I_(v) ((const int *)&(v))
+/* MKL's cblas_?gemm_compute with the weight packed once per sequence (cblas_?gemm_pack, by
+   the caller): row-major C[m, n] = A[m, k] Bp, Bp the packed [k, n] operand. Its integers
+   are declared 64-bit: on x86-64 and AArch64 each one fills a register or an 8-byte stack
+   slot, so a callee with 32-bit integers reads the same values */
+typedef void (*compute_t)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, const T *,
+                          int64_t, const void *, int64_t, T, T *, int64_t);
+#define PACKED_(m, n, k, A, lda, C, ldc) \
+  ((compute_t)compute)(101, 111, 151, (m), (n), (k), (A), (lda), packed, (n), ZERO_, (C), (ldc))
 static const int64_t GH_ = {GH}, HO_ = {HO};
 static const T ONE_ = 1, ZERO_ = 0;
 
@@ -575,16 +583,25 @@ void gemm_rows(void *gemm, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) {
   ((gemm_t)gemm)("N", "N", I_(N), I_(M), I_(K), &ONE_, Bm, I_(N), A, I_(K), &ZERO_, C, I_(N));
 }}
 
+void packed_rows(void *compute, const void *packed, int64_t M, int64_t N, int64_t K, T *A,
+                 T *C) {{
+  /* row-major C[M, N] = A[M, K] Bp, as the loops below call it (a self-test) */
+  PACKED_(M, N, K, A, K, C, N);
+}}
+
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
-             T *WT, int64_t w_is_whh) {{
-  /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed */
+             T *WT, int64_t w_is_whh, void *compute, const void *packed) {{
+  /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed;
+     packed (not NULL): W_hh^T packed for compute, WT unused */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
     int64_t t = reverse ? T_ - 1 - i : i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
     int64_t th = grad ? t : 0;
     T *h = (HIN ? HIN : S0) + prev * B * HO_;
-    if (w_is_whh)
+    if (packed)
+      PACKED_(b, GH_, HO_, h, HO_, HG + th * B * GH_, GH_);
+    else if (w_is_whh)
       ((gemm_t)gemm)("T", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(HO_), h, I_(HO_), &ZERO_,
                      HG + th * B * GH_, I_(GH_));
     else
@@ -594,14 +611,19 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
   }}
 }}
 
-void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W) {{
+void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W, void *compute,
+             const void *packed) {{
+  /* W: W_hh [GH, HO] row-major; packed (not NULL): W_hh packed for compute, W unused */
   T *DHG = (T *)P[{DHG}], *DH = (T *)P[{DH}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
     int64_t t = reverse ? i : T_ - 1 - i, prev = reverse ? t + 1 : t, next = reverse ? t : t + 1;
     step_bwd(P, B, t, t, prev, next, i == 0);
-    ((gemm_t)gemm)("N", "N", I_(HO_), I_(b), I_(GH_), &ONE_, W, I_(HO_), DHG + t * B * GH_,
-                   I_(GH_), &ZERO_, DH, I_(HO_));
+    if (packed)
+      PACKED_(b, HO_, GH_, DHG + t * B * GH_, GH_, DH, HO_);
+    else
+      ((gemm_t)gemm)("N", "N", I_(HO_), I_(b), I_(GH_), &ONE_, W, I_(HO_), DHG + t * B * GH_,
+                     I_(GH_), &ZERO_, DH, I_(HO_));
   }}
 }}
 """
@@ -749,9 +771,11 @@ def compile_library(src: str) -> ctypes.CDLL:
 @dataclass
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
-    first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh)`` and
-    ``seq_bwd(P, B, T, reverse, gemm, W)`` (``gemm``: :func:`blas_gemm`'s address), the
-    self-test ``gemm_rows(gemm, M, N, K, A, B, C)``, and the pointer-table layout ``index``
+    first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh,
+    compute, packed)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed)`` (``gemm``:
+    :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s compute and a
+    weight packed for it, or NULL), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)`` and
+    ``packed_rows(compute, packed, M, N, K, A, C)``, and the pointer-table layout ``index``
     (name -> slot)."""
 
     fwd: object
@@ -759,6 +783,7 @@ class Kernel:
     seq_fwd: object
     seq_bwd: object
     gemm_rows: object
+    packed_rows: object
     index: dict
     lib: ctypes.CDLL
 
@@ -789,6 +814,47 @@ def blas_gemm(dtype: torch.dtype) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class PackedGemm:
+    """MKL's packed GEMM (``cblas_sgemm_pack_get_size`` / ``_pack`` / ``_compute``) as
+    PyTorch's CPU library exports it: ``size(m, n, k)`` bytes of a packed ``[k, n]`` operand,
+    ``pack(dest, src, trans, m, n, k, ld)`` (row-major ``src``, ``trans``: read it
+    transposed), and ``compute``, the address the generated loops call."""
+
+    size: object
+    pack: object
+    compute: int
+
+
+@functools.lru_cache(maxsize=2)
+def blas_packed(dtype: torch.dtype) -> PackedGemm | None:
+    """:class:`PackedGemm` for ``dtype`` from PyTorch's CPU library, or None (no MKL, or
+    ``dtype`` other than float32: MKL packs float32 only there). The caller self-tests it
+    before use (:func:`recur.ops.cpu.packed_gemm`)."""
+    if dtype != torch.float32:
+        return None
+    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    try:
+        lib = ctypes.CDLL(str(path))
+        size, pack, compute = (getattr(lib, f"cblas_sgemm_{n}")
+                               for n in ("pack_get_size", "pack", "compute"))
+    except (OSError, AttributeError):
+        return None
+    i64 = ctypes.c_int64
+    size.argtypes, size.restype = [i64, i64, i64, i64], ctypes.c_size_t
+    pack.argtypes = [i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_void_p, i64,
+                     ctypes.c_void_p]
+    pack.restype = None
+
+    def size_of(m: int, n: int, k: int) -> int:
+        return size(162, m, n, k)  # CblasBMatrix
+
+    def pack_into(dest: int, src: int, trans: bool, m: int, n: int, k: int, ld: int) -> None:
+        pack(101, 162, 112 if trans else 111, m, n, k, 1.0, src, ld, dest)  # row-major, B
+
+    return PackedGemm(size_of, pack_into, ctypes.cast(compute, ctypes.c_void_p).value)
+
+
 _CACHE: dict = {}
 _LOCK = threading.Lock()
 
@@ -809,14 +875,16 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
                 lib.step_bwd.restype = None
                 vp = ctypes.c_void_p
-                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64]
+                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp]
                 lib.seq_fwd.restype = None
-                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp]
+                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp]
                 lib.seq_bwd.restype = None
                 lib.gemm_rows.argtypes = [vp, i64, i64, i64, vp, vp, vp]
                 lib.gemm_rows.restype = None
+                lib.packed_rows.argtypes = [vp, vp, i64, i64, i64, vp, vp]
+                lib.packed_rows.restype = None
                 hit = Kernel(lib.step_fwd, lib.step_bwd, lib.seq_fwd, lib.seq_bwd,
-                             lib.gemm_rows, index, lib)
+                             lib.gemm_rows, lib.packed_rows, index, lib)
             except (Unsupported, RuntimeError) as e:
                 hit = e
             _CACHE[key] = hit
