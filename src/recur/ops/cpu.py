@@ -218,9 +218,9 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
 
 
 #: pack W_hh once for MKL's packed GEMM (:func:`packed_gemm`) from this batch size and this
-#: many steps on: per step the product of ``[B, Hout]`` with the packed weight is 10-25%
-#: faster than ``sgemm`` at B >= 4 (none at B = 1), and packing a ``[2048, 512]`` weight
-#: takes about as long as 1.5 steps of B = 16 (2-core x86 with AVX-512, MKL of torch 2.13)
+#: many steps on: at B = 1 the packed product gains nothing, from B = 4 on it is faster at
+#: large H and no slower at small H, and packing costs a few steps' worth of the saving
+#: (``benchmarks/packed_gemm.py`` measures both)
 PACK_MIN_B, PACK_MIN_T = 4, 16
 _PACKED: dict = {}
 
