@@ -315,12 +315,14 @@ def test_a_blas_with_64_bit_integers_reads_the_loops_integers_too(dtype, name, m
 
 @pytest.mark.parametrize("name", ["layernorm_lstm", "gru_zoneout_rdrop", "peephole"])
 def test_packed_weights_give_the_numbers_of_the_unpacked_loop(name, monkeypatch):
-    # float32, B >= PACK_MIN_B and T >= PACK_MIN_T: MKL's packed GEMM, W_hh packed once per
+    # float32, B >= PACK_MIN_B, T >= PACK_MIN_T (and any weight size here): MKL's packed
+    # GEMM, W_hh packed once per
     # sequence (forward: W_hh^T, backward: W_hh), both directions, two layers, lengths;
     # against the same loop with plain sgemm per step and against the reference loop
     pg = cpu.packed_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32)
     if pg is None:
         pytest.skip("this PyTorch exports no MKL packed sgemm (or it failed its self-test)")
+    monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)   # these weights are tiny
     real, packed = cpu._packed_weight, []
     monkeypatch.setattr(cpu, "_packed_weight",
                         lambda *a, **k: packed.append(real(*a, **k)) or packed[-1])
@@ -356,6 +358,7 @@ def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
     monkeypatch.setattr(cpu, "_PACKED", {})
     monkeypatch.setattr(cpu_codegen, "blas_packed", lambda dtype: broken)
     assert cpu.packed_gemm(k, torch.float32) is None
+    monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)
     assert cpu._packed_weight(k, torch.randn(6, 2), 64, 64, backward=False) is None
     monkeypatch.setattr(cpu, "_PACKED", {})
     monkeypatch.setattr(cpu_codegen, "blas_packed", lambda dtype: real)

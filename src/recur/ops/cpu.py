@@ -25,8 +25,10 @@ differentiable: slower, same numbers.
 from __future__ import annotations
 
 import ctypes
+import functools
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -218,10 +220,13 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
 
 
 #: pack W_hh once for MKL's packed GEMM (:func:`packed_gemm`) from this batch size and this
-#: many steps on: at B = 1 the packed product gains nothing, from B = 4 on it is faster at
-#: large H and no slower at small H, and packing costs a few steps' worth of the saving
-#: (``benchmarks/packed_gemm.py`` measures both)
-PACK_MIN_B, PACK_MIN_T = 4, 16
+#: many steps on, and only a weight larger than :data:`PACK_MIN_WEIGHT_BYTES`. Measured with
+#: ``benchmarks/packed_gemm.py``: the packed product gains nothing while the weight fits in
+#: the core's L2 cache, 12-26% per step beyond it at B = 8-32, little at B = 4 or 64, and
+#: packing costs tens of steps' worth of that saving.
+PACK_MIN_B, PACK_MIN_T = 8, 64
+#: the weight size from which packing pays; None: the size of this CPU's L2 cache
+PACK_MIN_WEIGHT_BYTES: int | None = None
 _PACKED: dict = {}
 
 
@@ -250,13 +255,32 @@ def packed_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> cpu_codegen.Packed
     return _PACKED[dtype]
 
 
+@functools.lru_cache(maxsize=1)
+def _l2_cache_bytes() -> int:
+    """The first CPU's L2 cache size from sysfs (Linux), else 1 MiB."""
+    root = Path("/sys/devices/system/cpu/cpu0/cache")
+    try:
+        for index in sorted(root.glob("index*")):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:], 1)
+                return int(size.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
+
+
 def _packed_weight(k: cpu_codegen.Kernel, w_hh: Tensor, B: int, T: int, *, backward: bool
                    ) -> tuple[int, Tensor] | None:
     """``(compute address, packed buffer)`` of ``w_hh: [G*H, Hout]`` (contiguous) as the C
     loop's per-step product reads it: forward ``h [B, Hout] @ W_hh^T``, backward ``dhg [B,
-    G*H] @ W_hh``; None below :data:`PACK_MIN_B` / :data:`PACK_MIN_T` or without
-    :func:`packed_gemm`. The buffer must stay bound until the loop returns."""
+    G*H] @ W_hh``; None below :data:`PACK_MIN_B`, :data:`PACK_MIN_T` or
+    :data:`PACK_MIN_WEIGHT_BYTES`, or without :func:`packed_gemm`. The buffer must stay bound
+    until the loop returns."""
     if B < PACK_MIN_B or T < PACK_MIN_T:
+        return None
+    least = _l2_cache_bytes() if PACK_MIN_WEIGHT_BYTES is None else PACK_MIN_WEIGHT_BYTES
+    if w_hh.numel() * w_hh.element_size() <= least:
         return None
     pg = packed_gemm(k, w_hh.dtype)
     if pg is None:
