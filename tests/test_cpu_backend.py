@@ -339,10 +339,13 @@ def test_packed_weights_give_the_numbers_of_the_unpacked_loop(name, monkeypatch)
     plain = _run(new, x, lengths, 1)
     want = _run(ref, x, lengths, 1)
     for k, (a, b, c) in enumerate(zip(want, got, plain)):
-        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5, msg=lambda m, k=k: f"tensor {k} vs sgemm: {m}")
-        # float32 gradients through 19 steps, two layers, both directions: a few 1e-5
-        # from the reference loop's rounding (exactness: the float64 tests)
-        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"tensor {k} vs reference: {m}")
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5,
+                                   msg=lambda m, k=k: f"tensor {k} vs sgemm: {m}")
+        # a sanity check only: float32 gradients through 67 steps, two layers and both
+        # directions differ from the reference loop's float32 by up to ~2e-3 (its own
+        # rounding order; packed and sgemm agree to 1e-5 above; exactness: the float64 tests)
+        torch.testing.assert_close(b, a, rtol=5e-3, atol=5e-3,
+                                   msg=lambda m, k=k: f"tensor {k} vs reference: {m}")
 
 
 def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
