@@ -238,7 +238,9 @@ def grid_rows(args) -> list[dict]:
                                 times[k].append(_once(m, x, train))
                         nn_ms, loop_ms, recur_ms = (statistics.median(t) * 1e3 for t in times)
                         row[mode] = {"repeats": reps, "nn_ms": nn_ms, "loop_ms": loop_ms, "recur_ms": recur_ms,
-                                         "vs_nn": recur_ms / nn_ms, "loop_over_recur": loop_ms / recur_ms}
+                                         "vs_nn": recur_ms / nn_ms, "loop_over_recur": loop_ms / recur_ms,
+                                         "all_ms": {n: [round(v * 1e3, 3) for v in t] for n, t
+                                                    in zip(("nn", "loop", "recur"), times)}}
                     row["backend"] = models[2].plan(x).backend
                     rows.append(row)
                     _print_row(row)
