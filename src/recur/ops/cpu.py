@@ -207,16 +207,23 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
         return None
     if dtype not in _GEMMS:
         addr = cpu_codegen.blas_gemm(dtype)
-        if addr is not None:
-            g = torch.Generator().manual_seed(0)
-            a = torch.randn(3, 5, dtype=dtype, generator=g)
-            b = torch.randn(5, 7, dtype=dtype, generator=g)
-            c = torch.full((3, 7), float("nan"), dtype=dtype)
-            k.gemm_rows(addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())
-            if not torch.allclose(c, a @ b, rtol=1e-4, atol=1e-5):
-                addr = None
+        if addr is not None and not _computes_a_product(dtype, lambda a, b, c: k.gemm_rows(
+                addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())):
+            addr = None
         _GEMMS[dtype] = addr
     return _GEMMS[dtype]
+
+
+def _computes_a_product(dtype: torch.dtype, run) -> bool:
+    """Whether ``run(a, b, c)`` writes ``a @ b`` into ``c`` (``a: [3, 5]``, ``b: [5, 7]``,
+    ``c: [3, 7]`` filled with NaN): the self-test of a BLAS entry point before the loops
+    call it."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 5, dtype=dtype, generator=g)
+    b = torch.randn(5, 7, dtype=dtype, generator=g)
+    c = torch.full((3, 7), float("nan"), dtype=dtype)
+    run(a, b, c)
+    return torch.allclose(c, a @ b, rtol=1e-4, atol=1e-5)
 
 
 #: pack W_hh once for MKL's packed GEMM (:func:`packed_gemm`) from this batch size and this
@@ -239,18 +246,18 @@ def packed_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> cpu_codegen.Packed
         return None
     if dtype not in _PACKED:
         pg = cpu_codegen.blas_packed(dtype)
-        if pg is not None:
-            g = torch.Generator().manual_seed(0)
-            a = torch.randn(3, 5, dtype=dtype, generator=g)
-            b = torch.randn(5, 7, dtype=dtype, generator=g)
-            for trans, src in ((False, b), (True, b.t().contiguous())):
+
+        def packed(trans: bool):
+            def run(a, b, c):  # b packed as it is, or from its transpose read transposed
+                src = b.t().contiguous() if trans else b
                 buf = torch.empty(pg.size(3, 7, 5), dtype=torch.uint8)
                 pg.pack(buf.data_ptr(), src.data_ptr(), trans, 3, 7, 5, src.shape[1])
-                c = torch.full((3, 7), float("nan"), dtype=dtype)
                 k.packed_rows(pg.compute, buf.data_ptr(), 3, 7, 5, a.data_ptr(), c.data_ptr())
-                if not torch.allclose(c, a @ b, rtol=1e-4, atol=1e-5):
-                    pg = None
-                    break
+            return run
+
+        if pg is not None and not all(_computes_a_product(dtype, packed(t))
+                                      for t in (False, True)):
+            pg = None
         _PACKED[dtype] = pg
     return _PACKED[dtype]
 
