@@ -160,9 +160,9 @@ class StreamingMixin:
         size, the dtype, inference mode (buffers made in it cannot be written outside it), the
         zoneout rates and every parameter (its storage and its in-place version) stay the
         same: eval mode draws no masks, so the weights, masks and kernel tables of one step
-        are those of the next. One set per thread, so threads stepping
-        the same module do not share buffers. Parametrized modules are prepared anew at
-        every call (a parametrization may hold state the key does not see)."""
+        are those of the next. One set per thread, so threads stepping the same module do
+        not share buffers. Parametrized modules are prepared anew at every call (a
+        parametrization may hold state the key does not see)."""
         B, dtype = xt.shape[1], xt.dtype
         params = self.parameters() if self._modules else self._parameters.values()
         key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
