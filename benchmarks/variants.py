@@ -400,9 +400,9 @@ def main() -> None:
     p.add_argument("--B", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--H", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--I", type=int, default=64)
-    p.add_argument("--no-hugepages", action="store_true",
-                   help="no transparent-huge-page hint on the cpu backend's buffers "
-                        "(recur.ops.memory.MIN_BYTES raised past any buffer)")
+    p.add_argument("--hugepages", action="store_true",
+                   help="the transparent-huge-page hint on the cpu backend's buffers "
+                        "(recur.ops.memory.HINT = True; off by default)")
     p.add_argument("--cells", nargs="+", default=None, metavar="NAME",
                    help="only the cells whose name contains one of these (case ignored)")
     p.add_argument("--layers", type=int, default=1, help="layers of the fused (CUDA) rows")
@@ -420,9 +420,8 @@ def main() -> None:
         return
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    if args.no_hugepages:
-        from recur.ops import memory
-        memory.MIN_BYTES = 1 << 62
+    from recur.ops import memory
+    memory.HINT = args.hugepages
     torch.manual_seed(0)
     code = commit()  # the checkout as the run starts (it may move on while it runs)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
@@ -430,7 +429,7 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": code,
                 "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
                 "note": "one process, modules interleaved per repeat, medians; shared machine",
-                "hugepages": not args.no_hugepages}
+                "hugepages": args.hugepages}
     print(f"# {meta['device']} ({meta['device_name']}, {meta['cores']} cores, {meta['threads']} "
           f"thread(s)), torch {meta['torch']}, commit {meta['commit']}, {meta['date']}; float32, "
           f"medians of {args.repeat}-25 interleaved runs")

@@ -9,6 +9,7 @@ from recur.ops import memory
 
 
 def test_large_buffers_get_the_hint_on_their_aligned_interior(monkeypatch):
+    monkeypatch.setattr(memory, "HINT", True)
     calls = []
     monkeypatch.setattr(memory, "_madvise", lambda: lambda a, n, advice: calls.append(
         (a, n, advice)) or 0)
@@ -29,3 +30,10 @@ def test_without_madvise_it_is_torch_empty(monkeypatch):
     t = memory.empty_large(2, 3 << 20, like=torch.zeros(1))
     t.fill_(1.5)
     assert t.shape == (2, 3 << 20) and bool((t == 1.5).all())
+
+
+def test_the_hint_is_off_by_default(monkeypatch):
+    calls = []
+    monkeypatch.setattr(memory, "_madvise", lambda: lambda a, n, advice: calls.append(a))
+    t = memory.empty_large(4, 1 << 20, like=torch.empty(0))
+    assert t.shape == (4, 1 << 20) and not calls
