@@ -117,13 +117,13 @@ class _Scan(torch.autograd.Function):
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh)
         gemm = time_loop_gemm(k, xg.dtype)
         packed = _packed_weight(k, w_hh, B, T, backward=False) if gemm is not None else None
+        # (Hout, G*H) row-major: MKL's faster layout per step, unless W_hh^T is packed
+        w_t = w_hh.t().contiguous() if packed is None else None
         if packed is not None:  # the whole loop in C, W_hh^T packed once
             k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr())
         elif gemm is not None:  # the whole loop in C
-            w_t = w_hh.t().contiguous()  # (Hout, G*H) row-major: MKL's faster layout per step
             k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr(), 0, None, None)
         else:
-            w_t = w_hh.t().contiguous()
             gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
             hg_views = HG.unbind(0)
             fwd = k.fwd
@@ -228,9 +228,9 @@ def _computes_a_product(dtype: torch.dtype, run) -> bool:
 
 #: pack W_hh once for MKL's packed GEMM (:func:`packed_gemm`) from this batch size and this
 #: many steps on, and only a weight larger than :data:`PACK_MIN_WEIGHT_BYTES`. Measured with
-#: ``benchmarks/packed_gemm.py``: the packed product gains nothing while the weight fits in
-#: the core's L2 cache, 12-26% per step beyond it at B = 8-32, little at B = 4 or 64, and
-#: packing costs tens of steps' worth of that saving.
+#: ``benchmarks/packed_gemm.py`` (``packed-gemm-wide-480a2a9.json``): while the weight fits in
+#: the core's L2 cache the packed product is 8% slower to 7% faster per step; beyond it 4-21%
+#: faster from B = 8 on, and packing costs 2-53 steps' worth of that saving.
 PACK_MIN_B, PACK_MIN_T = 8, 64
 #: the weight size from which packing pays; None: the size of this CPU's L2 cache
 PACK_MIN_WEIGHT_BYTES: int | None = None

@@ -798,19 +798,24 @@ def blas_gemm(dtype: torch.dtype) -> int | None:
     PyTorch's CPU library (its x86 builds link MKL in and export it), or None. The generated
     loops pass its integers so that 32- and 64-bit-integer builds both read them; the caller
     self-tests it before use (:func:`recur.ops.cpu.time_loop_gemm`)."""
+    lib = _torch_cpu_library()
+    for sym in _GEMM_NAMES[dtype] if lib is not None else ():
+        fn = getattr(lib, sym, None)
+        if fn is not None:
+            return ctypes.cast(fn, ctypes.c_void_p).value
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_cpu_library() -> ctypes.CDLL | None:
+    """PyTorch's CPU library (``libtorch_cpu``, where its x86 builds link MKL in), or None."""
     lib_dir = Path(torch.__file__).parent / "lib"
     for name in ("libtorch_cpu.so", "libtorch_cpu.dylib"):
-        path = lib_dir / name
-        if not path.exists():
-            continue
-        try:
-            lib = ctypes.CDLL(str(path))
-        except OSError:
-            continue
-        for sym in _GEMM_NAMES[dtype]:
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                return ctypes.cast(fn, ctypes.c_void_p).value
+        if (lib_dir / name).exists():
+            try:
+                return ctypes.CDLL(str(lib_dir / name))
+            except OSError:
+                continue
     return None
 
 
@@ -833,12 +838,11 @@ def blas_packed(dtype: torch.dtype) -> PackedGemm | None:
     before use (:func:`recur.ops.cpu.packed_gemm`)."""
     if dtype != torch.float32:
         return None
-    path = Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"
+    lib = _torch_cpu_library()
     try:
-        lib = ctypes.CDLL(str(path))
         size, pack, compute = (getattr(lib, f"cblas_sgemm_{n}")
                                for n in ("pack_get_size", "pack", "compute"))
-    except (OSError, AttributeError):
+    except AttributeError:  # no library (None has no such attribute either), or no MKL
         return None
     i64 = ctypes.c_int64
     size.argtypes, size.restype = [i64, i64, i64, i64], ctypes.c_size_t
