@@ -78,6 +78,24 @@ def install(seed: int = 0, jitter: float = 0.0) -> None:
         if hasattr(interp.InterpreterBuilder, name):
             setattr(interp.InterpreterBuilder, name,
                     abortable(getattr(interp.InterpreterBuilder, name)))
+    # the first call of each device function rewrites it and adds the interpreter's names to
+    # its module's globals (``_compile_and_exec``) while other programs may be iterating
+    # those globals in ``_patch_lang``: "dictionary changed size during iteration" (seen once
+    # in CI). One lock around both; the rewrite happens once per function.
+    guard = threading.RLock()
+
+    def guarded(fn):
+        def wrapper(*args, **kwargs):
+            with guard:
+                return fn(*args, **kwargs)
+        return wrapper
+
+    if not getattr(interp._patch_lang, "_recur_guarded", False):
+        interp._patch_lang = guarded(interp._patch_lang)
+        interp._patch_lang._recur_guarded = True
+        if hasattr(interp, "InterpretedFunction") and hasattr(interp.InterpretedFunction,
+                                                              "rewrite"):
+            interp.InterpretedFunction.rewrite = guarded(interp.InterpretedFunction.rewrite)
     local = threading.local()
     interp.InterpreterBuilder.grid_idx = property(
         lambda self: getattr(local, "idx", None), lambda self, v: setattr(local, "idx", v))
