@@ -40,6 +40,11 @@ CELLS = {"RNN": (RNN_TANH, None), "LSTM": (LSTM, None), "LSTM+proj": (LSTM, "hal
          "GRU": (GRU, None), "LayerNormLSTM": (LAYERNORM_LSTM, None),
          "LayerNormGRU": (LAYERNORM_GRU, None)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# LN_h's gains near 0.5, not 1: with unit gains the layer-norm LSTM at T = 128 is chaotic, so
+# the float32 *reference loop* is itself up to 3e-3 from float64 and a 4e-3 change of the
+# inputs moves the gradients by O(1) (benchmarks/ln_conditioning.py; the first H200 run,
+# f149289, failed these cases for that reason alone); at 0.5 it is conditioned like the LSTM
+LN_H_GAIN = 0.5
 # norm-relative error allowed against float64 (TF32 off); layer norm over few units
 # amplifies float32 rounding (see tests/test_triton.py LN_RTOL)
 RTOL = {"float32": 1e-4, "bfloat16": 2e-2}
@@ -134,7 +139,8 @@ def _build(c: dict, device: str):
     ln = cell.norm is not None
     inputs = testing.make_inputs(cell, T, B, H, P=P, bias=not ln, dtype=DTYPES[c["dtype"]],
                                  device=device)
-    cell_weights = testing.make_ln_weights(cell, H, device=device) if ln else []
+    cell_weights = (testing.make_ln_weights(cell, H, device=device, h_gain=LN_H_GAIN)
+                    if ln else [])
     hm, zo = testing.make_masks(cell, T, B, P or H, zoneout=c["zoneout"], h_mask=c["h_mask"],
                                 device=device)
     if zo is not None and P:
