@@ -11,6 +11,9 @@ layer, one direction, input size = H:
 Measured: forward under ``no_grad`` and forward + ``backward()`` of ``out.sum()``, median of
 ``triton.testing.do_bench``, in µs per time step; the ratio torch.nn / recur (> 1: recur is
 faster); the peak memory of one training step above the inputs; the FLOPs per step.
+PyTorch's defaults are kept: cuDNN may use TF32 in float32 (``torch.backends.cudnn.allow_tf32``,
+True by default, recorded as ``cudnn_tf32``), while recur's float32 kernels multiply in
+full float32 (TF32 off), so float32 rows compare different arithmetic.
 
     python benchmarks/gpu.py                       # full table
     python benchmarks/gpu.py --quick --json out.json
@@ -145,7 +148,8 @@ def _fmt(v, spec=".2f") -> str:
 
 def print_table(rows: list[dict], meta: dict) -> None:
     print(f"# {meta['gpu']} | torch {meta['torch']} | triton {meta['triton']} | "
-          f"{meta['date']} | commit {meta['commit']}")
+          f"{meta['date']} | commit {meta['commit']} | TF32: matmul "
+          f"{meta['tf32']}, cuDNN {meta.get('cudnn_tf32')} (recur's float32 kernels: off)")
     print("µs/step; ratio = torch.nn / recur (> 1: recur faster); peak = one training step")
     print("| cell | dtype | B | T | H | path | recur fwd | torch fwd | ratio | recur f+b | "
           "torch f+b | ratio | recur peak MiB | torch peak MiB | GFLOP/step f+b |")
@@ -195,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "triton": triton.__version__,
             "cudnn": torch.backends.cudnn.version(),
             "date": datetime.date.today().isoformat(), "commit": commit(),
-            "tf32": torch.backends.cuda.matmul.allow_tf32, "dry_run": args.dry_run}
+            "tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_tf32": torch.backends.cudnn.allow_tf32, "dry_run": args.dry_run}
     configs = CONFIGS[:2] if args.quick else CONFIGS
     if args.B or args.H or args.T:
         configs = [(B, T, H) for B in args.B or [16] for T in args.T or [512]

@@ -11,6 +11,8 @@
 # of its logs); the dry run writes them straight to $OUT.
 #
 #   OUT=$OUT bash scripts/gpu_check.sh             # on the GPU machine (H100 / H200)
+#   RECUR_COMMIT=abc1234 OUT=$OUT bash scripts/gpu_check.sh   # name the commit sent (the
+#                      device's copy of .git can be older than the tree: 2e6e736 ran as f149289)
 #   OUT=/tmp/gc bash scripts/gpu_check.sh --dry-run  # on a CPU: Triton's interpreter, tiny sizes
 #   OUT=$OUT bash scripts/gpu_check.sh --only correctness,speed   # rerun failed steps only
 #   tar xzf gpu_check.tgz                          # here: the logs and JSON of every step
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --dry-run) DRY=1 ;;
         --only) ONLY=",${2:?--only needs a comma-separated list of steps},"; shift ;;
         --bundle) BUNDLE=1 ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (expected --dry-run, --only STEPS, --bundle)" >&2
            exit 2 ;;
     esac

@@ -94,3 +94,19 @@ def test_unknown_argument_is_a_usage_error(tmp_path):
                          capture_output=True, text=True, env=dict(os.environ, OUT=str(tmp_path)),
                          check=False)
     assert res.returncode == 2 and "unknown argument --fast" in res.stderr
+
+
+def test_bundle_returns_one_archive(tmp_path):
+    """On a GPU (or with --bundle) $OUT holds only the status lines and one archive, rewritten
+    after every step: the device tool returns at most 8 files from $OUT."""
+    import tarfile
+
+    res = _run(tmp_path, "--bundle", "--only", "env,smoke")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.tgz", "status.txt"]
+    with tarfile.open(tmp_path / "gpu_check.tgz") as tar:
+        names = {n.lstrip("./") for n in tar.getnames()}
+        status = tar.extractfile("./status.txt").read().decode()
+    assert {"env.json", "env.log", "smoke.json", "smoke.log", "status.txt"} <= names
+    assert status == (tmp_path / "status.txt").read_text()
+    assert [line.split()[:2] for line in status.splitlines()] == [["env", "ok"], ["smoke", "ok"]]

@@ -593,8 +593,25 @@ def test_supports_and_preferred():
                triton_update="recur.cells.triton_pointwise:RNN_TANH")
     assert not supports(big, x)
     assert not supports(Cell("plain", 1, 1, RNN_TANH.update), x)
-    # nothing measured yet: auto keeps PyTorch's kernels
-    assert preferred(LSTM, x) is False
+    # auto tries the kernels first only where a GPU run measured them faster than cuDNN:
+    # bfloat16 LSTM / GRU at H = 256, nothing added (never on the CPU or in float32)
+    from recur.ops.layer import LayerSpec
+    from recur.ops.triton import measured_faster
+
+    def spec(cell, H, **kw):
+        return LayerSpec(cell, H, H, **kw)
+
+    assert preferred(LSTM, x) is False and preferred(LSTM, x, [spec(LSTM, 256)]) is False
+    bf16 = torch.bfloat16
+    assert measured_faster(LSTM, bf16, [spec(LSTM, 256)] * 2)
+    assert measured_faster(GRU, bf16, [spec(GRU, 200)])
+    assert not measured_faster(LSTM, torch.float32, [spec(LSTM, 256)])
+    assert not measured_faster(LSTM, bf16, [spec(LSTM, 256), spec(LSTM, 1024)])
+    assert not measured_faster(LSTM, bf16, [spec(LSTM, 64)])  # not measured
+    assert not measured_faster(LSTM, bf16, [spec(LSTM, 256, proj=True)])
+    assert not measured_faster(LSTM, bf16, [spec(LSTM, 256, extras=frozenset({"zoneout"}))])
+    assert not measured_faster(RNN_TANH, bf16, [spec(RNN_TANH, 256)])
+    assert not measured_faster(LSTM, bf16, [])
 
 
 # --- GPU: real sizes (issue 4), a CUDA device only -------------------------------------------

@@ -47,8 +47,10 @@ NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton ker
          "reference": "the reference loop (PyTorch ops, one step at a time)"}
 
 
-def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False) -> tuple[str, ...]:
-    """The backends ``auto`` tries, fastest first, on ``x``'s device. ``ragged_grad``: the
+def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False,
+               specs: list[LayerSpec] | tuple = ()) -> tuple[str, ...]:
+    """The backends ``auto`` tries, fastest first, on ``x``'s device for the layers ``specs``
+    (on CUDA, :func:`recur.ops.triton.preferred` reads them). ``ragged_grad``: the
     call has ``lengths`` that are not all ``T`` and needs gradients; on the CPU, PyTorch then
     packs the batch and runs its packed-sequence kernels, which recur's ``cpu`` backend
     (lengths inside its loop) beats in training (``benchmarks/cpu.py --lengths``)."""
@@ -60,7 +62,7 @@ def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False) -> tuple[str
         from .triton import preferred
     except ImportError:
         return ("torch", "reference")
-    if preferred(cell, x):
+    if preferred(cell, x, specs):
         return ("triton", "torch", "reference")
     return ("torch", "triton", "reference")
 
@@ -148,7 +150,7 @@ def _choose(request: str, cell: Cell, specs: list[LayerSpec], x: Tensor | None,
     if request == "auto" and unit == "step":
         order = STEP_ORDER
     elif request == "auto":
-        order = auto_order(cell, x, ragged_grad=ragged_grad)
+        order = auto_order(cell, x, ragged_grad=ragged_grad, specs=specs)
         if unit == "scan":
             order = tuple(b for b in order if b != "torch")
     else:
@@ -228,7 +230,8 @@ def explain_stack(cell: Cell, specs: list[LayerSpec], x: Tensor, backend: str = 
                 continue
             reason = accepts(name, spec, x)
             others.append(f"{name}: {reason}" if reason is not None else
-                          f"{name}: would run, {_later(plan, name, auto_order(cell, x))}")
+                          f"{name}: would run, "
+                          f"{_later(plan, name, auto_order(cell, x, specs=specs))}")
         lines.append(f"  {where}: {plan.backend}; " + "; ".join(others))
     return lines
 

@@ -13,6 +13,7 @@ built-in cells are found by their ``native_mode`` in ``recur.cells.triton_pointw
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 
 import torch
 import triton  # ImportError here means: no Triton backend
@@ -135,15 +136,31 @@ def which_path(cell: Cell, xg: Tensor, w_hh: Tensor, w_hr: Tensor | None = None)
     return None if p is None else p.path
 
 
-def preferred(cell: Cell, x: Tensor) -> bool:
-    """Whether ``auto`` should try the fused kernels before PyTorch's (cuDNN) on CUDA for a
-    cell PyTorch can run.
+#: where the fused kernels were measured faster than cuDNN (``benchmarks/gpu.py`` on an H200,
+#: 2026-11-29, ``benchmarks/results/gpu-speed-h200-2e6e736.json``; one layer, T=512, input
+#: size H): bfloat16 LSTM and GRU at H=256, B 16/64/256, forward 1.74-3.94x and forward +
+#: backward 1.17-3.55x cuDNN's speed. Elsewhere in that run they were slower (float32 at
+#: every size, 0.01-1.04x; bfloat16 at H=1024 in training, 0.38-1.73x) or not measured.
+PREFERRED_DTYPES = (torch.bfloat16,)
+PREFERRED_MODES = ("LSTM", "GRU")
+PREFERRED_H = (129, 256)
 
-    Always False for now: no GPU timing of these kernels has been taken yet (see
-    ``docs/triton.md``, ``scripts/gpu_check.sh``), and ``auto`` must never pick a slower
-    backend than torch.nn. (Cells PyTorch cannot run get the kernels on CUDA regardless.)
-    """
-    return False
+
+def measured_faster(cell: Cell, dtype: torch.dtype, specs: Sequence[LayerSpec]) -> bool:
+    """Whether the GPU run above found the fused kernels faster than cuDNN for ``cell`` in
+    ``dtype`` with the layers ``specs`` (:class:`recur.ops.layer.LayerSpec`): a plain LSTM
+    or GRU (no projection, nothing added), every layer's H in ``PREFERRED_H``."""
+    lo, hi = PREFERRED_H
+    return (dtype in PREFERRED_DTYPES and cell.native_mode in PREFERRED_MODES and bool(specs)
+            and all(not s.proj and not s.extras and lo <= s.hidden_size <= hi for s in specs))
+
+
+def preferred(cell: Cell, x: Tensor, specs: Sequence[LayerSpec] = ()) -> bool:
+    """Whether ``auto`` should try the fused kernels before PyTorch's (cuDNN) on CUDA for a
+    cell PyTorch can run: only where a GPU run measured them faster
+    (:func:`measured_faster`); ``auto`` must never pick a slower backend than torch.nn.
+    (Cells PyTorch cannot run get the kernels on CUDA regardless.)"""
+    return x.is_cuda and measured_faster(cell, x.dtype, specs)
 
 
 def scan_triton(
