@@ -753,3 +753,26 @@ def test_gpu_paths():
     assert path(LAYERNORM_LSTM, 16, 512, torch.float32) in ("grid", "stream")
     # projection beyond the small path: the grid kernels' PROJ mode
     assert path(LSTM, 16, 1024, torch.float32, P=512) in ("grid", "stream")
+
+
+def test_float32_grid_plan_keeps_batch_tiles_small(monkeypatch):
+    """On an H200-like device (132 SMs, 227 KiB of shared memory) the float32 grid path
+    takes batch tiles of 16 rows and more programs (wider tiles gave ptxas stack frames and
+    a 15x slower step at B=64, docs/triton.md); 16-bit keeps its wide tiles, and the
+    program count never exceeds the SMs (the grid barrier needs every program resident)."""
+    from recur.ops.triton import _launch
+
+    monkeypatch.setattr(_launch, "_sm_count", lambda device: 132)
+    monkeypatch.setattr(_launch, "_smem_limit", lambda device: 227 * 1024)
+    cuda = torch.device("cuda")
+    for B, H in ((64, 256), (256, 256), (64, 512)):
+        p32 = _launch.plan(4, B, H, H, False, cuda, wbytes=4)
+        p16 = _launch.plan(4, B, H, H, False, cuda, wbytes=2)
+        assert p32.path == p16.path == "grid", (B, H, p32, p16)
+        assert p32.BB == 16 and p16.BB == 64, (B, H, p32, p16)
+        for p in (p32, p16):
+            assert p.grid[0] * p.grid[1] <= 132
+    assert _launch.plan(4, 64, 256, 256, False, cuda, wbytes=4).BN == 16
+    assert _launch.plan(4, 256, 256, 256, False, cuda, wbytes=4).BN == 32
+    # the stream path (H=1024) is unchanged: its float32 kernels compile without spills
+    assert _launch.plan(4, 64, 1024, 1024, False, cuda, wbytes=4).BB == 64

@@ -33,6 +33,13 @@ SMALL_MAX_ELEMS = 4 * 64 * 64
 SMALL_MAX_BH = 256  # beyond this even the (spilling) projection fallback is refused
 GRID_MAX_BK = 1024  # the grid path keeps a [BK, BN] slice per gate
 STREAM_BK = 64  # the stream path reads W_hh in chunks of this many inputs
+# float32 grid path: batch tiles of at most 16 rows (more programs instead). On an H200 the
+# float32 LSTM at H=256 took 35.5 us per step at B=16 (BB=16) and 548 at B=64 (BB=64)
+# (benchmarks/results/gpu-speed-h200-2e6e736.json), and ptxas gives the forward kernel a
+# stack frame of 5.3-7.7 KiB per thread at BB*BN >= 512 against 8 bytes at BB=16, BN=16
+# (scripts/triton_aot.py --resources, triton-resources-4943836.json; Triton 3.9's ptxas).
+# Predicted from those two, not yet timed on a GPU.
+FP32_GRID_MAX_BB = 16
 # tests set this: every output and workspace starts as NaN, so memory a kernel fails to write
 # shows up in the comparisons
 POISON = False
@@ -110,7 +117,7 @@ def plan(G: int, B: int, H: int, HO: int, proj: bool, device: torch.device,
         if not stream and BH > GRID_MAX_BK:
             continue
         BK = STREAM_BK if stream else BH
-        BB = min(_pow2(B), 64)
+        BB = min(_pow2(B), 64 if stream or wbytes != 4 else FP32_GRID_MAX_BB)
         while BB >= 16:
             nb = triton.cdiv(B, BB)
             BN = 16
