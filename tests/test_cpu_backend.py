@@ -368,3 +368,99 @@ def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
     assert cpu.packed_gemm(k, torch.float32) is real
     assert cpu.packed_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
                            torch.float64) is None  # MKL packs float32 only
+
+
+# --- inference with the input projection block by block (scan_cpu_projected) -------------
+
+def _ln_xg_fn(GX):
+    g = torch.Generator().manual_seed(5)
+    w = 1 + 0.3 * torch.rand(GX, generator=g, dtype=torch.float64)
+    b = 0.3 * torch.rand(GX, generator=g, dtype=torch.float64)
+    return cells.layernorm.input_norm(w, b, None)
+
+
+PROJECTED = {  # cell, layer norm (LN_h / LN_c weights, LN_x as xg_fn), the cell's own weight
+    "lstm": (cells.LSTM, False, None),
+    "gru": (cells.GRU, False, None),
+    "layernorm_lstm": (cells.layernorm.LAYERNORM_LSTM, True, None),
+    "peephole": (EX.peephole_lstm, False, (3,)),
+}
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("extras", ["plain", "zoneout-lengths"])
+@pytest.mark.parametrize("name", list(PROJECTED))
+def test_projected_inference_matches_the_reference_float64(name, extras, reverse, monkeypatch):
+    """``x W_ih^T + b_ih`` (and LN_x) and the time loop block by block over time, blocks of
+    3 steps over T=10 (the last one short), the states other than h in a ring: the same
+    outputs and final states as projecting everything first and running the reference loop,
+    with zoneout masks that differ per step (each block's masks found by address) and
+    lengths ending inside blocks."""
+    from recur import testing
+
+    cell, ln, own = PROJECTED[name]
+    T, B, I, H = 10, 4, 3, 5
+    GX = cell.num_gates * H
+    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 3 * B * GX * 8)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
+    w_ih = torch.randn(GX, I, generator=g, dtype=torch.float64) * 0.5
+    b_ih = None if ln else torch.randn(GX, generator=g, dtype=torch.float64) * 0.5
+    xg_fn = _ln_xg_fn(GX) if ln else None
+    _, w_hh, b_hh, state0, _ = testing.make_inputs(cell, T, B, H, bias=not ln,
+                                                   dtype=torch.float64)
+    w_hh, b_hh = w_hh.detach(), None if b_hh is None else b_hh.detach()
+    state0 = tuple(s.detach() for s in state0)
+    weights = tuple(p.detach().double() for p in testing.make_ln_weights(cell, H)) if ln else ()
+    if own:
+        weights = (0.5 * torch.randn(*own, H, generator=g, dtype=torch.float64),)
+    zoneout = lengths = None
+    if extras == "zoneout-lengths":
+        zoneout = tuple(torch.bernoulli(torch.full((T, B, H), p, dtype=torch.float64),
+                                        generator=g) for p in (0.3, 0.6)[:cell.num_states])
+        lengths = torch.tensor([10, 2, 7, 4])
+    with torch.no_grad():
+        got = cpu.scan_cpu_projected(cell, x, w_ih, b_ih, xg_fn, w_hh, b_hh, state0,
+                                     lengths=lengths, reverse=reverse, cell_weights=weights,
+                                     zoneout=zoneout)
+        xg = torch.nn.functional.linear(x, w_ih, b_ih)
+        xg = xg if xg_fn is None else xg_fn(xg)
+        want = scan(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
+                    cell_weights=weights, zoneout=zoneout, backend="reference")
+    if got is None:
+        pytest.skip("this PyTorch exports no BLAS dgemm: the projected path needs the C loop")
+    torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
+    for a, b in zip(got[1], want[1]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_modules_infer_through_the_projected_path(name, monkeypatch):
+    """Eval mode without autograd, two bidirectional layers with lengths: the cpu backend
+    takes the projected path for every layer and direction where no recurrent-dropout mask
+    applies (eval mode draws none), with the reference loop's numbers."""
+    calls = []
+    real = cpu.scan_cpu_projected
+
+    def spy(*a, **kw):
+        res = real(*a, **kw)
+        calls.append(res is not None)
+        return res
+
+    monkeypatch.setattr(cpu, "scan_cpu_projected", spy)
+    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 64)
+    torch.manual_seed(0)
+    ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference").double().eval()
+    new = MODELS[name](num_layers=2, bidirectional=True, backend="cpu").double().eval()
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 3, 3, dtype=torch.float64)
+    lengths = torch.tensor([6, 1, 4])
+    with torch.no_grad():
+        want = ref(x, lengths=lengths)
+        got = new(x, lengths=lengths)
+    if cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
+                          torch.float64) is None:
+        assert calls == [False] * 4
+    else:
+        assert calls == [True] * 4
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)

@@ -425,6 +425,107 @@ def scan_cpu(
     return res[0], tuple(res[1:])
 
 
+#: bytes of input projection per block of :func:`scan_cpu_projected`: each block of steps is
+#: projected, then run by the time loop, while it is still in cache
+PROJ_BLOCK_BYTES = 1 << 20
+
+
+def scan_cpu_projected(
+    cell: Cell,
+    x: Tensor,
+    w_ih: Tensor,
+    b_ih: Tensor | None,
+    xg_fn,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    state0: States,
+    *,
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    cell_weights: tuple[Tensor, ...] = (),
+    zoneout: tuple[Tensor, ...] | None = None,
+) -> tuple[Tensor, States] | None:
+    """One layer and direction without autograd, input projection included: ``xg =
+    xg_fn(x W_ih^T + b_ih)`` (``xg_fn`` None: no map) and the time loop of :func:`scan_cpu`,
+    block by block over time (:data:`PROJ_BLOCK_BYTES` of ``xg`` per block, one buffer
+    reused), so the projection is read from cache and no ``[T, B, G*H]`` buffer is made; the
+    states other than ``h`` live in a ring of one block. Same numbers as projecting first,
+    then :func:`scan_cpu` (``x: [T, B, I]``, states ``[B, W_k]``; returns ``out: [T, B,
+    W_0]`` and the final states), or None where this path does not apply (a dtype or
+    device the kernels do not take, no kernel, no BLAS in C); the caller then does that.
+    The recurrent-dropout mask and projections are not taken here."""
+    T, B, I = x.shape
+    dtype = x.dtype
+    if (dtype not in DTYPES or T == 0 or B == 0 or torch.is_grad_enabled()
+            or any(t is not None and (t.dtype != dtype or not t.is_cpu)
+                   for t in (x, w_ih, b_ih, w_hh, b_hh, *state0, *cell_weights))):
+        return None
+    GX, (GH, HO) = w_ih.shape[0], w_hh.shape
+    try:
+        k = kernel(cell, GX // cell.num_gates, HO, GX, [tuple(p.shape) for p in cell_weights],
+                   dtype)
+    except ValueError:
+        return None
+    gemm = time_loop_gemm(k, dtype)
+    if gemm is None:
+        return None
+    size = x.element_size()
+    C = max(1, min(T, PROJ_BLOCK_BYTES // (B * GX * size)))  # steps per block
+    W = [s.shape[-1] for s in state0]
+    xgbuf = torch.empty(C, B, GX, dtype=dtype)
+    S0 = empty_large(T + 1, B, W[0], like=x)                   # h of every step: the output
+    rings = [torch.empty(C + 1, B, w, dtype=dtype) for w in W[1:]]
+    OUT = empty_large(T, B, W[0], like=x) if lengths is not None else None
+    lens = lens_blk = None
+    if lengths is not None:
+        lens = lengths.to(device="cpu", dtype=torch.int64)
+        lens_blk = torch.empty_like(lens)                      # lengths - the block's start
+    zs, zstrides = [], ()
+    if zoneout is not None:
+        zs, zstrides = _compact_masks([z.to(dtype) for z in zoneout], T)
+    # every tensor whose address is in the table stays bound to a name until the loop ends
+    HG = torch.empty(1, B, GH, dtype=dtype)
+    weights = tuple(p.contiguous() for p in cell_weights)
+    bias = None if b_hh is None else b_hh.contiguous()
+    P = _table(k, xg=xgbuf, hg=HG, S=[S0, *rings], hin=None, out=OUT, cell_weights=weights,
+               zoneout=zs, zstrides=zstrides, h_mask=None, lengths=lens_blk, b_hh=bias)
+    slot = k.index
+    packed = _packed_weight(k, w_hh, B, T, backward=False)
+    w_t = w_hh.t().contiguous() if packed is None else None
+    x2, w_ih_t = x.reshape(T * B, I), w_ih.t()
+    S0[T if reverse else 0] = state0[0]
+    carry = list(state0[1:])                                    # states entering the block
+    starts = range(0, T, C)
+    for t0 in (reversed(starts) if reverse else starts):
+        n = min(C, T - t0)
+        xb = xgbuf[:n]
+        rows = x2[t0 * B:(t0 + n) * B]
+        if b_ih is None:
+            torch.mm(rows, w_ih_t, out=xb.view(n * B, GX))
+        else:
+            torch.addmm(b_ih, rows, w_ih_t, out=xb.view(n * B, GX))
+        if xg_fn is not None:
+            xb.copy_(xg_fn(xb))
+        enter = n if reverse else 0
+        for ring, s in zip(rings, carry):
+            ring[enter].copy_(s)
+        P[slot["S0"]] = S0[t0].data_ptr()      # block slots 0..n are steps t0..t0+n of h
+        if OUT is not None:
+            P[slot["OUT"]] = OUT[t0].data_ptr()
+        if lens is not None:
+            torch.sub(lens, t0, out=lens_blk)
+        for i, z in enumerate(zs):
+            P[slot[f"Z{i}"]] = z.data_ptr() + t0 * zstrides[i] * size
+        if packed is not None:
+            k.seq_fwd(P, B, n, reverse, 0, gemm, None, 0, packed[0], packed[1].data_ptr())
+        else:
+            k.seq_fwd(P, B, n, reverse, 0, gemm, w_t.data_ptr(), 0, None, None)
+        carry = [ring[0 if reverse else n] for ring in rings]
+    out = OUT if OUT is not None else (S0[:T] if reverse else S0[1:])
+    finals = (S0[0 if reverse else T].clone(), *(s.clone() for s in carry))
+    return out, finals
+
+
 _STEP_KERNELS: dict = {}
 
 

@@ -68,6 +68,18 @@ def run_eager(
             k = layer * D + d
             lw = layers[k]
             if backend == "cpu" and not _needs_grad(inp, lw):
+                if lw.h_mask is None and lw.w_hr is None and not lw.step_inputs:
+                    from .cpu import scan_cpu_projected  # lazy, as scan_function
+
+                    res = scan_cpu_projected(
+                        cell, inp, lw.w_ih, lw.b_ih, lw.xg_fn, lw.w_hh, lw.b_hh,
+                        tuple(s[k] for s in hx), lengths=lengths, reverse=d == 1,
+                        cell_weights=lw.cell_weights, zoneout=lw.zoneout)
+                    if res is not None:
+                        outs.append(res[0])
+                        for j, s in enumerate(res[1]):
+                            finals[j].append(s)
+                        continue
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
             else:
                 xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
