@@ -217,12 +217,27 @@ def test_loading_a_kernel_leaves_the_process_floating_point_mode_alone(tmp_path,
     assert torch.tensor([5e-324], dtype=torch.float64).mul(1.0).item() != 0.0
 
 
+@pytest.mark.parametrize("path", ["projected", "project-first"])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_inference_without_autograd_matches_float64(name, monkeypatch):
-    # no_grad: the projection goes into one buffer and LN_x runs on it block by block in
-    # place (executors._project_no_grad); a tiny block size makes several blocks
+def test_inference_without_autograd_matches_float64(name, path, monkeypatch):
+    """Eval mode without autograd, two bidirectional layers with lengths, tiny blocks so that
+    there are several: ``projected``, the input projection block by block with the time
+    loop (cpu.scan_cpu_projected, taken for every layer and direction: eval mode draws no
+    recurrent-dropout mask); ``project-first``, its fallback (the whole projection into one
+    buffer, LN_x on it block by block in place: executors._project_no_grad, then
+    scan_cpu)."""
     from recur.ops import executors
 
+    calls = []
+    real = cpu.scan_cpu_projected
+
+    def spy(*a, **kw):
+        res = real(*a, **kw) if path == "projected" else None
+        calls.append(res is not None)
+        return res
+
+    monkeypatch.setattr(cpu, "scan_cpu_projected", spy)
+    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 64)
     monkeypatch.setattr(executors, "XG_FN_BLOCK_BYTES", 64)
     torch.manual_seed(0)
     ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference").double().eval()
@@ -232,6 +247,9 @@ def test_inference_without_autograd_matches_float64(name, monkeypatch):
     lengths = torch.tensor([7, 2, 5])
     with torch.no_grad():
         (o1, s1), (o2, s2) = ref(x, lengths=lengths), new(x, lengths=lengths)
+    c_loop = cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
+                                torch.float64) is not None
+    assert calls == [path == "projected" and c_loop] * 4
     torch.testing.assert_close(o2, o1, rtol=1e-9, atol=1e-11)
     for a, b in zip(s1 if isinstance(s1, tuple) else (s1,), s2 if isinstance(s2, tuple) else (s2,)):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
@@ -432,35 +450,3 @@ def test_projected_inference_matches_the_reference_float64(name, extras, reverse
     torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
     for a, b in zip(got[1], want[1]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_modules_infer_through_the_projected_path(name, monkeypatch):
-    """Eval mode without autograd, two bidirectional layers with lengths: the cpu backend
-    takes the projected path for every layer and direction where no recurrent-dropout mask
-    applies (eval mode draws none), with the reference loop's numbers."""
-    calls = []
-    real = cpu.scan_cpu_projected
-
-    def spy(*a, **kw):
-        res = real(*a, **kw)
-        calls.append(res is not None)
-        return res
-
-    monkeypatch.setattr(cpu, "scan_cpu_projected", spy)
-    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 64)
-    torch.manual_seed(0)
-    ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference").double().eval()
-    new = MODELS[name](num_layers=2, bidirectional=True, backend="cpu").double().eval()
-    new.load_state_dict(ref.state_dict())
-    x = torch.randn(6, 3, 3, dtype=torch.float64)
-    lengths = torch.tensor([6, 1, 4])
-    with torch.no_grad():
-        want = ref(x, lengths=lengths)
-        got = new(x, lengths=lengths)
-    if cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
-                          torch.float64) is None:
-        assert calls == [False] * 4
-    else:
-        assert calls == [True] * 4
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
