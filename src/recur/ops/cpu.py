@@ -449,10 +449,11 @@ def scan_cpu_projected(
     xg_fn(x W_ih^T + b_ih)`` (``xg_fn`` None: no map) and the time loop of :func:`scan_cpu`,
     block by block over time (:data:`PROJ_BLOCK_BYTES` of ``xg`` per block, one buffer
     reused), so the projection is read from cache and no ``[T, B, G*H]`` buffer is made; the
-    states other than ``h`` live in a ring of one block. Same numbers as projecting first,
-    then :func:`scan_cpu` (``x: [T, B, I]``, states ``[B, W_k]``; returns ``out: [T, B,
-    W_0]`` and the final states), or None where this path does not apply (a dtype or
-    device the kernels do not take, no kernel, no BLAS in C); the caller then does that.
+    states other than ``h`` live in a ring of one block. The result of projecting first,
+    then :func:`scan_cpu`, to rounding (``x: [T, B, I]``, states ``[B, W_k]``; returns
+    ``out: [T, B, W_0]`` and the final states), or None where this path does not apply (a
+    dtype or device the kernels do not take, no kernel, no BLAS in C); the caller then does
+    that.
     The recurrent-dropout mask and projections are not taken here."""
     T, B, I = x.shape
     dtype = x.dtype
