@@ -450,3 +450,26 @@ def test_projected_inference_matches_the_reference_float64(name, extras, reverse
     torch.testing.assert_close(got[0], want[0], rtol=1e-10, atol=1e-12)
     for a, b in zip(got[1], want[1]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_frozen_input_weights_still_train_the_rest():
+    """Autograd on, but neither the input nor the input weights need gradients (a cell
+    without LN_x, whose own parameters would): the
+    projection needs none, yet ``W_hh``, the cell weights and ``h0`` do, so the layer must
+    not take the no-autograd path (cpu.scan_cpu_projected declines while grad mode is on)."""
+    torch.manual_seed(0)
+    ref = recur.VariantLSTM(3, 5, zoneout=0.2, backend="reference").double().eval()
+    new = recur.VariantLSTM(3, 5, zoneout=0.2, backend="cpu").double().eval()
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    grads = []
+    for m in (ref, new):
+        for name, p in m.named_parameters():
+            p.requires_grad_(not name.startswith(("weight_ih", "bias_ih")))
+        h0 = torch.zeros(1, 2, 5, dtype=torch.float64, requires_grad=True)
+        out, _ = m(x, (h0, torch.zeros(1, 2, 5, dtype=torch.float64)))
+        trainable = [p for p in m.parameters() if p.requires_grad]
+        grads.append(torch.autograd.grad(out.square().sum(), [h0, *trainable]))
+    assert len(grads[1]) > 1
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
