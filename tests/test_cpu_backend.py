@@ -454,9 +454,9 @@ def test_projected_inference_matches_the_reference_float64(name, extras, reverse
 
 def test_frozen_input_weights_still_train_the_rest():
     """Autograd on, but neither the input nor the input weights need gradients (a cell
-    without LN_x, whose own parameters would): the
-    projection needs none, yet ``W_hh``, the cell weights and ``h0`` do, so the layer must
-    not take the no-autograd path (cpu.scan_cpu_projected declines while grad mode is on)."""
+    without LN_x, whose own parameters would): the projection needs none, yet ``W_hh`` and
+    ``h0`` do, so the layer must not take the no-autograd path (cpu.scan_cpu_projected
+    declines while grad mode is on)."""
     torch.manual_seed(0)
     ref = recur.VariantLSTM(3, 5, zoneout=0.2, backend="reference").double().eval()
     new = recur.VariantLSTM(3, 5, zoneout=0.2, backend="cpu").double().eval()
