@@ -249,3 +249,34 @@ def test_step_errors():
         recur.GRU(I, H, bidirectional=True, stateful=True)
     with pytest.raises(ValueError, match=r"\[B, I\].*got 1-D"):
         recur.GRU(I, H).step(torch.randn(I))
+
+
+@pytest.mark.parametrize("name", ["LayerNormLSTM", "LayerNormGRU"])
+def test_a_layer_norm_step_applies_ln_x_in_its_kernel(name, monkeypatch):
+    """Eval mode without autograd: the prepared kernel takes the raw projection and applies
+    LN_x itself (recur.cells.layernorm.with_input_norm: one operator call fewer per step),
+    never calling the module's LN_x map; the float64 numbers of forward."""
+    from recur.cells import layernorm
+    from recur.ops import cpu, cpu_codegen
+
+    if cpu_codegen.find_compiler() is None:
+        pytest.skip("no C compiler: step runs the reference loop's cell_step")
+    torch.manual_seed(0)
+    m = VARIANTS[name](num_layers=2).double().eval()
+    x = torch.randn(T, B, I, dtype=torch.double)
+    with torch.no_grad():
+        want_out, want_state = m(x)
+    maps = []
+    real_map = layernorm.InputNorm.__call__
+    monkeypatch.setattr(layernorm.InputNorm, "__call__",
+                        lambda self, xg: maps.append(1) or real_map(self, xg))
+    got_out, got_state = _steps(m, x)
+    torch.testing.assert_close(got_out, want_out, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got_state, want_state, rtol=1e-10, atol=1e-12)
+    if cpu.time_loop_gemm(cpu.kernel(recur.cells.GRU, 2, 2, 6, [], torch.float64),
+                          torch.float64) is None:
+        return  # no BLAS in C here: step runs the reference loop's cell_step (tested above)
+    with torch.no_grad():
+        layers = m._prepared_layers(x[:1])
+    assert [fused for _, _, fused in layers] == [True, True]
+    assert not maps

@@ -22,14 +22,11 @@ ln_c_bias,] b_hh)`` with ``b_hh: [G*H]`` (zeros for a bias-free module).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import States
+from .base import Cell, States
 from .declare import DeclaredCell, Param
 
 EPS = 1e-5
@@ -46,13 +43,46 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 LN_X = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",), "zeros"))
 
 
-def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> Callable[[Tensor], Tensor]:
+class InputNorm:
+    """LN_x as a map of the input projection (:func:`input_norm`): ``xg -> layer_norm(xg,
+    weight, bias)``, ``weight, bias: [G*H]`` (``bias`` with ``b_ih`` in it)."""
+
+    __slots__ = ("weight", "bias")
+
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, xg: Tensor) -> Tensor:
+        return layer_norm(xg, self.weight, self.bias)
+
+
+def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
     """LN_x as a map of the input projection: ``xg -> LN_x(xg) + b_ih`` with ``xg = x
     W_ih^T: [..., G*H]`` (without its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no
     bias). ``b_ih`` joins LN_x's bias here, once: each call is one pass over ``xg`` (same sum,
     same gradients), however many blocks or steps the caller maps."""
-    return functools.partial(layer_norm, weight=weight,
-                             bias=bias if b_ih is None else bias + b_ih)
+    return InputNorm(weight, bias if b_ih is None else bias + b_ih)
+
+
+_WITH_INPUT_NORM: dict[Cell, Cell] = {}
+
+
+def with_input_norm(cell: Cell) -> Cell:
+    """``cell`` with LN_x inside its update, for a kernel that takes the raw projection
+    ``x W_ih^T`` (one operator call fewer per streaming step): ``update(xg, hg, states,
+    *cell_weights, ln_x_weight, ln_x_bias) = cell.update(layer_norm(xg, ln_x_weight,
+    ln_x_bias), hg, states, *cell_weights)``, the last two as :class:`InputNorm` holds them.
+    One derived cell per cell (kernels are cached per cell)."""
+    hit = _WITH_INPUT_NORM.get(cell)
+    if hit is None:
+        def update(xg, hg, states, *weights):
+            *rest, w, b = weights
+            return cell.update(layer_norm(xg, w, b), hg, states, *rest)
+
+        hit = _WITH_INPUT_NORM[cell] = Cell(f"{cell.name}+ln_x", cell.num_gates,
+                                            cell.num_states, update,
+                                            doc=f"LN_x, then {cell.doc or cell.name}")
+    return hit
 
 
 def split_weights(norm: str, cell_weights) -> tuple[Tensor, Tensor, Tensor | None,

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
+from ..cells.layernorm import InputNorm, with_input_norm
 from ..ops.dispatch import requested_backend
 from ..ops.onnx import exporting_onnx
 from ..ops.reference import cell_step
@@ -154,8 +155,10 @@ class StreamingMixin:
         return inp, (out[0] if len(out) == 1 else out)
 
     def _prepared_layers(self, xt: Tensor):
-        """Per layer ``(weights, PreparedStep)`` (:func:`recur.ops.cpu.prepare_step_cpu`) for
-        stepping a batch like ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
+        """Per layer ``(weights, PreparedStep, fused)`` (:func:`recur.ops.cpu.prepare_step_cpu`;
+        ``fused``: the kernel takes the raw projection and applies LN_x itself,
+        :func:`recur.cells.layernorm.with_input_norm`) for stepping a batch like
+        ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
         that way (the caller then steps as in training). Kept between calls while the batch
         size, the dtype, inference mode (buffers made in it cannot be written outside it), the
         zoneout rates and every parameter (its storage and its in-place version) stay the
@@ -178,28 +181,36 @@ class StreamingMixin:
         widths = [s[-1] for s in self._state_shapes(B)]
         layers = []
         for lw in self._stack_weights(xt):
-            step = None
+            step, fused = None, isinstance(lw.xg_fn, InputNorm)
             if lw.w_hr is None and not lw.step_inputs:
                 zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
-                step = prepare_step_cpu(self.cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths,
-                                        B, dtype, cell_weights=lw.cell_weights,
-                                        h_mask=lw.h_mask, zoneout=zoneout, pack=True)
+                kw = {"h_mask": lw.h_mask, "zoneout": zoneout, "pack": True}
+                if fused:  # LN_x in the kernel: one operator call fewer per step
+                    step = prepare_step_cpu(
+                        with_input_norm(self.cell), lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths,
+                        B, dtype, cell_weights=(*lw.cell_weights, lw.xg_fn.weight,
+                                                lw.xg_fn.bias), **kw)
+                    fused = step is not None
+                if step is None:
+                    step = prepare_step_cpu(self.cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh,
+                                            widths, B, dtype, cell_weights=lw.cell_weights, **kw)
             if step is None:
                 layers = None
                 break
-            layers.append((lw, step))
+            layers.append((lw, step, fused))
         if not parametrize.is_parametrized(self):
             cache[self] = (key, layers)
         return layers
 
     def _step_prepared(self, x: Tensor, states: tuple[Tensor, ...], layers):
         """One step ``x: [B, I]`` through :meth:`_prepared_layers` (eval mode, no autograd):
-        per layer the input projection (and LN_x), then one C call."""
+        per layer the input projection (and LN_x, unless the kernel applies it), then one C
+        call."""
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
-        for k, (lw, step) in enumerate(layers):
+        for k, (lw, step, fused) in enumerate(layers):
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
-            if lw.xg_fn is not None:
+            if lw.xg_fn is not None and not fused:
                 xg = lw.xg_fn(xg)
             inp = step(xg.contiguous(), tuple(s[k] for s in states))   # views of step's buffers
             for j, s in enumerate(inp):
