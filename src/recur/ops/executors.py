@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells import Cell
+from ..cells.layernorm import InputNorm, with_input_norm
 from .layer import LayerWeights
 from .memory import empty_large
 from .native import stack_native
@@ -67,6 +68,7 @@ def run_eager(
         for d in range(D):
             k = layer * D + d
             lw = layers[k]
+            run_cell, weights = cell, lw.cell_weights
             if backend == "cpu" and not _needs_grad(inp, lw):
                 if lw.h_mask is None and lw.w_hr is None and not lw.step_inputs:
                     from .cpu import scan_cpu_projected  # lazy, as scan_function
@@ -83,12 +85,16 @@ def run_eager(
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
             else:
                 xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
-                if lw.xg_fn is not None:
+                if backend == "cpu" and _kernel_applies_ln_x(cell, lw):
+                    # LN_x inside the kernel, forward and backward (the raw projection in)
+                    run_cell = with_input_norm(cell)
+                    weights = (*weights, lw.xg_fn.weight, lw.xg_fn.bias)
+                elif lw.xg_fn is not None:
                     xg = lw.xg_fn(xg)  # (T, B, G*H)
             kw = {"step_inputs": lw.step_inputs} if lw.step_inputs else {}
-            out, states = scan_fn(cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
+            out, states = scan_fn(run_cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
                                   w_hr=lw.w_hr, lengths=lengths, reverse=d == 1,
-                                  cell_weights=lw.cell_weights, h_mask=lw.h_mask,
+                                  cell_weights=weights, h_mask=lw.h_mask,
                                   zoneout=lw.zoneout, **kw)
             outs.append(out)
             for j, s in enumerate(states):
@@ -97,6 +103,24 @@ def run_eager(
         if dropout > 0 and training and layer < num_layers - 1:
             inp = F.dropout(inp, p=dropout, training=True)
     return inp, tuple(torch.stack(f, dim=0) for f in finals)
+
+
+def _kernel_applies_ln_x(cell: Cell, lw: LayerWeights) -> bool:
+    """Whether the cpu backend's kernel of :func:`recur.cells.layernorm.with_input_norm`
+    (``cell``'s update with LN_x in front) builds for this layer, so that the scan takes the
+    raw projection and LN_x runs in the kernel, forward and backward, instead of as two
+    operators over the whole ``[T, B, G*H]`` projection."""
+    if not isinstance(lw.xg_fn, InputNorm):
+        return False
+    from .cpu import kernel  # lazy, as scan_function
+
+    GX, (_, HO) = lw.w_ih.shape[0], lw.w_hh.shape
+    shapes = [tuple(p.shape) for p in (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)]
+    try:
+        kernel(with_input_norm(cell), GX // cell.num_gates, HO, GX, shapes, lw.w_hh.dtype)
+    except ValueError:
+        return False
+    return True
 
 
 #: bytes per block of :func:`_project_no_grad`'s ``xg_fn``: a block of steps that stays in
