@@ -473,3 +473,31 @@ def test_frozen_input_weights_still_train_the_rest():
     assert len(grads[1]) > 1
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "layernorm_gru", "layernorm_lstm_zoneout"])
+def test_training_applies_ln_x_in_the_kernel(name, monkeypatch):
+    """With autograd, the cpu backend runs LN_x inside the generated kernel, forward and
+    backward (the scan of cells.layernorm.with_input_norm on the raw projection): the
+    module's LN_x map is never called, and outputs, states and every gradient (LN_x's
+    gain and bias included) are the reference loop's in float64."""
+    from recur.cells import layernorm
+
+    if cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
+                          torch.float64) is None:
+        pytest.skip("this PyTorch exports no BLAS dgemm")
+    torch.manual_seed(0)
+    ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference").double()
+    new = MODELS[name](num_layers=2, bidirectional=True, backend="cpu").double()
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 3, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 1, 4])
+    want = _run(ref, x, lengths, seed=3)
+    maps = []
+    real_map = layernorm.InputNorm.__call__
+    monkeypatch.setattr(layernorm.InputNorm, "__call__",
+                        lambda self, xg: maps.append(1) or real_map(self, xg))
+    got = _run(new, x, lengths, seed=3)
+    assert not maps
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
