@@ -25,7 +25,6 @@ from torch import Tensor
 from torch.nn.utils import parametrize
 from torch.nn.utils.rnn import PackedSequence
 
-from ..cells.layernorm import InputNorm, with_input_norm
 from ..ops.dispatch import requested_backend
 from ..ops.onnx import exporting_onnx
 from ..ops.reference import cell_step
@@ -176,28 +175,24 @@ class StreamingMixin:
         hit = cache.get(self)
         if hit is not None and hit[0] == key:
             return hit[1]
-        from ..ops.cpu import prepare_step_cpu  # lazy, as the executors import the cpu backend
+        # lazy, as the executors import the cpu backend
+        from ..ops.cpu import input_norm_in_kernel, prepare_step_cpu
 
         widths = [s[-1] for s in self._state_shapes(B)]
         layers = []
         for lw in self._stack_weights(xt):
-            step, fused = None, isinstance(lw.xg_fn, InputNorm)
+            step, folded = None, None
             if lw.w_hr is None and not lw.step_inputs:
                 zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
-                kw = {"h_mask": lw.h_mask, "zoneout": zoneout, "pack": True}
-                if fused:  # LN_x in the kernel: one operator call fewer per step
-                    step = prepare_step_cpu(
-                        with_input_norm(self.cell), lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths,
-                        B, dtype, cell_weights=(*lw.cell_weights, lw.xg_fn.weight,
-                                                lw.xg_fn.bias), **kw)
-                    fused = step is not None
-                if step is None:
-                    step = prepare_step_cpu(self.cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh,
-                                            widths, B, dtype, cell_weights=lw.cell_weights, **kw)
+                folded = input_norm_in_kernel(self.cell, lw)  # one operator call fewer per step
+                cell, weights = folded or (self.cell, lw.cell_weights)
+                step = prepare_step_cpu(cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths, B,
+                                        dtype, cell_weights=weights, h_mask=lw.h_mask,
+                                        zoneout=zoneout, pack=True)
             if step is None:
                 layers = None
                 break
-            layers.append((lw, step, fused))
+            layers.append((lw, step, folded is not None))
         if not parametrize.is_parametrized(self):
             cache[self] = (key, layers)
         return layers

@@ -34,8 +34,9 @@ import torch
 from torch import Tensor
 
 from ..cells import Cell, States
+from ..cells.layernorm import InputNorm, with_input_norm
 from . import cpu_codegen
-from .layer import LayerSpec
+from .layer import LayerSpec, LayerWeights
 from .memory import empty_large
 from .reference import scan_reference
 
@@ -89,6 +90,16 @@ def kernel(cell: Cell, H: int, HO: int, GX: int, weight_shapes, dtype) -> cpu_co
                          f"built: {e}; use backend='reference'") from e
 
 
+def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool, gemm: int,
+             packed: tuple[int, Tensor] | None, w_t: Tensor | None) -> None:
+    """The forward time loop in C over ``T`` steps of the table ``P``: on ``W_hh^T`` packed
+    once (``packed``, :func:`_packed_weight`) or else on the contiguous ``w_t = W_hh^T``."""
+    if packed is not None:
+        k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr())
+    else:
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr(), 0, None, None)
+
+
 class _Scan(torch.autograd.Function):
     """One layer and direction over the whole sequence (see the module docstring)."""
 
@@ -119,10 +130,8 @@ class _Scan(torch.autograd.Function):
         packed = _packed_weight(k, w_hh, B, T, backward=False) if gemm is not None else None
         # (Hout, G*H) row-major: MKL's faster layout per step, unless W_hh^T is packed
         w_t = w_hh.t().contiguous() if packed is None else None
-        if packed is not None:  # the whole loop in C, W_hh^T packed once
-            k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr())
-        elif gemm is not None:  # the whole loop in C
-            k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr(), 0, None, None)
+        if gemm is not None:  # the whole loop in C
+            _seq_fwd(k, P, B, T, reverse, grad, gemm, packed, w_t)
         else:
             gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
             hg_views = HG.unbind(0)
@@ -425,6 +434,26 @@ def scan_cpu(
     return res[0], tuple(res[1:])
 
 
+def input_norm_in_kernel(cell: Cell, lw: LayerWeights
+                         ) -> tuple[Cell, tuple[Tensor, ...]] | None:
+    """``(with_input_norm(cell), (*lw.cell_weights, LN_x's weight, LN_x's bias))`` where the
+    layer's ``xg_fn`` is LN_x (:class:`recur.cells.layernorm.InputNorm`) and that cell's
+    kernel builds: a scan or step of it takes the raw projection ``x W_ih^T`` and runs LN_x
+    per row inside the kernel, forward and backward; else None (LN_x stays a map of the
+    projection)."""
+    if not isinstance(lw.xg_fn, InputNorm):
+        return None
+    fused = with_input_norm(cell)
+    weights = (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)
+    GX, HO = lw.w_ih.shape[0], lw.w_hh.shape[1]
+    try:
+        kernel(fused, GX // cell.num_gates, HO, GX, [tuple(p.shape) for p in weights],
+               lw.w_hh.dtype)
+    except ValueError:
+        return None
+    return fused, weights
+
+
 #: bytes of input projection per block of :func:`scan_cpu_projected`: each block of steps is
 #: projected, then run by the time loop, while it is still in cache
 PROJ_BLOCK_BYTES = 1 << 20
@@ -517,10 +546,7 @@ def scan_cpu_projected(
             torch.sub(lens, t0, out=lens_blk)
         for i, z in enumerate(zs):
             P[slot[f"Z{i}"]] = z.data_ptr() + t0 * zstrides[i] * size
-        if packed is not None:
-            k.seq_fwd(P, B, n, reverse, 0, gemm, None, 0, packed[0], packed[1].data_ptr())
-        else:
-            k.seq_fwd(P, B, n, reverse, 0, gemm, w_t.data_ptr(), 0, None, None)
+        _seq_fwd(k, P, B, n, reverse, 0, gemm, packed, w_t)
         carry = [ring[0 if reverse else n] for ring in rings]
     out = OUT if OUT is not None else (S0[:T] if reverse else S0[1:])
     finals = (S0[0 if reverse else T].clone(), *(s.clone() for s in carry))

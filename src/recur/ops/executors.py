@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells import Cell
-from ..cells.layernorm import InputNorm, with_input_norm
 from .layer import LayerWeights
 from .memory import empty_large
 from .native import stack_native
@@ -85,10 +84,13 @@ def run_eager(
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
             else:
                 xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
-                if backend == "cpu" and _kernel_applies_ln_x(cell, lw):
-                    # LN_x inside the kernel, forward and backward (the raw projection in)
-                    run_cell = with_input_norm(cell)
-                    weights = (*weights, lw.xg_fn.weight, lw.xg_fn.bias)
+                folded = None
+                if backend == "cpu":
+                    from .cpu import input_norm_in_kernel  # lazy, as scan_function
+
+                    folded = input_norm_in_kernel(cell, lw)
+                if folded is not None:  # LN_x inside the kernel (the raw projection in)
+                    run_cell, weights = folded
                 elif lw.xg_fn is not None:
                     xg = lw.xg_fn(xg)  # (T, B, G*H)
             kw = {"step_inputs": lw.step_inputs} if lw.step_inputs else {}
@@ -103,24 +105,6 @@ def run_eager(
         if dropout > 0 and training and layer < num_layers - 1:
             inp = F.dropout(inp, p=dropout, training=True)
     return inp, tuple(torch.stack(f, dim=0) for f in finals)
-
-
-def _kernel_applies_ln_x(cell: Cell, lw: LayerWeights) -> bool:
-    """Whether the cpu backend's kernel of :func:`recur.cells.layernorm.with_input_norm`
-    (``cell``'s update with LN_x in front) builds for this layer, so that the scan takes the
-    raw projection and LN_x runs in the kernel, forward and backward, instead of as two
-    operators over the whole ``[T, B, G*H]`` projection."""
-    if not isinstance(lw.xg_fn, InputNorm):
-        return False
-    from .cpu import kernel  # lazy, as scan_function
-
-    GX, (_, HO) = lw.w_ih.shape[0], lw.w_hh.shape
-    shapes = [tuple(p.shape) for p in (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)]
-    try:
-        kernel(with_input_norm(cell), GX // cell.num_gates, HO, GX, shapes, lw.w_hh.dtype)
-    except ValueError:
-        return False
-    return True
 
 
 #: bytes per block of :func:`_project_no_grad`'s ``xg_fn``: a block of steps that stays in
