@@ -28,7 +28,7 @@ from recur.train import (
     save_checkpoint,
 )
 from recur.train import checkpoint as checkpoint_mod
-from recur.train.loop import scheduled_lr
+from recur.train.loop import make_optimizer, scheduled_lr
 
 # Small lagged-sine runs: 2 LSTM layers with dropout, shuffled batches, Adam.
 SMALL = {"samples": 64, "seq_len": 12, "lag": 2, "hidden": 8, "layers": 2, "dropout": 0.3,
@@ -203,6 +203,39 @@ def test_cosine_schedule_goes_from_lr_to_zero():
     assert scheduled_lr(cfg, 50, 100) == pytest.approx(0.1)
     assert scheduled_lr(cfg, 100, 100) == pytest.approx(0.0)
     assert scheduled_lr(TrainerConfig(lr=0.2), 50, 100) == 0.2
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_adam_is_fused_on_the_cpu_and_takes_the_unfused_steps(name):
+    torch.manual_seed(0)
+    cfg = TrainerConfig(optimizer=name, lr=0.01, weight_decay=0.1)
+    weights = [torch.randn(5, 3, dtype=torch.float64, requires_grad=True),
+               torch.randn(3, dtype=torch.float64, requires_grad=True)]
+    plain = [w.detach().clone().requires_grad_() for w in weights]
+    fused = make_optimizer(iter(weights), cfg)        # a generator, as model.parameters()
+    assert fused.defaults["fused"] is True
+    kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+    reference = kind(plain, lr=0.01, weight_decay=0.1)
+    for _ in range(5):
+        for ws in (weights, plain):
+            for w in ws:
+                w.grad = None
+            (ws[0].sin().sum() + (ws[1] ** 2).sum()).backward()
+        fused.step()
+        reference.step()
+    for w, p in zip(weights, plain):
+        torch.testing.assert_close(w, p, rtol=1e-12, atol=1e-12)
+
+
+def test_adam_groups_are_kept_and_other_tensors_not_fused():
+    groups = [{"params": iter([torch.zeros(2, requires_grad=True)]), "lr": 0.5},
+              {"params": [torch.zeros(3, requires_grad=True)]}]
+    opt = make_optimizer(groups, TrainerConfig(optimizer="adam"))
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 1]
+    assert opt.param_groups[0]["lr"] == 0.5 and opt.defaults["fused"] is True
+    meta = make_optimizer([torch.zeros(2, device="meta", requires_grad=True)],
+                          TrainerConfig(optimizer="adamw"))
+    assert not meta.defaults["fused"]
 
 
 def test_detach_keeps_structure():

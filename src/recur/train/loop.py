@@ -61,15 +61,34 @@ class TrainerConfig:
 
 
 def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.optimizer`` with ``cfg.lr``/``momentum``/``weight_decay``."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """The optimizer named by ``cfg.optimizer`` with ``cfg.lr``/``momentum``/``weight_decay``.
+
+    Adam and AdamW use PyTorch's fused kernels (``fused=True``) where every parameter is a
+    floating-point tensor on a device that has them (the CPU and CUDA since torch 2.4): the
+    same update, one kernel over each tensor instead of a dozen operators. On the CPU that
+    is about 5x faster than the default for-loop update, which otherwise dominates a step
+    of a model with a large embedding table (the sentiment task's). Elsewhere the default.
+    """
+    if cfg.optimizer in ("adam", "adamw"):
+        params = [{**p, "params": list(p["params"])} if isinstance(p, dict) else p
+                  for p in params]
+        kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        kw = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+        if _fusable(params):
+            return kind(params, fused=True, **kw)
+        return kind(params, **kw)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                                weight_decay=cfg.weight_decay)
     raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {cfg.optimizer!r}")
+
+
+def _fusable(params: list) -> bool:
+    """Whether PyTorch's fused Adam / AdamW takes ``params`` (plain tensors or groups)."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    return bool(tensors) and all(
+        isinstance(t, Tensor) and t.is_floating_point() and t.device.type in ("cpu", "cuda")
+        for t in tensors)
 
 
 def scheduled_lr(cfg: TrainerConfig, step: int, total_steps: int) -> float:
