@@ -112,6 +112,27 @@ def test_min_steps_raises_the_epochs_of_a_small_set(tmp_path):
         _task(data=data, min_steps=-1).build_data()
 
 
+def test_bucketed_batches_train_and_resume_to_the_same_end(tmp_path, one_thread):
+    data = _easy_corpus(tmp_path / "easy.csv", n=120)
+    small = {"data": data, "min_steps": 0, "hidden": 8, "embed": 8, "batch_size": 8,
+             "ensemble": 1, "bucket": 3,
+             "schedule": "constant"}              # a cosine schedule depends on --epochs
+    straight, part = tmp_path / "straight", tmp_path / "part"
+    a = train_task("sentiment", {**small, "epochs": 3, "out": str(straight)})
+    train_task("sentiment", {**small, "epochs": 2, "out": str(part)})
+    b = train_task("sentiment", {"epochs": 3, "out": str(part), "resume": True})
+    def timeless(history):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+    assert b.config.bucket == 3 and timeless(a.history) == timeless(b.history)
+    assert a.metrics == b.metrics
+    task = _task(data=data, bucket=2)
+    lengths = task.build_data().lengths
+    assert torch.equal(lengths, task.build_data().train.tensors[1])
+    with pytest.raises(ValueError, match="--bucket must be at least 0, got -1"):
+        _task(data=data, bucket=-1).build_data()
+
+
 def test_prefix_probabilities_read_only_the_prefix():
     torch.manual_seed(0)
     task = _task(data="sample", hidden=8, embed=8, ensemble=2)

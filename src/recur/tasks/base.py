@@ -199,6 +199,8 @@ class TaskData:
         collate: ``DataLoader`` collate function (``None``: PyTorch's default).
         info: JSON-able facts the model and ``predict`` need (sizes, vocabulary, scaling);
             saved as ``info.json`` in the run directory.
+        lengths: ``[len(train)]`` each training item's length, for tasks with a ``bucket``
+            option (batches of similar-length items, :mod:`recur.train.batching`).
     """
 
     train: Dataset
@@ -206,6 +208,7 @@ class TaskData:
     test: Dataset | None = None
     collate: Callable | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    lengths: Tensor | None = None
 
 
 class Callback:

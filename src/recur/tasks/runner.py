@@ -94,8 +94,8 @@ def _trainer_config(cfg: Config, task_cls: type[Task]) -> TrainerConfig:
     return TrainerConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                          optimizer=cfg.optimizer, momentum=cfg.momentum,
                          weight_decay=cfg.weight_decay, clip=cfg.clip, schedule=cfg.schedule,
-                         seed=cfg.seed,
-                         shuffle=task_cls.shuffle)
+                         seed=cfg.seed, shuffle=task_cls.shuffle,
+                         bucket=getattr(cfg, "bucket", 0))
 
 
 def train_task(name: str, overrides: Mapping[str, Any] | None = None, *,
@@ -155,7 +155,8 @@ def _run(task_cls: type[Task], cfg: Config, dist: DistInfo, device: torch.device
 
     trainer = Trainer(wrap(model, dist, device), data.train, _trainer_config(cfg, task_cls),
                       step=task.training_step, evaluate=lambda m: task.evaluate(m, data),
-                      device=device, collate=data.collate, callbacks=task.callbacks(data),
+                      device=device, collate=data.collate, lengths=data.lengths,
+                      callbacks=task.callbacks(data),
                       reporter=reporter, run=run, dist=dist)
     history = trainer.fit(resume_from=run.checkpoint if cfg.resume else None)
 

@@ -216,6 +216,8 @@ class Sentiment(Task):
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
         Option("ensemble", int, 4, "independently initialised models, probabilities averaged"),
+        Option("bucket", int, 0, "batches of similar-length texts, drawn from windows of this "
+               "many batches sorted by length (0: random batches)"),
         Option("min_steps", int, 1000, "raise --epochs until training makes at least this "
                "many optimizer steps (small data sets; 0: exactly --epochs)"),
     )
@@ -268,6 +270,8 @@ class Sentiment(Task):
                                  f"{getattr(c, name)}")
         if c.ensemble < 1:
             raise ValueError(f"--ensemble must be at least 1, got {c.ensemble}")
+        if c.bucket < 0:
+            raise ValueError(f"--bucket must be at least 0, got {c.bucket}")
         if c.min_steps < 0:
             raise ValueError(f"--min-steps must be at least 0, got {c.min_steps}")
         if c.max_len < 1 or c.min_freq < 1:
@@ -300,7 +304,9 @@ class Sentiment(Task):
         def part(idx: list[int]) -> TensorDataset:
             return _encode(vocab, [tokens[i] for i in idx], [labels[i] for i in idx], c.max_len)
 
-        return TaskData(train=part(train), val=part(val), test=part(test), info=info)
+        train_set = part(train)
+        return TaskData(train=train_set, val=part(val), test=part(test), info=info,
+                        lengths=train_set.tensors[1])
 
     # ---- model and training -------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:

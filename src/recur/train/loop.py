@@ -12,7 +12,8 @@ and return a message for the user; the :class:`~recur.train.progress.Reporter` h
 steps, epochs and messages (the trainer never prints).
 
 Reproducibility: the order of the data in epoch ``e`` is a function of ``(seed, e)`` only
-(``DistributedSampler.set_epoch``, also used with one process), and the checkpoint written after
+(``DistributedSampler.set_epoch``, also used with one process, or the same of
+:class:`~recur.train.batching.LengthBuckets`), and the checkpoint written after
 every epoch holds the model, the optimizer and every process's RNG states. So a run stopped
 after epoch k and resumed ends bit for bit where an uninterrupted run ends.
 """
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from .batching import LengthBuckets
 from .checkpoint import load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state
 from .distributed import DistInfo, all_mean, gather_objects, unwrap
 from .progress import Reporter
@@ -58,6 +60,8 @@ class TrainerConfig:
     schedule: str = "constant"       # constant | cosine (lr -> 0 at the last step of the run)
     seed: int = 0                    # data order
     shuffle: bool = True             # reshuffle the training set each epoch
+    bucket: int = 0                  # > 0 with item lengths: batches of similar length drawn
+                                     # from sorted windows of this many batches (batching.py)
 
 
 def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
@@ -137,6 +141,8 @@ class Trainer:
             ``val_<key>``); ``None`` logs only the training loss.
         device: where batches go.
         collate: the ``DataLoader`` collate function (``None``: PyTorch's default).
+        lengths: ``[N]`` each training item's length; with ``config.bucket > 0`` the batches
+            are :class:`~recur.train.batching.LengthBuckets` of similar-length items.
         callbacks: objects with ``on_epoch_end(epoch, model, record) -> str | None``.
         reporter: progress hooks (rank 0 only); silent by default.
         run: where rank 0 writes ``metrics.jsonl`` and ``checkpoint.pt`` (``None``: nowhere);
@@ -147,6 +153,7 @@ class Trainer:
     def __init__(self, model: nn.Module, train_set: Dataset, config: TrainerConfig, *,
                  step: StepFn, evaluate: Callable[[nn.Module], dict] | None = None,
                  device: torch.device | str = "cpu", collate: Callable | None = None,
+                 lengths: Tensor | None = None,
                  callbacks: Sequence[Any] = (), reporter: Reporter | None = None,
                  run: RunDir | None = None, dist: DistInfo | None = None) -> None:
         self.model = model
@@ -158,11 +165,24 @@ class Trainer:
         self.dist = dist or DistInfo()
         self.reporter = reporter if (reporter is not None and self.dist.is_main) else Reporter()
         self.run = run            # every rank holds it; only rank 0 writes
-        self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size,
-                                          rank=self.dist.rank, shuffle=config.shuffle,
-                                          seed=config.seed, drop_last=False)
-        self.loader = DataLoader(train_set, batch_size=config.batch_size, sampler=self.sampler,
-                                 collate_fn=collate)
+        if config.bucket > 0:
+            if lengths is None or not config.shuffle:
+                raise ValueError(f"bucket={config.bucket} needs the training items' lengths "
+                                 f"and shuffled batches, got lengths={lengths is not None}, "
+                                 f"shuffle={config.shuffle}")
+            if len(lengths) != len(train_set):
+                raise ValueError(f"lengths must give one length per training item: "
+                                 f"{len(train_set)} items, {len(lengths)} lengths")
+            self.sampler = LengthBuckets(lengths, config.batch_size, config.bucket,
+                                         seed=config.seed, rank=self.dist.rank,
+                                         world=self.dist.world_size)
+            self.loader = DataLoader(train_set, batch_sampler=self.sampler, collate_fn=collate)
+        else:
+            self.sampler = DistributedSampler(train_set, num_replicas=self.dist.world_size,
+                                              rank=self.dist.rank, shuffle=config.shuffle,
+                                              seed=config.seed, drop_last=False)
+            self.loader = DataLoader(train_set, batch_size=config.batch_size,
+                                     sampler=self.sampler, collate_fn=collate)
         self.optimizer = make_optimizer(model.parameters(), config)
         self.epoch = 0          # epochs finished
         self.global_step = 0    # optimizer steps taken
