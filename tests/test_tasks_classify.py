@@ -25,7 +25,7 @@ from recur.tasks.classify_defaults import (
     choose,
     describe,
 )
-from recur.tasks.classify_model import ConvRecurrentClassifier
+from recur.tasks.classify_model import ConvRecurrentClassifier, Ensemble, predict_proba
 from recur.tasks.models import last_states
 from recur.tasks.runner import eval_run, train_task
 
@@ -135,3 +135,26 @@ def test_classify_rejects_negative_auto_options(tmp_path):
         with pytest.raises(ValueError, match=f"--{key} must be at least 0"):
             train_task("classify", {"data": "aeon:GunPoint", key: -1,
                                     "out": str(tmp_path / key)})
+
+
+def test_predict_proba_gives_each_row_its_own_answer_in_the_callers_order():
+    """Rows are batched by length internally; each row's probabilities are the ones it gets
+    alone, returned in the order given."""
+    torch.manual_seed(0)
+
+    class Reader(torch.nn.Module):              # logits from the real steps of each row
+        def __init__(self):
+            super().__init__()
+            self.rnn = GRU(2, 3, batch_first=True, dtype=torch.float64)
+
+        def forward(self, x, lengths):
+            out, _ = self.rnn(x, lengths=lengths)
+            return out.sum(1)
+
+    model = Ensemble([Reader(), Reader()]).eval()
+    lengths = torch.tensor([3, 9, 1, 7, 9, 2, 5])
+    x = torch.randn(7, 9, 2, dtype=torch.float64)
+    got = predict_proba(model, x, lengths, batch_size=3)
+    alone = torch.cat([predict_proba(model, x[i:i + 1, :int(n)], lengths[i:i + 1])
+                       for i, n in enumerate(lengths)])
+    torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)

@@ -182,15 +182,20 @@ class Ensemble(nn.Module):
 
 def predict_proba(model: nn.Module, x: Tensor, lengths: Tensor,
                   batch_size: int = 256) -> Tensor:
-    """Mean class probabilities of the ensemble: ``[N, C]`` on the CPU (in batches)."""
+    """Mean class probabilities of the ensemble: ``[N, C]`` on the CPU, rows in ``x``'s
+    order. Batches of similar lengths (the rows sorted by length), each cut to its longest
+    row, so little time goes to padding."""
     device = model_device(model)
+    order = torch.argsort(lengths, descending=True, stable=True)
     chunks = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
-            L = lengths[i:i + batch_size]
-            xb = x[i:i + batch_size, : int(L.max())]
+            rows = order[i:i + batch_size]
+            L = lengths[rows]
+            xb = x[rows, : int(L.max())]
             chunks.append(model(xb.to(device), L.to(device)).softmax(-1).mean(0).cpu())
-    return torch.cat(chunks)
+    proba = torch.cat(chunks)
+    return torch.empty_like(proba).index_copy_(0, order, proba)
 
 
 def ensemble_loss(logits: Tensor, y: Tensor, label_smoothing: float = 0.0) -> Tensor:
