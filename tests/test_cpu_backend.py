@@ -225,9 +225,15 @@ def test_inference_without_autograd_matches_float64(name, path, monkeypatch):
     loop (cpu.scan_cpu_projected, taken for every layer and direction: eval mode draws no
     recurrent-dropout mask); ``project-first``, its fallback (the whole projection into one
     buffer, LN_x on it block by block in place: executors._project_no_grad, then
-    scan_cpu)."""
+    scan_cpu). On the projected path the layer-norm cells run LN_x inside the kernel: the
+    module's LN_x map is never called."""
+    from recur.cells import layernorm
     from recur.ops import executors
 
+    maps = []
+    real_map = layernorm.InputNorm.__call__
+    monkeypatch.setattr(layernorm.InputNorm, "__call__",
+                        lambda self, xg: maps.append(1) or real_map(self, xg))
     calls = []
     real = cpu.scan_cpu_projected
 
@@ -246,10 +252,14 @@ def test_inference_without_autograd_matches_float64(name, path, monkeypatch):
     x = torch.randn(7, 3, 3, dtype=torch.float64)
     lengths = torch.tensor([7, 2, 5])
     with torch.no_grad():
-        (o1, s1), (o2, s2) = ref(x, lengths=lengths), new(x, lengths=lengths)
+        o1, s1 = ref(x, lengths=lengths)
+        maps.clear()
+        o2, s2 = new(x, lengths=lengths)
     c_loop = cpu.time_loop_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
                                 torch.float64) is not None
     assert calls == [path == "projected" and c_loop] * 4
+    if "layernorm" in name:
+        assert (len(maps) == 0) == (path == "projected" and c_loop)
     torch.testing.assert_close(o2, o1, rtol=1e-9, atol=1e-11)
     for a, b in zip(s1 if isinstance(s1, tuple) else (s1,), s2 if isinstance(s2, tuple) else (s2,)):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)

@@ -70,12 +70,15 @@ def run_eager(
             run_cell, weights = cell, lw.cell_weights
             if backend == "cpu" and not _needs_grad(inp, lw):
                 if lw.h_mask is None and lw.w_hr is None and not lw.step_inputs:
-                    from .cpu import scan_cpu_projected  # lazy, as scan_function
+                    from .cpu import input_norm_in_kernel, scan_cpu_projected  # lazy
 
+                    folded = input_norm_in_kernel(cell, lw)  # LN_x inside the kernel
+                    p_cell, p_fn, p_weights = ((folded[0], None, folded[1]) if folded
+                                               else (cell, lw.xg_fn, lw.cell_weights))
                     res = scan_cpu_projected(
-                        cell, inp, lw.w_ih, lw.b_ih, lw.xg_fn, lw.w_hh, lw.b_hh,
+                        p_cell, inp, lw.w_ih, lw.b_ih, p_fn, lw.w_hh, lw.b_hh,
                         tuple(s[k] for s in hx), lengths=lengths, reverse=d == 1,
-                        cell_weights=lw.cell_weights, zoneout=lw.zoneout)
+                        cell_weights=p_weights, zoneout=lw.zoneout)
                     if res is not None:
                         outs.append(res[0])
                         for j, s in enumerate(res[1]):
