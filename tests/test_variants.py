@@ -216,7 +216,8 @@ def test_mask_rates_and_sharing():
     n = 200 * 32 * 64
     for lm in masks:
         for mask, p in zip(lm.zoneout, (0.1, 0.4)):
-            assert mask.shape == (200, 32, 64)
+            assert mask.shape == (200, 32, 64) and mask.dtype == f64
+            assert set(mask.unique().tolist()) == {0.0, 1.0}
             assert abs(mask.mean().item() - p) < 4 * (p * (1 - p) / n) ** 0.5
         assert lm.h_mask.shape == (32, 64)  # no time axis: the same mask at every step
         assert set(lm.h_mask.unique().tolist()) <= {0.0, 1 / 0.75}
