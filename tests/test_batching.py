@@ -47,6 +47,16 @@ def test_processes_share_the_batches_and_take_the_same_number_of_steps(world):
     assert all(b in everything for s in shards for b in s)    # the same batches, sharded
 
 
+@pytest.mark.parametrize("n, world", [(5, 3), (20, 8), (5, 8)])
+def test_more_processes_than_batches_still_step_together(n, world):
+    """Fewer batches than processes: batches repeat so no process is left without a step
+    (one would otherwise wait forever in the others' gradient all-reduce)."""
+    shards = [list(LengthBuckets(torch.arange(n), 8, 1, rank=r, world=world))
+              for r in range(world)]
+    assert [len(s) for s in shards] == [1] * world
+    assert sorted(set(i for s in shards for b in s for i in b)) == list(range(n))
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="1-D"):
         LengthBuckets(torch.zeros(2, 2), 4, 1)
@@ -71,7 +81,7 @@ def test_trainer_batches_by_length_when_asked():
     trainer.fit()
     expected = _epoch(LengthBuckets(LENGTHS, 16, 4, seed=1), 0)
     assert [b.tolist() for b in seen] == [LENGTHS[b].tolist() for b in expected]
-    with pytest.raises(ValueError, match="needs the training items' lengths"):
+    with pytest.raises(ValueError, match="needs the training items' lengths .* got no lengths"):
         Trainer(model, data, TrainerConfig(bucket=4), step=step)
     with pytest.raises(ValueError, match="203 items, 5 lengths"):
         Trainer(model, data, TrainerConfig(bucket=4), step=step, lengths=LENGTHS[:5])

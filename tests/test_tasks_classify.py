@@ -142,12 +142,15 @@ def test_predict_proba_gives_each_row_its_own_answer_in_the_callers_order():
     alone, returned in the order given."""
     torch.manual_seed(0)
 
+    seen = []
+
     class Reader(torch.nn.Module):              # logits from the real steps of each row
         def __init__(self):
             super().__init__()
             self.rnn = GRU(2, 3, batch_first=True, dtype=torch.float64)
 
         def forward(self, x, lengths):
+            seen.append((x.shape[1], lengths.tolist()))
             out, _ = self.rnn(x, lengths=lengths)
             return out.sum(1)
 
@@ -155,6 +158,8 @@ def test_predict_proba_gives_each_row_its_own_answer_in_the_callers_order():
     lengths = torch.tensor([3, 9, 1, 7, 9, 2, 5])
     x = torch.randn(7, 9, 2, dtype=torch.float64)
     got = predict_proba(model, x, lengths, batch_size=3)
+    # batches of similar lengths, longest first, each cut to its longest row
+    assert seen[::2] == [(9, [9, 9, 7]), (5, [5, 3, 2]), (1, [1])]
     alone = torch.cat([predict_proba(model, x[i:i + 1, :int(n)], lengths[i:i + 1])
                        for i, n in enumerate(lengths)])
     torch.testing.assert_close(got, alone, rtol=1e-12, atol=1e-12)

@@ -233,6 +233,13 @@ def test_adam_groups_are_kept_and_other_tensors_not_fused():
     opt = make_optimizer(groups, TrainerConfig(optimizer="adam"))
     assert [len(g["params"]) for g in opt.param_groups] == [1, 1]
     assert opt.param_groups[0]["lr"] == 0.5 and opt.defaults["fused"] is True
+    one = torch.zeros(4, requires_grad=True)          # a group of one tensor, as torch takes
+    assert make_optimizer([{"params": one}], TrainerConfig(optimizer="adam")
+                          ).param_groups[0]["params"] == [one]
+    named = make_optimizer([("w", one)], TrainerConfig(optimizer="adamw"))
+    assert named.defaults["fused"] is True
+    with pytest.raises(TypeError, match="iterable of Tensors"):   # torch's own message
+        make_optimizer(one, TrainerConfig(optimizer="adam"))
     meta = make_optimizer([torch.zeros(2, device="meta", requires_grad=True)],
                           TrainerConfig(optimizer="adamw"))
     assert not meta.defaults["fused"]

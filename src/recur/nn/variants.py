@@ -69,10 +69,11 @@ def _rate(name: str, p, upper_open: bool = True) -> float:
 
 def _bernoulli(shape, p: float, like: Tensor) -> Tensor:
     """A mask of ``shape``, 1 with probability ``p`` and 0 otherwise, in ``like``'s dtype and
-    on its device: float32 uniform draws (steps of 2^-24 in every dtype) compared in place,
-    one pass over one buffer (``torch.bernoulli`` of a tensor of rates takes about twice as
-    long on the CPU)."""
-    return torch.rand(shape, device=like.device).lt_(p).to(like.dtype)
+    on its device: float32 uniform draws (steps of 2^-24 whatever the dtype) compared in
+    place, then converted where ``like`` is not float32 (``torch.bernoulli`` of a tensor of
+    rates, which this replaces, was slower on the CPU)."""
+    u = torch.rand(shape, device=like.device, dtype=torch.float32)
+    return u.lt_(p).to(like.dtype)
 
 
 def _bernoulli_scaled(shape, p: float, like: Tensor) -> Tensor:

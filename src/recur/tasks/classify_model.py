@@ -186,7 +186,7 @@ def predict_proba(model: nn.Module, x: Tensor, lengths: Tensor,
     order. Batches of similar lengths (the rows sorted by length), each cut to its longest
     row, so little time goes to padding."""
     device = model_device(model)
-    order = torch.argsort(lengths, descending=True, stable=True)
+    order = torch.argsort(lengths.cpu(), descending=True, stable=True)
     chunks = []
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):

@@ -9,8 +9,9 @@ gives tighter batches and less randomness in which items meet in a batch.
 
 The order is a function of ``(seed, epoch)`` only (``set_epoch``, as ``DistributedSampler``),
 so a resumed run sees the batches an uninterrupted run would. Across ``world`` processes,
-process ``rank`` takes every ``world``-th batch; when the batches do not divide evenly the
-first ones are repeated so that every process takes the same number of steps.
+process ``rank`` takes every ``world``-th batch; when the batches do not divide evenly they
+are repeated from the first (cyclically, more than once if there are fewer batches than
+processes) so that every process takes the same number of steps.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class LengthBuckets(Sampler[list[int]]):
 
     def __init__(self, lengths: Tensor, batch_size: int, window: int, *, seed: int = 0,
                  rank: int = 0, world: int = 1) -> None:
-        lengths = torch.as_tensor(lengths)
+        lengths = torch.as_tensor(lengths).cpu()
         if lengths.dim() != 1 or lengths.numel() == 0:
             raise ValueError(f"lengths must be a non-empty 1-D tensor, got shape "
                              f"{tuple(lengths.shape)}")
@@ -73,6 +74,6 @@ class LengthBuckets(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
-        per_rank = len(self)
-        batches += batches[: per_rank * self.world - len(batches)]   # every rank: same count
+        total = len(self) * self.world             # every rank the same count: repeat batches
+        batches = (batches * -(-total // len(batches)))[:total]
         return iter(batches[self.rank::self.world])
