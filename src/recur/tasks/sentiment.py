@@ -251,9 +251,9 @@ class Sentiment(Task):
     # mean over Rotten Tomatoes and those two sets (-2.73 and -2.46 against -2.08 pt,
     # sentiment-defaults-a5549ae.json). Rotten Tomatoes makes 1,128 steps in 8 epochs, so
     # the step floor leaves its runs as they were.
-    # Then speed bought members: Adam's fused update (the for-loop update of four members'
-    # 17.6k x 128 embedding tables had taken about half of each step) and batches of similar
-    # lengths (--bucket 10; random batches of Rotten Tomatoes are about half padding). Over
+    # Then speed bought members: Adam's fused update (in a profile, the for-loop update of
+    # four members' 17.6k x 128 embedding tables was the largest part of each step) and
+    # batches of similar lengths (--bucket 10; random batches waste steps on padding). Over
     # the same three sets and seeds (sentiment-defaults-61d26ed.json and
     # sentiment-defaults-f18f4cf.json), mean validation margins: four members -2.09 pt, six
     # -2.36, eight -2.12; bucketed, four -2.02 and eight -1.25, the best, so eight bucketed

@@ -69,9 +69,9 @@ def make_optimizer(params, cfg: TrainerConfig) -> torch.optim.Optimizer:
 
     Adam and AdamW use PyTorch's fused kernels (``fused=True``) where every parameter is a
     floating-point tensor on a device that has them (the CPU and CUDA since torch 2.4): the
-    same update, one kernel over each tensor instead of a dozen operators. On the CPU that
-    is about 5x faster than the default for-loop update, which otherwise dominates a step
-    of a model with a large embedding table (the sentiment task's). Elsewhere the default.
+    same update, one kernel over each tensor instead of a dozen operators, which matters
+    where the for-loop update would dominate a step: a model with a large embedding table
+    (the sentiment task's). Elsewhere the default.
     A resumed run keeps the setting its checkpoint's optimizer state was saved with
     (``Optimizer.load_state_dict`` restores each group's ``fused``): the same update either
     way.
