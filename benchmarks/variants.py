@@ -344,7 +344,8 @@ def summary(paths: list[str]) -> str:
     """Markdown tables of saved CPU grid JSONs (merged; a later file wins a repeated size): per
     pass and T, each cell's ``recur/nn, loop/recur`` per B x H, then how many sizes meet the
     issue-16 goals (at most 2x torch.nn at B >= 16 and H >= 128; at least 2x faster than the
-    hand loop everywhere; moonshot: within 1.2x torch.nn)."""
+    hand loop everywhere; moonshot: within 1.2x torch.nn), and per cell its summed time over
+    torch.nn's and the same counts."""
     rows, metas = {}, []
     for path in paths:
         saved = json.loads(Path(path).read_text())
@@ -387,6 +388,13 @@ def summary(paths: list[str]) -> str:
                        f"{c} B={B} H={H} T={T} (loop/recur {v['loop_over_recur']:.2f}, "
                        f"loop/nn {v['loop_ms'] / v['nn_ms']:.2f})"
                        for (c, B, H, T), v in missed) or "none"))
+        for cell in cells:  # per cell: summed time over its sizes, and the counts
+            own = [r[mode] for k, r in rows.items() if k[0] == cell]
+            out.append(f"{mode}, {cell}: summed recur/nn "
+                       f"{sum(v['recur_ms'] for v in own) / sum(v['nn_ms'] for v in own):.2f}; "
+                       f">= 2x faster than the hand loop "
+                       f"{sum(v['loop_over_recur'] >= 2 for v in own)}/{len(own)}; within "
+                       f"1.2x torch.nn {sum(v['vs_nn'] <= 1.2 for v in own)}/{len(own)}")
         out.append("")
     return "\n".join(out)
 

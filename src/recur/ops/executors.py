@@ -68,17 +68,20 @@ def run_eager(
             k = layer * D + d
             lw = layers[k]
             run_cell, weights = cell, lw.cell_weights
+            folded = None  # on the cpu backend: (cell with LN_x inside, its weights) or None
+            if backend == "cpu":
+                from .cpu import input_norm_in_kernel  # lazy, as scan_function
+
+                folded = input_norm_in_kernel(cell, lw)
             if backend == "cpu" and not _needs_grad(inp, lw):
                 if lw.h_mask is None and lw.w_hr is None and not lw.step_inputs:
-                    from .cpu import input_norm_in_kernel, scan_cpu_projected  # lazy
+                    from .cpu import scan_cpu_projected  # lazy, as scan_function
 
-                    folded = input_norm_in_kernel(cell, lw)  # LN_x inside the kernel
-                    p_cell, p_fn, p_weights = ((folded[0], None, folded[1]) if folded
-                                               else (cell, lw.xg_fn, lw.cell_weights))
+                    p_cell, p_weights = folded or (cell, lw.cell_weights)
                     res = scan_cpu_projected(
-                        p_cell, inp, lw.w_ih, lw.b_ih, p_fn, lw.w_hh, lw.b_hh,
-                        tuple(s[k] for s in hx), lengths=lengths, reverse=d == 1,
-                        cell_weights=p_weights, zoneout=lw.zoneout)
+                        p_cell, inp, lw.w_ih, lw.b_ih, None if folded else lw.xg_fn,
+                        lw.w_hh, lw.b_hh, tuple(s[k] for s in hx), lengths=lengths,
+                        reverse=d == 1, cell_weights=p_weights, zoneout=lw.zoneout)
                     if res is not None:
                         outs.append(res[0])
                         for j, s in enumerate(res[1]):
@@ -87,11 +90,6 @@ def run_eager(
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
             else:
                 xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
-                folded = None
-                if backend == "cpu":
-                    from .cpu import input_norm_in_kernel  # lazy, as scan_function
-
-                    folded = input_norm_in_kernel(cell, lw)
                 if folded is not None:  # LN_x inside the kernel (the raw projection in)
                     run_cell, weights = folded
                 elif lw.xg_fn is not None:
