@@ -42,6 +42,7 @@ from .text import (
     PACKAGED_TEXT,
     PAD,
     UNK,
+    CharNgrams,
     LabelledText,
     PackagedText,
     Vocabulary,
@@ -53,6 +54,7 @@ from .text import (
 )
 
 __all__ = [
+    "CharNgrams",
     "FILLNA_METHODS",
     "PACKAGED_TEXT",
     "PAD",

