@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from recur.data import (
+    CharNgrams,
     Vocabulary,
     load_packaged_text,
     packaged_text_path,
@@ -170,3 +171,31 @@ def test_stratified_split_is_disjoint_stratified_and_seeded():
         == [["a", "b"]] * 3
     with pytest.raises(ValueError, match=r"sum to less than 1, got \[0\.5, 0\.5\]"):
         stratified_split(labels, (0.5, 0.5), seed=0)
+
+
+def test_char_ngrams_spell_words_into_stable_hashed_indices():
+    grams = CharNgrams(buckets=20000)
+    assert grams.grams("boring")[:6] == ["<bo", "bor", "ori", "rin", "ing", "ng>"]
+    assert len(grams.grams("boring")) == 6 + 5 + 4           # 3-, 4- and 5-grams of <boring>
+    assert grams.grams("a") == ["<a>"] and CharNgrams(9, lo=4).grams("a") == ["<a>"]
+    # pinned: a saved run's embeddings depend on these indices staying the same
+    assert grams.ids("boring")[:3] == [1931, 1829, 1704]
+    assert grams.ids("boring") == CharNgrams(20000).ids("boring")
+    small = CharNgrams(buckets=7)
+    assert all(1 <= i <= 7 for w in ("boring", "x", "unwatchable") for i in small.ids(w))
+    with pytest.raises(ValueError, match="buckets >= 1 and 1 <= lo <= hi, got buckets=0"):
+        CharNgrams(0)
+
+
+def test_char_ngrams_encode_a_batch_without_cutting_any_word():
+    grams = CharNgrams(buckets=50)
+    tokens = [["a", "incomprehensibilities"], [], ["fun", "fun", "x", "y"]]
+    out = grams.encode_batch(tokens, max_len=3)
+    ids, _ = Vocabulary.build(tokens).encode_batch(tokens, max_len=3)
+    assert out.shape == (*ids.shape, len(grams.grams("incomprehensibilities")))
+    assert out.dtype == torch.int64
+    row = out[0, 1]
+    assert row.tolist() == grams.ids("incomprehensibilities")  # the longest word, whole
+    assert out[0, 0].tolist() == grams.ids("a") + [0] * (out.shape[2] - 1)
+    assert not out[1].any() and not out[0, 2].any()         # empty text; padding
+    assert torch.equal(out[2, 0], out[2, 1]) and out[2, 2].tolist()[:1] == grams.ids("x")

@@ -132,6 +132,51 @@ def test_bucketed_batches_train_and_resume_to_the_same_end(tmp_path, one_thread)
         _task(data=data, bucket=-1).build_data()
 
 
+UNSEEN = {"the film superbly": "positive", "the film greatest": "positive",
+          "a tediously plot": "negative", "a boringly plot": "negative",
+          "its funny story": "positive", "its awfully story": "negative"}
+
+
+def test_subwords_give_unseen_words_a_meaning_from_their_spelling(tmp_path, one_thread):
+    data = _easy_corpus(tmp_path / "easy.csv")
+    small = {"data": data, "min_steps": 0, "epochs": 8, "hidden": 16, "embed": 16,
+             "batch_size": 16, "lr": 0.01, "embed_dropout": 0.0}
+    for subwords in (0, 500):
+        out = tmp_path / f"run{subwords}"
+        result = train_task("sentiment", {**small, "subwords": subwords, "out": str(out)})
+        assert result.metrics["test_accuracy"] >= 0.9
+        _, rows = predict_run(out, {"text": list(UNSEEN)}, device="cpu")
+        assert all(r["unknown"] == 1 for r in rows)        # each has one word never seen
+        if subwords:                                        # its n-grams carry the sense
+            assert [r["label"] for r in rows] == list(UNSEEN.values())
+            assert min(r["probability"] for r in rows) > 0.75
+        else:                                               # words only: all the same <unk>
+            assert rows[0]["probability"] == rows[1]["probability"]
+    ids = _task(data=data, subwords=500).build_data().train.tensors[0]
+    assert ids.dim() == 3 and ids[..., 1:].max() <= 500     # [N, T, 1 + G], word then n-grams
+    with pytest.raises(ValueError, match="--subwords must be at least 0, got -2"):
+        _task(data=data, subwords=-2).build_data()
+
+
+def test_word_dropout_replaces_the_word_and_keeps_its_ngrams(tmp_path):
+    task = _task(data=_easy_corpus(tmp_path / "easy.csv"), subwords=50, word_dropout=0.5)
+    data = task.build_data()
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, ids, lengths):
+            seen.append(ids)
+            return torch.zeros(1, ids.shape[0], 2, requires_grad=True)
+
+    ids, lengths, y = data.train.tensors
+    task.loss(Spy().train(), (ids, lengths, y))
+    got = seen[0]
+    assert torch.equal(got[..., 1:], ids[..., 1:])          # every n-gram kept
+    dropped = (got[..., 0] == 1) & (ids[..., 0] > 1)
+    real = (ids[..., 0] > 0).sum()
+    assert 0.4 < dropped.sum() / real < 0.6 and torch.equal(got[..., 0] == 0, ids[..., 0] == 0)
+
+
 def test_prefix_probabilities_read_only_the_prefix():
     torch.manual_seed(0)
     task = _task(data="sample", hidden=8, embed=8, ensemble=2)
@@ -142,6 +187,15 @@ def test_prefix_probabilities_read_only_the_prefix():
     for t in range(5):
         alone = model(ids[None, : t + 1], torch.tensor([t + 1])).softmax(-1).mean(0)[0]
         torch.testing.assert_close(p[t], alone)
+    model = _task(data="sample", hidden=8, embed=8, subwords=20).build_model(
+        {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}).eval()
+    ids = torch.tensor([[2, 4, 7, 0], [1, 3, 0, 0], [5, 9, 11, 20]])   # word, then n-grams
+    p = prefix_probabilities(model, ids)
+    for t in range(3):
+        alone = model(ids[None, : t + 1], torch.tensor([t + 1])).softmax(-1).mean(0)[0]
+        torch.testing.assert_close(p[t], alone)
+    with pytest.raises(ValueError, match="expects ids of 3 dimensions, got \\(1, 3\\)"):
+        model(ids[None, :, 0], torch.tensor([3]))
 
 
 def test_f1_from_confusion():
