@@ -132,11 +132,13 @@ def test_double_backward_falls_back_to_the_reference_loop():
     assert torch.autograd.gradgradcheck(f, (xg, w, b))
 
 
-def test_auto_picks_cpu_for_variants_and_torch_for_plain_cells():
+def test_auto_picks_cpu_for_variants_gru_and_rnn_and_torch_for_a_plain_lstm():
     x = torch.randn(5, 2, 3)
     assert recur.LayerNormLSTM(3, 4).plan(x).backend == "cpu"
     assert recur.VariantGRU(3, 4, zoneout=0.1).plan(x).backend == "cpu"
     assert recur.LSTM(3, 4).plan(x).backend == "torch"
+    assert recur.GRU(3, 4).plan(x).backend == "cpu"
+    assert recur.RNN(3, 4, nonlinearity="relu").plan(x).backend == "cpu"
     report = recur.explain(recur.LayerNormGRU(3, 4), x)
     assert "cpu: recur's CPU kernels" in report
     assert "reference: would run, but comes after it in auto's order" in report
@@ -201,6 +203,43 @@ def test_generated_kernels_are_cached_on_disk(tmp_path, monkeypatch):
     assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
     with pytest.raises(RuntimeError, match="failed"):
         cpu_codegen.compile_library("this is not C")
+
+
+def test_recur_cells_keep_their_generated_source_and_user_cells_do_not(tmp_path, monkeypatch):
+    """A new process finds a built-in cell's C source on disk and skips the trace; a user's
+    cell (its code not recur's to name) and an unreadable file are traced again."""
+    monkeypatch.setenv("RECUR_CACHE_DIR", str(tmp_path))
+    args = ((48, 48, (16,)), (), torch.float32)
+    src, index = cpu_codegen.generated(cells.GRU, *args)
+    assert (src, index) == cpu_codegen.generate(cells.GRU, *args)
+    kept = list((tmp_path / "cpu_kernels").glob("src_*.json"))
+    assert len(kept) == 1 and not list(kept[0].parent.glob("*.tmp"))
+    traced = []
+    real = cpu_codegen.generate
+    monkeypatch.setattr(cpu_codegen, "generate", lambda *a: traced.append(a[0]) or real(*a))
+    assert cpu_codegen.generated(cells.GRU, *args) == (src, index) and traced == []
+    cpu_codegen.generated(cells.GRU, (48, 48, (16,)), (), torch.float64)    # another key
+    kept[0].write_text("{not json")
+    assert cpu_codegen.generated(cells.GRU, *args) == (src, index)
+    assert traced == [cells.GRU, cells.GRU]
+
+    @cells.declare(num_gates=1, name="user_cell_not_kept")
+    def user_cell(xg, hg, states):
+        """h' = tanh(xg + hg)"""
+        return (torch.tanh(xg + hg),)
+
+    cpu_codegen.generated(user_cell, (16, 16, (16,)), (), torch.float32)
+    cpu_codegen.generated(user_cell, (16, 16, (16,)), (), torch.float32)
+    assert traced[2:] == [user_cell, user_cell]
+    assert len(list((tmp_path / "cpu_kernels").glob("src_*.json"))) == 2
+
+
+def test_without_a_compiler_a_gru_runs_pytorchs_kernels(monkeypatch):
+    monkeypatch.setattr(cpu_codegen, "find_compiler", lambda: None)
+    monkeypatch.setattr(cpu, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="GRUs / RNNs on PyTorch's kernels"):
+        plan = recur.GRU(3, 4).plan(torch.randn(5, 2, 3))
+    assert plan.backend == "torch" and "no C compiler" in plan.rejected["cpu"]
 
 
 def test_loading_a_kernel_leaves_the_process_floating_point_mode_alone(tmp_path, monkeypatch):

@@ -28,6 +28,40 @@ def test_plain_layer_plans_torch_and_says_why_not_the_others():
     assert "layer 1 reverse: torch" in report
 
 
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
+@pytest.mark.parametrize("name", ["GRU", "RNN"])
+def test_a_plain_gru_or_rnn_plans_the_cpu_kernels_on_the_cpu(name):
+    x = torch.randn(5, 2, 3)
+    m = getattr(recur, name)(3, 4, 2, bidirectional=True)
+    plan = m.plan(x)
+    assert (plan.backend, plan.request, plan.rejected) == ("cpu", "auto", {})
+    assert "torch: would run, but comes after it in auto's order" in recur.explain(m, x)
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_forward_ad_and_func_transforms_leave_the_cpu_kernels_to_torch():
+    """recur's autograd function has no jvp: under forward-mode AD a GRU plans PyTorch's
+    kernels (tangents equal torch.nn's), and plans the cpu backend again afterwards."""
+    import torch.autograd.forward_ad as fwAD
+
+    ref = torch.nn.GRU(3, 4).double()
+    m = recur.GRU(3, 4).double()
+    m.load_state_dict(ref.state_dict())
+    x, v = torch.randn(5, 2, 3, dtype=torch.float64), torch.randn(5, 2, 3, dtype=torch.float64)
+    assert m.plan(x).backend == "cpu"
+    m(x)                                                  # the cpu plan is now cached
+    with fwAD.dual_level():
+        plan = m.plan(x)
+        assert plan.backend == "torch" and "forward-mode AD" in plan.rejected["cpu"]
+        out = fwAD.unpack_dual(m(fwAD.make_dual(x, v))[0]).tangent
+        expected = fwAD.unpack_dual(ref(fwAD.make_dual(x, v))[0]).tangent
+    torch.testing.assert_close(out, expected)
+    assert m.plan(x).backend == "cpu"
+    jac = torch.func.jacrev(lambda t: m(t)[0].sum())(x)  # a torch.func transform, same way
+    torch.testing.assert_close(jac, torch.func.jacrev(lambda t: ref(t)[0].sum())(x))
+
+
 def test_variants_plan_the_cpu_kernels_on_the_cpu_with_the_reason():
     x = torch.randn(5, 2, 3)
     plan = recur.VariantLSTM(3, 4, zoneout=0.1).plan(x)
@@ -111,7 +145,7 @@ def test_explain_needs_a_recur_layer():
 def test_a_plain_layer_replans_when_the_request_or_input_changes(monkeypatch):
     """The plain layer's plan is kept per (device, dtype, batch, request): a new
     RECUR_BACKEND, backend attribute or dtype gives a new plan, and the cache is not saved."""
-    m = recur.GRU(3, 4)
+    m = recur.LSTM(3, 4)
     x = torch.randn(5, 2, 3)
     assert m.plan(x).backend == "torch"
     monkeypatch.setenv("RECUR_BACKEND", "reference")
@@ -158,7 +192,7 @@ def test_ragged_training_on_the_cpu_runs_the_cpu_backend_with_torch_nn_numbers(m
     for a, b in zip(got, exp):
         torch.testing.assert_close(a, b)
     ran.clear()
-    with torch.no_grad():  # inference: PyTorch's packed kernels, as before
+    with torch.no_grad():  # inference: PyTorch's packed kernels for an LSTM, as before
         m(x, lengths=lengths)
     m(x, lengths=torch.tensor([6, 6, 6]))  # no row shorter than T: PyTorch's kernels
-    assert ran == []
+    assert ran == ([] if mode == "LSTM" else ["cpu", "cpu"])  # a GRU: cpu first anyway

@@ -36,6 +36,7 @@ from torch import Tensor
 from ..cells import Cell, States
 from ..cells.layernorm import InputNorm, with_input_norm
 from . import cpu_codegen
+from .dispatch import function_transforms_active
 from .layer import LayerSpec, LayerWeights
 from .memory import empty_large
 from .reference import scan_reference
@@ -61,12 +62,16 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
         return "step_inputs (per-step tensors of a cell) are not in its kernel"
     if torch.compiler.is_compiling():
         return "torch.compile cannot trace its compiled kernel"
+    if function_transforms_active():
+        return ("forward-mode AD or a torch.func transform is active (its autograd function "
+                "has no jvp / vmap rule)")
     if cpu_codegen.find_compiler() is None:
         if not _warned:
             _warned = True
-            warnings.warn("recur: no C compiler found ($CC, cc, gcc or clang); the cells "
-                          "PyTorch has no kernel for run on the slower reference loop on the "
-                          "CPU", RuntimeWarning, stacklevel=2)
+            warnings.warn("recur: no C compiler found ($CC, cc, gcc or clang); on the CPU "
+                          "the cells PyTorch has no kernel for run on the slower reference "
+                          "loop, and GRUs / RNNs on PyTorch's kernels instead of recur's "
+                          "faster ones", RuntimeWarning, stacklevel=2)
         return "no C compiler found ($CC, cc, gcc or clang on PATH) to build its kernels"
     # the kernel itself: traced from the cell's update and compiled here, at planning (once
     # per cell, sizes and dtype; cached), so a cell it cannot translate is refused up front

@@ -14,7 +14,8 @@ Nothing here knows a cell's math: an aten op outside :data:`SUPPORTED` makes
 reference loop instead. The C source is compiled with the system's C compiler (``$CC``, else
 ``cc`` / ``gcc`` / ``clang``) into a shared library cached under ``$RECUR_CACHE_DIR`` (default
 ``~/.cache/recur/cpu_kernels``), keyed by the source's hash; a cached kernel loads in
-milliseconds, a new one compiles in well under a second.
+milliseconds, a new one compiles in well under a second. For recur's own cells the
+generated source is kept there too (:func:`generated`), so a new process skips the trace.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import platform
 import shutil
@@ -859,6 +861,60 @@ def blas_packed(dtype: torch.dtype) -> PackedGemm | None:
     return PackedGemm(size_of, pack_into, ctypes.cast(compute, ctypes.c_void_p).value)
 
 
+@functools.cache
+def _recur_sources() -> str:
+    """Digest of the code a built-in cell's kernel source comes from: recur's cells and this
+    generator."""
+    here = Path(__file__).resolve()
+    files = sorted((here.parent.parent / "cells").glob("*.py")) + [here]
+    digest = hashlib.sha256(torch.__version__.encode())
+    for f in files:
+        digest.update(f.name.encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()
+
+
+def _own_cell(cell: Cell) -> bool:
+    """Whether ``cell``'s update is a plain function of recur's own cells (no closure), so
+    its source can be kept on disk under a key that names that code."""
+    fn = cell.update
+    return (getattr(fn, "__module__", "").startswith("recur.cells.")
+            and getattr(fn, "__closure__", 1) is None)
+
+
+def generated(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> tuple[str, dict]:
+    """:func:`generate`'s result; for recur's own cells kept on disk next to the compiled
+    kernels (``src_<key>.json``, the key naming the cell, sizes, dtype, torch's version and
+    the digest of recur's cell and generator code), so a process that finds it skips the
+    trace (whose first use imports much of ``torch._dynamo``: seconds). A user's cell is
+    traced every time: its code is not recur's to name."""
+    if not _own_cell(cell):
+        return generate(cell, widths, weight_shapes, dtype)
+    fn = cell.update
+    what = (cell.name, cell.num_gates, cell.num_states, fn.__module__, fn.__qualname__,
+            cell.native_mode, cell.norm, cell.forget_gate, widths,
+            [tuple(s) for s in weight_shapes], str(dtype), _recur_sources())
+    key = hashlib.sha256(repr(what).encode()).hexdigest()[:24]
+    path = cache_dir() / f"src_{key}.json"
+    try:
+        kept = json.loads(path.read_text())
+        return kept["src"], {str(k): int(v) for k, v in kept["index"].items()}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        pass                                  # not kept yet, or unreadable: trace again
+    src, index = generate(cell, widths, weight_shapes, dtype)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         suffix=".tmp") as f:
+            tmp = f.name
+            json.dump({"src": src, "index": index}, f)
+        os.replace(tmp, path)                 # atomic: a reader sees all of it or nothing
+    except OSError:                           # a read-only cache: trace next time too
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return src, index
+
+
 _CACHE: dict = {}
 _LOCK = threading.Lock()
 
@@ -871,7 +927,7 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
         hit = _CACHE.get(key)
         if hit is None:
             try:
-                src, index = generate(cell, widths, weight_shapes, dtype)
+                src, index = generated(cell, widths, weight_shapes, dtype)
                 lib = compile_library(src)
                 i64 = ctypes.c_int64
                 lib.step_fwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64]

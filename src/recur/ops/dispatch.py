@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 ENV_VAR = "RECUR_BACKEND"
 
@@ -31,3 +33,14 @@ def requested_backend(backend: str) -> str:
             return env
         return backend
     return check_backend_name(backend)
+
+
+def function_transforms_active() -> bool:
+    """Whether forward-mode AD (``torch.autograd.forward_ad.dual_level``) or a ``torch.func``
+    transform (``vmap``, ``grad``, ``jvp``, ...) is active: recur's own autograd functions
+    (the ``cpu`` backend's) have no ``jvp`` and no ``setup_context``, so the plan then leaves
+    them to the backends built from PyTorch operators."""
+    from torch.autograd import forward_ad
+
+    return (getattr(forward_ad, "_current_level", -1) >= 0
+            or torch._C._functorch.peek_interpreter_stack() is not None)
