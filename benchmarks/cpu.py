@@ -6,7 +6,9 @@ zero initial state:
 
 - torch.nn: ``torch.nn.RNN / LSTM / GRU``;
 - auto: ``recur.RNN / LSTM / GRU`` with the default ``backend="auto"``, which on a CPU runs
-  PyTorch's fused kernels (so the gap to torch.nn is recur's Python overhead per call);
+  an LSTM on PyTorch's fused kernels (so the gap to torch.nn is recur's Python overhead per
+  call) and an RNN or a GRU on recur's ``cpu`` backend (``recur.ops.plan.CPU_KERNEL_FIRST``);
+  the JSON's ``auto_backend`` says which ran;
 - reference: ``backend="reference"``, recur's plain PyTorch loop over time.
 
 ``--lengths``: ragged batches (lengths uniform in ``[T/4, T]``, one row full). torch.nn gets
@@ -37,6 +39,7 @@ Ratios are throughputs, torch.nn time / recur time: above 1, recur is faster; th
     python benchmarks/cpu.py --quick                      # a small grid, under a minute
     python benchmarks/cpu.py --cells LSTM --batch 64 --seq 200 --hidden 256 --json out.json
     python benchmarks/cpu.py --overhead                   # Python us per call, kernel stubbed
+    python benchmarks/cpu.py --first-call                 # first call in a new process
     python benchmarks/cpu.py --lengths --no-reference     # ragged batches (torch.nn packs)
     python benchmarks/compare.py old.json new.json        # compare two runs
 
@@ -221,6 +224,9 @@ def run_row(cell: str, pass_: str, B: int, T: int, H: int, impls: tuple[str, ...
     times = measure(calls, budget, min_reps, max_reps)
     row = {"cell": cell, "pass": pass_, "B": B, "T": T, "H": H, "input_size": H,
            "clock": clock, "lengths": ragged}
+    if "auto" in models:                          # which backend auto ran on these calls
+        with torch.set_grad_enabled(pass_ == "fwd+bwd"):
+            row["auto_backend"] = models["auto"].plan(x, lengths).backend
     for name, by_clock in times.items():
         for clk, ts in by_clock.items():
             q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
@@ -280,8 +286,8 @@ def python_overhead(rounds: int = 25, block: int = 2000) -> dict[str, dict[str, 
     return result
 
 
-HEADER = ("| cell | pass | B | T | H | torch.nn ms | auto ms | torch/auto | reference ms "
-          "| torch/ref |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| cell | pass | B | T | H | torch.nn ms | auto ms | torch/auto | auto ran | "
+          "reference ms | torch/ref |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def format_row(row: dict) -> str:
@@ -293,7 +299,53 @@ def format_row(row: dict) -> str:
     ra = "-" if ratio_auto is None else f"{ratio_auto:.2f}{mark}"
     rr = f"{row['ratio_reference']:.2f}" if "ratio_reference" in row else "-"
     return (f"| {row['cell']} | {row['pass']} | {row['B']} | {row['T']} | {row['H']} | "
-            f"{ms('torch_ms')} | {ms('auto_ms')} | {ra} | {ms('reference_ms')} | {rr} |")
+            f"{ms('torch_ms')} | {ms('auto_ms')} | {ra} | {row.get('auto_backend', '-')} | "
+            f"{ms('reference_ms')} | {rr} |")
+
+
+FIRST_CALL = """
+import sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(1)
+import recur
+t1 = time.perf_counter()
+name = sys.argv[1]
+m = (getattr(torch.nn, name[3:]) if name.startswith("nn.") else getattr(recur, name))(32, 32)
+x = torch.randn(20, 4, 32)
+t2 = time.perf_counter()
+m(x)[0].sum().backward()
+t3 = time.perf_counter()
+m(x)[0].sum().backward()
+t4 = time.perf_counter()
+print(t1 - t0, t3 - t2, t4 - t3)
+"""
+
+
+def first_call(names: tuple[str, ...] = ("nn.GRU", "GRU", "nn.LSTM", "LSTM", "LayerNormLSTM"),
+               rounds: int = 3) -> list[dict]:
+    """Seconds of the first forward + backward in a fresh process (T=20, B=4, H=32), which
+    for recur's ``cpu`` backend includes building its kernel: ``cold`` with an empty kernel
+    cache (trace + compile), ``warm`` with the kernels and sources a previous process left on
+    disk; the second call and the imports for scale. Median over ``rounds`` processes."""
+    import tempfile
+
+    rows = []
+    for name in names:
+        got: dict[str, list[float]] = {"cold": [], "warm": [], "second": [], "imports": []}
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, RECUR_CACHE_DIR=cache, PYTHONPATH=str(ROOT / "src"))
+                for kind in ("cold", "warm"):
+                    out = subprocess.run([sys.executable, "-c", FIRST_CALL, name], env=env,
+                                         capture_output=True, text=True, check=True)
+                    imports, first, second = map(float, out.stdout.split())
+                    got[kind].append(first)
+                    if kind == "warm":
+                        got["second"].append(second)
+                        got["imports"].append(imports)
+        rows.append({"module": name, **{f"{k}_s": statistics.median(v) for k, v in got.items()}})
+    return rows
 
 
 def main() -> None:
@@ -314,6 +366,9 @@ def main() -> None:
     ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
                     help="what the table reports: process CPU time (default) or wall time; "
                          "the JSON holds both")
+    ap.add_argument("--first-call", action="store_true",
+                    help="seconds of the first call in a new process, cold and warm kernel "
+                         "cache (recur's cpu backend builds its kernel there)")
     ap.add_argument("--overhead", action="store_true",
                     help="only measure the Python time per forward call around the kernel "
                          "(torch.nn vs auto, the kernel stubbed out)")
@@ -332,6 +387,17 @@ def main() -> None:
     meta["clock"] = args.clock
     print(f"# {meta['date']}  {meta['cpu']}  ({meta['threads']} threads)  torch "
           f"{meta['torch']}  commit {meta['commit']}{' (dirty)' if meta['dirty'] else ''}")
+    if args.first_call:
+        rows = first_call()
+        print("# seconds of the first forward + backward in a new process (T=20, B=4, H=32), "
+              "median of 3 processes")
+        print("| module | cold cache | warm cache | second call | imports |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['module']} | {r['cold_s']:.3f} | {r['warm_s']:.3f} | "
+                  f"{r['second_s']:.4f} | {r['imports_s']:.2f} |")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"meta": meta, "first_call": rows}, indent=1))
+        return
     if args.overhead:
         res = python_overhead()
         print("# Python us per forward call around the kernel (stubbed), T=1 B=1 H=8, no_grad")

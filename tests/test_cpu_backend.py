@@ -232,6 +232,12 @@ def test_recur_cells_keep_their_generated_source_and_user_cells_do_not(tmp_path,
     cpu_codegen.generated(user_cell, (16, 16, (16,)), (), torch.float32)
     assert traced[2:] == [user_cell, user_cell]
     assert len(list((tmp_path / "cpu_kernels").glob("src_*.json"))) == 2
+    # recur's layer-norm cell with LN_x moved into its update (a closure over recur's cell)
+    # is recur's code too; a derived cell around a user's cell is not
+    from recur.cells.layernorm import with_input_norm
+
+    assert cpu_codegen._own_cell(with_input_norm(recur.LayerNormLSTM(2, 3).cell))
+    assert not cpu_codegen._own_cell(with_input_norm(user_cell))
 
 
 def test_without_a_compiler_a_gru_runs_pytorchs_kernels(monkeypatch):

@@ -292,10 +292,11 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         specs = [LayerSpec.of(self.cell, lw) for lw in layers]
         return plan_stack(self.cell, specs, x, self.backend), layers
 
-    def plan(self, x: Tensor) -> Plan:
-        """The backend plan for a forward on ``x: [T, B, I]`` (time-major); see
-        :func:`recur.explain`. (A variant draws its masks to plan, as a forward would.)"""
-        return self._planned(x)[0]
+    def plan(self, x: Tensor, lengths: Tensor | None = None) -> Plan:
+        """The backend plan for a forward on ``x: [T, B, I]`` (time-major) with ``lengths``
+        (``[B]``, optional), in the current grad mode; see :func:`recur.explain`. (A variant
+        draws its masks to plan, as a forward would.)"""
+        return self._planned(x, lengths)[0]
 
     def _run(self, x: Tensor, states: tuple[Tensor, ...], lens: Tensor | None):
         """``x: [T, B, I]`` through the stack; returns ``out, finals`` as ``run_stack``."""

@@ -874,11 +874,15 @@ def _recur_sources() -> str:
 
 
 def _own_cell(cell: Cell) -> bool:
-    """Whether ``cell``'s update is a plain function of recur's own cells (no closure), so
+    """Whether ``cell``'s update is recur's own code: a function of ``recur.cells`` whose
+    closure, if any, holds only such cells (``layernorm.with_input_norm``'s derived cell), so
     its source can be kept on disk under a key that names that code."""
     fn = cell.update
-    return (getattr(fn, "__module__", "").startswith("recur.cells.")
-            and getattr(fn, "__closure__", 1) is None)
+    if not getattr(fn, "__module__", "").startswith("recur.cells."):
+        return False
+    closure = getattr(fn, "__closure__", 1)
+    return closure is None or (isinstance(closure, tuple) and all(
+        isinstance(c.cell_contents, Cell) and _own_cell(c.cell_contents) for c in closure))
 
 
 def generated(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> tuple[str, dict]:
