@@ -265,6 +265,10 @@ def python_overhead(rounds: int = 25, block: int = 2000) -> dict[str, dict[str, 
             torch_rnn._VF = types.SimpleNamespace(lstm=stub, gru=stub, rnn_tanh=stub,
                                                   rnn_relu=stub)
             native._FUNCS.update({k: stub for k in native._FUNCS})
+            # recur's own Python around PyTorch's kernel: where auto runs the cpu backend
+            # (GRU, tanh RNN), the stub could not stand in for its kernel, so the module asks
+            # for PyTorch's kernels explicitly (the same Python path)
+            models["auto"].backend = "torch"
             calls = {"torch": models["torch"], "auto": models["auto"]}
             best = {k: float("inf") for k in calls}
             with torch.no_grad():

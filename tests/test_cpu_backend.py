@@ -222,6 +222,9 @@ def test_recur_cells_keep_their_generated_source_and_user_cells_do_not(tmp_path,
     kept[0].write_text("{not json")
     assert cpu_codegen.generated(cells.GRU, *args) == (src, index)
     assert traced == [cells.GRU, cells.GRU]
+    monkeypatch.setattr(cpu_codegen, "_recur_sources", lambda: "recur's code changed")
+    assert cpu_codegen.generated(cells.GRU, *args) == (src, index)    # a new key: traced
+    assert traced == [cells.GRU] * 3
 
     @cells.declare(num_gates=1, name="user_cell_not_kept")
     def user_cell(xg, hg, states):
@@ -230,8 +233,8 @@ def test_recur_cells_keep_their_generated_source_and_user_cells_do_not(tmp_path,
 
     cpu_codegen.generated(user_cell, (16, 16, (16,)), (), torch.float32)
     cpu_codegen.generated(user_cell, (16, 16, (16,)), (), torch.float32)
-    assert traced[2:] == [user_cell, user_cell]
-    assert len(list((tmp_path / "cpu_kernels").glob("src_*.json"))) == 2
+    assert traced[3:] == [user_cell, user_cell]
+    assert len(list((tmp_path / "cpu_kernels").glob("src_*.json"))) == 3
     # recur's layer-norm cell with LN_x moved into its update (a closure over recur's cell)
     # is recur's code too; a derived cell around a user's cell is not
     from recur.cells.layernorm import with_input_norm

@@ -183,8 +183,12 @@ def test_char_ngrams_spell_words_into_stable_hashed_indices():
     assert grams.ids("boring") == CharNgrams(20000).ids("boring")
     small = CharNgrams(buckets=7)
     assert all(1 <= i <= 7 for w in ("boring", "x", "unwatchable") for i in small.ids(w))
-    with pytest.raises(ValueError, match="buckets >= 1 and 1 <= lo <= hi, got buckets=0"):
+    with pytest.raises(ValueError, match="buckets >= 1, 1 <= lo <= hi and max_chars >= 1, "
+                                         "got buckets=0"):
         CharNgrams(0)
+    url = "http" + "x" * 500                              # one long token bounds G, not more
+    assert CharNgrams(50, max_chars=32).grams(url) == CharNgrams(50).grams(url[:32])
+    assert CharNgrams(50).encode_batch([[url]]).shape == (1, 1, 32 + 31 + 30)
 
 
 def test_char_ngrams_encode_a_batch_without_cutting_any_word():

@@ -39,6 +39,58 @@ def test_a_plain_gru_or_rnn_plans_the_cpu_kernels_on_the_cpu(name):
 
 
 @pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
+@pytest.mark.parametrize("name, kwargs", [("GRU", {}), ("RNN", {}),
+                                          ("RNN", {"nonlinearity": "relu"})])
+def test_nan_and_inf_come_out_as_in_torch_nn(name, kwargs):
+    """The cpu kernel is built with -ffast-math: where a plain layer runs on it (GRU, tanh
+    RNN), NaN and inf must still come out where torch.nn's do; the relu RNN, whose kernel
+    would turn NaN into 0, keeps PyTorch's kernel."""
+    torch.manual_seed(0)
+    ref = getattr(torch.nn, name)(3, 4, 2, **kwargs)
+    m = getattr(recur, name)(3, 4, 2, **kwargs)
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(6, 2, 3)
+    x[2, 0, 1], x[3, 1, 0] = float("nan"), float("inf")
+    assert m.plan(x).backend == ("torch" if kwargs else "cpu")
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            got, want = m(x)[0], ref(x)[0]
+        assert torch.equal(got.isnan(), want.isnan()) and got.isnan().any()
+        torch.testing.assert_close(got.nan_to_num(), want.nan_to_num())
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace.* is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_dispatch_modes_jit_trace_and_other_devices_do_not_get_the_c_kernel():
+    """FakeTensor and FlopCounterMode see PyTorch's ops (recur's C kernel is invisible to
+    them), torch.jit.trace records them, and a plan kept for CPU input is not reused for
+    another device."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ref = torch.nn.GRU(3, 4)
+    m = recur.GRU(3, 4)
+    m.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 2, 3)
+    assert m.plan(x).backend == "cpu"
+    m(x)                                                  # the cpu plan is now kept
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        fake = torch.randn(5, 2, 3)
+        assert "dispatch mode" in m.plan(fake).rejected["cpu"]
+        assert m(fake)[0].shape == (5, 2, 4)
+    with FlopCounterMode(display=False) as ours:
+        m(x)
+    with FlopCounterMode(display=False) as theirs:
+        ref(x)
+    assert ours.get_total_flops() == theirs.get_total_flops() > 0
+    traced = torch.jit.trace(m, (x,), check_trace=False)
+    torch.testing.assert_close(traced(x)[0], ref(x)[0])
+    assert m.plan(x.to("meta")).backend == "torch"         # not the plan kept for the CPU
+    assert m.plan(x).backend == "cpu"
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler: the cpu backend is refused")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_forward_ad_and_func_transforms_leave_the_cpu_kernels_to_torch():
     """recur's autograd function has no jvp: under forward-mode AD a GRU plans PyTorch's

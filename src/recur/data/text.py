@@ -367,20 +367,23 @@ class CharNgrams:
     from its spelling, and rare forms share one with the common ones (``boring`` / ``bored``).
 
     The hash is CRC-32, the same in every process and on every machine; index 0 means "no
-    n-gram" (padding), so the indices lie in ``[1, buckets]``.
+    n-gram" (padding), so the indices lie in ``[1, buckets]``. A word longer than
+    ``max_chars`` characters (a URL, run-together text) is spelled by its first
+    ``max_chars``: that bounds ``G``, the n-grams per word, and so the memory of
+    :meth:`encode_batch` (``[N, T, G]``), which one long token would otherwise set.
     """
 
-    def __init__(self, buckets: int, lo: int = 3, hi: int = 5) -> None:
-        if buckets < 1 or not 1 <= lo <= hi:
-            raise ValueError(f"CharNgrams needs buckets >= 1 and 1 <= lo <= hi, got "
-                             f"buckets={buckets}, lo={lo}, hi={hi}")
-        self.buckets, self.lo, self.hi = buckets, lo, hi
+    def __init__(self, buckets: int, lo: int = 3, hi: int = 5, max_chars: int = 32) -> None:
+        if buckets < 1 or not 1 <= lo <= hi or max_chars < 1:
+            raise ValueError(f"CharNgrams needs buckets >= 1, 1 <= lo <= hi and max_chars >= 1, "
+                             f"got buckets={buckets}, lo={lo}, hi={hi}, max_chars={max_chars}")
+        self.buckets, self.lo, self.hi, self.max_chars = buckets, lo, hi, max_chars
         self._cache: dict[str, list[int]] = {}
 
     def grams(self, word: str) -> list[str]:
-        """The n-grams of ``<word>``, shortest first; a word shorter than ``lo`` characters
-        (with its brackets) is its own single n-gram."""
-        w = f"<{word}>"
+        """The n-grams of ``<word>`` (its first ``max_chars`` characters), shortest first; a
+        word shorter than ``lo`` characters (with its brackets) is its own single n-gram."""
+        w = f"<{word[:self.max_chars]}>"
         out = [w[i:i + n] for n in range(self.lo, self.hi + 1) for i in range(len(w) - n + 1)]
         return out or [w]
 

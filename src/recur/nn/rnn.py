@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import cells
 from ..cells import Cell
 from ..ops import LayerSpec, LayerWeights, Plan, plan_stack
-from ..ops.dispatch import check_backend_name, function_transforms_active, requested_backend
+from ..ops.dispatch import check_backend_name, opaque_kernels_refused, requested_backend
 from ..ops.native import stack_native
 from ..ops.onnx import exporting_onnx
 from ..ops.plan import ragged_grad, run_plan
@@ -272,16 +272,19 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         """The plan for ``x: [T, B, I]`` (with ``lengths``, if given) and, for a layer with
         extras, the weights it was planned from (a plain layer's are built only if the plan
         needs them). A plain layer's plan depends only on the device, dtype and batch of ``x``,
-        the request, :func:`recur.ops.plan.ragged_grad` and whether forward AD or a
-        ``torch.func`` transform is active: it is kept per such key
-        (forward's hot path), except while exporting or compiling."""
+        the request and :func:`recur.ops.plan.ragged_grad`: it is kept per such key
+        (forward's hot path), except while exporting or compiling, under forward AD, a
+        ``torch.func`` transform, a dispatch mode or ``torch.jit.trace``, and for a tensor
+        subclass (:func:`recur.ops.dispatch.opaque_kernels_refused`): planned afresh then."""
         if self._plain_native:
             ragged = ragged_grad(x, lengths, self._flat_weights)
-            if exporting_onnx() or torch.compiler.is_compiling():
+            refused = opaque_kernels_refused()
+            if (exporting_onnx() or torch.compiler.is_compiling() or refused is not None
+                    or type(x) is not Tensor):
                 return plan_stack(self.cell, self._specs(x), x, self.backend,
                                   ragged_grad=ragged), None
-            key = (x.device if x.is_cuda else None, x.dtype, x.shape[1],
-                   requested_backend(self.backend), ragged, function_transforms_active())
+            key = (None if x.is_cpu else x.device, x.dtype, x.shape[1],
+                   requested_backend(self.backend), ragged)
             cache = self.__dict__.setdefault("_plans", {})
             plan = cache.get(key)
             if plan is None:

@@ -36,7 +36,7 @@ from torch import Tensor
 from ..cells import Cell, States
 from ..cells.layernorm import InputNorm, with_input_norm
 from . import cpu_codegen
-from .dispatch import function_transforms_active
+from .dispatch import opaque_kernels_refused
 from .layer import LayerSpec, LayerWeights
 from .memory import empty_large
 from .reference import scan_reference
@@ -62,9 +62,11 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
         return "step_inputs (per-step tensors of a cell) are not in its kernel"
     if torch.compiler.is_compiling():
         return "torch.compile cannot trace its compiled kernel"
-    if function_transforms_active():
-        return ("forward-mode AD or a torch.func transform is active (its autograd function "
-                "has no jvp / vmap rule)")
+    refused = opaque_kernels_refused()
+    if refused is not None:
+        return refused
+    if type(x) is not Tensor and not isinstance(x, torch.nn.Parameter):
+        return f"the input is a {type(x).__name__}, a tensor subclass its C kernel cannot see"
     if cpu_codegen.find_compiler() is None:
         if not _warned:
             _warned = True

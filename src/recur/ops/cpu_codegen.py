@@ -885,6 +885,15 @@ def _own_cell(cell: Cell) -> bool:
         isinstance(c.cell_contents, Cell) and _own_cell(c.cell_contents) for c in closure))
 
 
+def _identity(cell: Cell) -> tuple:
+    """What names an own cell's code: its declaration and, for a derived cell, the cells its
+    update closes over (recursively)."""
+    fn = cell.update
+    inner = tuple(_identity(c.cell_contents) for c in (fn.__closure__ or ()))
+    return (cell.name, cell.num_gates, cell.num_states, fn.__module__, fn.__qualname__,
+            cell.native_mode, cell.norm, cell.forget_gate, inner)
+
+
 def generated(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> tuple[str, dict]:
     """:func:`generate`'s result; for recur's own cells kept on disk next to the compiled
     kernels (``src_<key>.json``, the key naming the cell, sizes, dtype, torch's version and
@@ -893,18 +902,18 @@ def generated(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> tuple[st
     traced every time: its code is not recur's to name."""
     if not _own_cell(cell):
         return generate(cell, widths, weight_shapes, dtype)
-    fn = cell.update
-    what = (cell.name, cell.num_gates, cell.num_states, fn.__module__, fn.__qualname__,
-            cell.native_mode, cell.norm, cell.forget_gate, widths,
-            [tuple(s) for s in weight_shapes], str(dtype), _recur_sources())
-    key = hashlib.sha256(repr(what).encode()).hexdigest()[:24]
-    path = cache_dir() / f"src_{key}.json"
+    path = None
     try:
+        what = (_identity(cell), widths, [tuple(s) for s in weight_shapes], str(dtype),
+                _recur_sources())
+        path = cache_dir() / f"src_{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.json"
         kept = json.loads(path.read_text())
         return kept["src"], {str(k): int(v) for k, v in kept["index"].items()}
     except (OSError, ValueError, KeyError, AttributeError, TypeError):
         pass                                  # not kept yet, or unreadable: trace again
     src, index = generate(cell, widths, weight_shapes, dtype)
+    if path is None:                          # recur's own files unreadable: keep nothing
+        return src, index
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

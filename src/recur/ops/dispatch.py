@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import torch
+from torch.autograd import forward_ad
 
 BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 ENV_VAR = "RECUR_BACKEND"
@@ -35,12 +36,20 @@ def requested_backend(backend: str) -> str:
     return check_backend_name(backend)
 
 
-def function_transforms_active() -> bool:
-    """Whether forward-mode AD (``torch.autograd.forward_ad.dual_level``) or a ``torch.func``
-    transform (``vmap``, ``grad``, ``jvp``, ...) is active: recur's own autograd functions
-    (the ``cpu`` backend's) have no ``jvp`` and no ``setup_context``, so the plan then leaves
-    them to the backends built from PyTorch operators."""
-    from torch.autograd import forward_ad
-
-    return (getattr(forward_ad, "_current_level", -1) >= 0
-            or torch._C._functorch.peek_interpreter_stack() is not None)
+def opaque_kernels_refused() -> str | None:
+    """Why recur's own compiled kernels (the ``cpu`` backend's C loop, one autograd function
+    without ``jvp`` or ``setup_context``) must not run now, or None: forward-mode AD
+    (``torch.autograd.forward_ad.dual_level``), a ``torch.func`` transform (``vmap``,
+    ``grad``, ``jvp``, ...), a dispatch mode (FakeTensor, FlopCounterMode, ...: the C kernel is
+    invisible to them) or ``torch.jit.trace``. The plan then takes a backend built from
+    PyTorch operators."""
+    if getattr(forward_ad, "_current_level", -1) >= 0:
+        return "forward-mode AD is active (its autograd function has no jvp)"
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return "a torch.func transform is active (its autograd function has no vmap rule)"
+    if torch._C._len_torch_dispatch_stack() > 0:
+        return "a dispatch mode is active (FakeTensor, FlopCounterMode, ...: its C kernel is " \
+               "invisible to it)"
+    if torch.jit.is_tracing():
+        return "torch.jit.trace is running (its C kernel cannot be traced)"
+    return None

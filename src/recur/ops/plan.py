@@ -20,7 +20,7 @@ stack (``unit="stack"``), one ``scan`` (``"scan"``) or one step of a cell module
 - ``reference``: the PyTorch loop over time (or the cell's update, for one step): anything.
 
 ``auto`` takes the first backend that accepts every layer, in the order of
-:func:`auto_order` (CPU: torch, cpu, reference, with cpu first for a GRU or an Elman RNN and
+:func:`auto_order` (CPU: torch, cpu, reference, with cpu first for a GRU or a tanh RNN and
 for a training call with ragged ``lengths``; CUDA: torch, triton, reference, with triton first where
 :func:`recur.ops.triton.preferred` says it was measured faster). An explicit
 backend runs exactly that backend or raises ``ValueError`` with its reason; nothing further
@@ -50,8 +50,10 @@ NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton ker
 #: torch.nn modes whose plain layers ``auto`` runs on recur's ``cpu`` backend before
 #: PyTorch's kernels on the CPU: measured faster there for GRU and Elman RNN, in inference
 #: and training (``benchmarks/cpu.py``, docs/benchmarks-cpu.md); PyTorch's LSTM (oneDNN) was
-#: not beaten, so an LSTM keeps PyTorch's kernels unless a training call is ragged
-CPU_KERNEL_FIRST = ("GRU", "RNN_TANH", "RNN_RELU")
+#: not beaten, so an LSTM keeps PyTorch's kernels unless a training call is ragged. Not the
+#: relu RNN: the kernel is built with -ffast-math, under which relu maps NaN to 0 where
+#: torch.nn passes it on (tanh and the GRU pass NaN on as torch.nn does; tested)
+CPU_KERNEL_FIRST = ("GRU", "RNN_TANH")
 
 
 def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False,
@@ -61,7 +63,7 @@ def auto_order(cell: Cell, x: Tensor, *, ragged_grad: bool = False,
     call has ``lengths`` that are not all ``T`` and needs gradients; on the CPU, PyTorch then
     packs the batch and runs its packed-sequence kernels, which recur's ``cpu`` backend
     (lengths inside its loop) beats in training (``benchmarks/cpu.py --lengths``). On the CPU
-    a plain GRU or Elman RNN (:data:`CPU_KERNEL_FIRST`) also tries ``cpu`` first."""
+    a plain GRU or tanh RNN (:data:`CPU_KERNEL_FIRST`) also tries ``cpu`` first."""
     if not x.is_cuda:
         if ragged_grad or cell.native_mode in CPU_KERNEL_FIRST:
             return ("cpu", "torch", "reference")

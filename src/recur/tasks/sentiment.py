@@ -448,10 +448,10 @@ class Sentiment(Task):
     def _plot_text(self, model: nn.Module, info: Mapping[str, Any], text: str,
                    path: Path) -> Path:
         vocab = Vocabulary(info["vocab"][2:])
-        words = tokenize(text)[: self.cfg.max_len] or ["<empty>"]
-        ids, _ = encode_texts(vocab, self._grams(), [words], self.cfg.max_len)
+        words = tokenize(text)[: self.cfg.max_len]
+        ids, _ = encode_texts(vocab, self._grams(), [words], self.cfg.max_len)  # as predict
         p = prefix_probabilities(model, ids[0])[:, self._positive(info["classes"])]
-        shown = [w if w in vocab.stoi else f"{w}?" for w in words]
+        shown = [w if w in vocab.stoi else f"{w}?" for w in words] or ["<empty>"]
         title = (f"P(positive) after each word (? = not in the vocabulary); final "
                  f"{float(p[-1]):.2f}")
         return plot_words(shown, p.tolist(), path, title)
