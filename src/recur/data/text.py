@@ -398,8 +398,8 @@ class CharNgrams:
     def encode_batch(self, tokenized: list[list[str]], max_len: int | None = None) -> Tensor:
         """``[N, T, G]`` int64: the n-gram indices of each of the first ``max_len`` tokens of
         each text, padded with 0; ``T`` as :meth:`Vocabulary.encode_batch` gives it (an empty
-        text is one token without n-grams), ``G`` the most n-grams of any word here (none is
-        cut)."""
+        text is one token without n-grams), ``G`` the most n-grams of any word here (each
+        word's :meth:`grams`, all of them)."""
         types: dict[str, int] = {"": 0}                    # row 0: no word, no n-grams
         rows = [[types.setdefault(w, len(types)) for w in (t[:max_len] if max_len else t)]
                 or [0] for t in tokenized]

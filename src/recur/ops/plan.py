@@ -20,9 +20,9 @@ stack (``unit="stack"``), one ``scan`` (``"scan"``) or one step of a cell module
 - ``reference``: the PyTorch loop over time (or the cell's update, for one step): anything.
 
 ``auto`` takes the first backend that accepts every layer, in the order of
-:func:`auto_order` (CPU: torch, cpu, reference, with cpu first for a GRU or a tanh RNN and
-for a training call with ragged ``lengths``; CUDA: torch, triton, reference, with triton first where
-:func:`recur.ops.triton.preferred` says it was measured faster). An explicit
+:func:`auto_order` (CPU: torch, cpu, reference, with cpu first for a GRU or a tanh RNN
+and for a training call with ragged ``lengths``; CUDA: torch, triton, reference, with triton
+first where :func:`recur.ops.triton.preferred` says it was measured faster). An explicit
 backend runs exactly that backend or raises ``ValueError`` with its reason; nothing further
 down changes the decision. Executors: PyTorch's stack kernel, the per-layer loop on the
 reference or Triton scan (:mod:`recur.ops.executors`), the compile/export custom operator
@@ -48,7 +48,7 @@ NAMES = {"torch": "PyTorch's fused kernels", "triton": "recur's fused Triton ker
 
 
 #: torch.nn modes whose plain layers ``auto`` runs on recur's ``cpu`` backend before
-#: PyTorch's kernels on the CPU: measured faster there for GRU and Elman RNN, in inference
+#: PyTorch's kernels on the CPU: measured faster there for the GRU and the tanh RNN, in inference
 #: and training (``benchmarks/cpu.py``, docs/benchmarks-cpu.md); PyTorch's LSTM (oneDNN) was
 #: not beaten, so an LSTM keeps PyTorch's kernels unless a training call is ragged. Not the
 #: relu RNN: the kernel is built with -ffast-math, under which relu maps NaN to 0 where

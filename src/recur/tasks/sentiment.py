@@ -30,8 +30,9 @@ zero) -> the max and the mean of the outputs over the real tokens ``[B, 4H]`` ->
 linear logits. ``--subwords N`` adds fastText's subword units: each word's character
 3-5-grams (:class:`recur.data.CharNgrams`) hashed into ``N`` buckets, their embeddings
 averaged with the word's, so an unseen word still gets a vector from its spelling (ids then
-``[B, T, 1 + G]``: the word, then its n-grams; off by default, see :attr:`Sentiment.defaults`). Training-only regularisers: ``--word-dropout`` (a share of the tokens replaced
-by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same ones along a whole
+``[B, T, 1 + G]``: the word, then its n-grams; off by default, see
+:attr:`Sentiment.defaults`). Training-only regularisers: ``--word-dropout`` (a share of the
+tokens replaced by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same ones along a whole
 text), ``--head-dropout``. ``--ensemble K`` trains K independently initialised models on the
 same batches and averages their probabilities.
 
