@@ -296,6 +296,8 @@ class Sentiment(Task):
     # buckets against +1.15) but far worse on the debates (-10.42 against -0.83 pt): mean
     # -4.22 pt (5,000 buckets: -4.75) against -1.25 for the defaults, and a Rotten Tomatoes
     # run with 20,000 buckets took 322 s of CPU (sentiment-defaults-a0074e1.json). Off.
+    # Twelve members, once runs took 154-178 s: mean -2.42 pt, below eight's -1.25
+    # (sentiment-defaults-e12-fed95b3.json). Eight stay.
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8, "batch_size": 64,
         "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01, "schedule": "cosine",
