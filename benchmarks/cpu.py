@@ -7,7 +7,7 @@ zero initial state:
 - torch.nn: ``torch.nn.RNN / LSTM / GRU``;
 - auto: ``recur.RNN / LSTM / GRU`` with the default ``backend="auto"``, which on a CPU runs
   an LSTM on PyTorch's fused kernels (so the gap to torch.nn is recur's Python overhead per
-  call) and an RNN or a GRU on recur's ``cpu`` backend (``recur.ops.plan.CPU_KERNEL_FIRST``);
+  call) and a tanh RNN or a GRU on recur's ``cpu`` backend (``recur.ops.plan.CPU_KERNEL_FIRST``);
   the JSON's ``auto_backend`` says which ran;
 - reference: ``backend="reference"``, recur's plain PyTorch loop over time.
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -73,8 +74,6 @@ def run_one(task: str, seed: int, overrides: dict[str, str], backend: str | None
             ) -> dict:
     """Train ``task`` with its defaults (plus ``overrides``) and ``seed`` (with
     ``RECUR_BACKEND=backend`` if given); metrics + seconds."""
-    import os
-
     saved = os.environ.get("RECUR_BACKEND")
     if backend is not None:
         os.environ["RECUR_BACKEND"] = backend
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds)]
     rows = run_jobs(run_one, [(t, s, overrides, b) for t, s, b in runs], args.jobs, _report)
     info = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
-            "cpus": __import__("os").cpu_count(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
             "commit": code, "overrides": overrides, "jobs": args.jobs,
             "first_seed": args.first_seed, "backends": args.backend}

@@ -278,9 +278,8 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         subclass (:func:`recur.ops.dispatch.opaque_kernels_refused`): planned afresh then."""
         if self._plain_native:
             ragged = ragged_grad(x, lengths, self._flat_weights)
-            refused = opaque_kernels_refused()
-            if (exporting_onnx() or torch.compiler.is_compiling() or refused is not None
-                    or type(x) is not Tensor):
+            if (exporting_onnx() or torch.compiler.is_compiling()
+                    or opaque_kernels_refused(x) is not None):
                 return plan_stack(self.cell, self._specs(x), x, self.backend,
                                   ragged_grad=ragged), None
             key = (None if x.is_cpu else x.device, x.dtype, x.shape[1],

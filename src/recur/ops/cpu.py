@@ -62,11 +62,9 @@ def accepts(spec: LayerSpec, x: Tensor) -> str | None:
         return "step_inputs (per-step tensors of a cell) are not in its kernel"
     if torch.compiler.is_compiling():
         return "torch.compile cannot trace its compiled kernel"
-    refused = opaque_kernels_refused()
+    refused = opaque_kernels_refused(x)
     if refused is not None:
         return refused
-    if type(x) is not Tensor and not isinstance(x, torch.nn.Parameter):
-        return f"the input is a {type(x).__name__}, a tensor subclass its C kernel cannot see"
     if cpu_codegen.find_compiler() is None:
         if not _warned:
             _warned = True

@@ -36,13 +36,13 @@ def requested_backend(backend: str) -> str:
     return check_backend_name(backend)
 
 
-def opaque_kernels_refused() -> str | None:
+def opaque_kernels_refused(x: torch.Tensor) -> str | None:
     """Why recur's own compiled kernels (the ``cpu`` backend's C loop, one autograd function
-    without ``jvp`` or ``setup_context``) must not run now, or None: forward-mode AD
+    without ``jvp`` or ``setup_context``) must not run on ``x`` now, or None: forward-mode AD
     (``torch.autograd.forward_ad.dual_level``), a ``torch.func`` transform (``vmap``,
     ``grad``, ``jvp``, ...), a dispatch mode (FakeTensor, FlopCounterMode, ...: the C kernel is
-    invisible to them) or ``torch.jit.trace``. The plan then takes a backend built from
-    PyTorch operators."""
+    invisible to them), ``torch.jit.trace``, or ``x`` a tensor subclass. The plan then takes
+    a backend built from PyTorch operators."""
     if getattr(forward_ad, "_current_level", -1) >= 0:
         return "forward-mode AD is active (its autograd function has no jvp)"
     if torch._C._functorch.peek_interpreter_stack() is not None:
@@ -52,4 +52,6 @@ def opaque_kernels_refused() -> str | None:
                "invisible to it)"
     if torch.jit.is_tracing():
         return "torch.jit.trace is running (its C kernel cannot be traced)"
+    if type(x) is not torch.Tensor and not isinstance(x, torch.nn.Parameter):
+        return f"the input is a {type(x).__name__}, a tensor subclass its C kernel cannot see"
     return None
