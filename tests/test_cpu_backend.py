@@ -4,6 +4,7 @@ lengths, both directions and two layers; auto picks it on the CPU; the fallbacks
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 
@@ -120,6 +121,37 @@ def test_scan_with_given_states_reverse_and_no_bias_gradcheck(time_loop):
     assert torch.autograd.gradcheck(f, (xg, w, h0, c0, p))
 
 
+def test_one_buffer_serves_both_cotangents_where_the_update_gives_them_alike(time_loop,
+                                                                             monkeypatch):
+    """An LSTM's xg and hg are summed first, so their cotangents are one array: the kernel
+    says so (``dhg_is_dxg``) and the backward allocates one buffer. Handed two buffers, the
+    kernel fills both; the gradients are the same either way."""
+    def shares(cell, weight_shapes=()):
+        return cpu.kernel(cell, 4, 4, cell.num_gates * 4, list(weight_shapes),
+                          torch.float64).dhg_is_dxg
+    assert shares(cells.LSTM) and shares(cells.RNN_TANH) and shares(EX.peephole_lstm, [(3, 4)])
+    assert not shares(cells.GRU)        # b_hn enters inside r * (...): not the same
+    torch.manual_seed(0)
+    xg = torch.randn(5, 3, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(16, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(16, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 2, 4])
+
+    def grads():
+        out, (h, c) = scan(cells.LSTM, xg, w, b, lengths=lengths, backend="cpu")
+        g = torch.Generator().manual_seed(1)
+        loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum()
+                   for t in (out, h, c))
+        return torch.autograd.grad(loss, (xg, w, b))
+
+    shared = grads()
+    kernel = cpu.kernel
+    monkeypatch.setattr(cpu, "kernel", lambda *a: dataclasses.replace(kernel(*a),
+                                                                      dhg_is_dxg=False))
+    for a, e in zip(grads(), shared):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
 def test_double_backward_falls_back_to_the_reference_loop():
     torch.manual_seed(0)
     xg = torch.randn(3, 2, 6, dtype=torch.float64, requires_grad=True)
@@ -130,6 +162,35 @@ def test_double_backward_falls_back_to_the_reference_loop():
         return scan(cells.GRU, xg, w, b, backend="cpu")[0]
 
     assert torch.autograd.gradgradcheck(f, (xg, w, b))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: recur.VariantLSTM(3, 4, zoneout=0.2, backend="cpu", dtype=torch.float64),
+    lambda: recur.LayerNormGRU(3, 4, backend="cpu", dtype=torch.float64)], ids=["lstm", "ln-gru"])
+def test_the_input_bias_added_in_the_kernel_has_first_and_second_derivatives(make):
+    """In training the cpu backend projects without b_ih and the kernel adds it per row
+    (LN_x, where the cell has one, then normalises the sum): b_ih's gradient, and double
+    backward through it, as the reference loop's."""
+    torch.manual_seed(0)
+    m = make().eval()  # zoneout's rates instead of masks: a deterministic function
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    b = m.bias_ih_l0.detach().clone().requires_grad_()
+    lengths = torch.tensor([4, 3])
+
+    def f(x, b):
+        out, _ = torch.func.functional_call(m, {"bias_ih_l0": b}, (x,),
+                                            {"lengths": lengths})
+        return out
+
+    ref = make().eval()
+    ref.load_state_dict(m.state_dict())
+    ref.backend = "reference"
+    torch.testing.assert_close(
+        torch.autograd.grad(f(x, b).square().sum(), (x, b)),
+        torch.autograd.grad(ref(x, lengths=lengths)[0].square().sum(),
+                            (x, ref.bias_ih_l0)), rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(f, (x, b))
+    assert torch.autograd.gradgradcheck(f, (x, b))
 
 
 def test_auto_picks_cpu_for_variants_gru_and_rnn_and_torch_for_a_plain_lstm():

@@ -109,7 +109,7 @@ class _Scan(torch.autograd.Function):
     """One layer and direction over the whole sequence (see the module docstring)."""
 
     @staticmethod
-    def forward(ctx, meta, xg, w_hh, b_hh, *rest):
+    def forward(ctx, meta, xg, w_hh, b_hh, b_ih, *rest):
         _cell, k, reverse, NS, NP, has_len, has_hm, has_z, grad, zstrides = meta
         state0 = rest[:NS]
         cell_weights = rest[NS:NS + NP]
@@ -130,7 +130,8 @@ class _Scan(torch.autograd.Function):
         OUT = empty_large(T, B, W[0], like=xg) if lengths is not None else None
         HG = empty_large(T if grad else 1, B, GH, like=xg)
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=OUT, cell_weights=cell_weights,
-                   zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh)
+                   zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh,
+                   b_ih=b_ih)
         gemm = time_loop_gemm(k, xg.dtype)
         packed = _packed_weight(k, w_hh, B, T, backward=False) if gemm is not None else None
         # (Hout, G*H) row-major: MKL's faster layout per step, unless W_hh^T is packed
@@ -153,36 +154,36 @@ class _Scan(torch.autograd.Function):
         if grad:
             ctx.meta = meta
             ctx.k = k
-            ctx.save_for_backward(xg, w_hh, b_hh, HG, HIN, *S, *state0, *cell_weights, h_mask,
-                                  *zoneout, lengths)
+            ctx.save_for_backward(xg, w_hh, b_hh, HG, HIN, b_ih, *S, *state0, *cell_weights,
+                                  h_mask, *zoneout, lengths)
         return (out,) + finals
 
     @staticmethod
     def backward(ctx, gout, *gfinal):
         cell, k, reverse, NS, NP, _, _, has_z, _, zstrides = ctx.meta
         saved = ctx.saved_tensors
-        xg, w_hh, b_hh, HG, HIN = saved[:5]
-        S = saved[5:5 + NS]
-        state0 = saved[5 + NS:5 + 2 * NS]
-        cell_weights = saved[5 + 2 * NS:5 + 2 * NS + NP]
-        h_mask = saved[5 + 2 * NS + NP]
-        zoneout = saved[6 + 2 * NS + NP:6 + 2 * NS + NP + (NS if has_z else 0)]
+        xg, w_hh, b_hh, HG, HIN, b_ih = saved[:6]
+        S = saved[6:6 + NS]
+        state0 = saved[6 + NS:6 + 2 * NS]
+        cell_weights = saved[6 + 2 * NS:6 + 2 * NS + NP]
+        h_mask = saved[6 + 2 * NS + NP]
+        zoneout = saved[7 + 2 * NS + NP:7 + 2 * NS + NP + (NS if has_z else 0)]
         lengths = saved[-1]
         if torch.is_grad_enabled():  # create_graph=True: the differentiable loop
-            return _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, cell_weights,
-                                    h_mask, zoneout, lengths, gout, gfinal)
+            return _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, b_ih, state0,
+                                    cell_weights, h_mask, zoneout, lengths, gout, gfinal)
         T, B, GX = xg.shape
         GH = w_hh.shape[0]
         G = [torch.zeros_like(s) if g is None else g.contiguous().clone()
              for g, s in zip(gfinal, state0)]
         DH = xg.new_zeros(B, S[0].shape[-1])
         DXG = empty_large(T, B, GX, like=xg)
-        DHG = empty_large(T, B, GH, like=xg)
+        DHG = DXG if k.dhg_is_dxg else empty_large(T, B, GH, like=xg)  # an LSTM's: the same
         DP = [torch.zeros_like(p) for p in cell_weights]
         gout = None if gout is None else gout.contiguous()
         P = _table(k, xg=xg, hg=HG, S=S, hin=HIN, out=None, cell_weights=cell_weights,
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, dxg=DXG,
-                   dhg=DHG, G=G, gout=gout, dh=DH, dweights=DP)
+                   dhg=DHG, G=G, gout=gout, dh=DH, dweights=DP, b_hh=None, b_ih=b_ih)
         gemm = time_loop_gemm(k, xg.dtype)
         packed = _packed_weight(k, w_hh, B, T, backward=True) if gemm is not None else None
         if gemm is not None:  # the whole loop in C (W_hh packed once, where it pays)
@@ -201,8 +202,11 @@ class _Scan(torch.autograd.Function):
         h_prev = gemm_in[1:] if reverse else gemm_in[:T]  # (T, B, HO)
         need = ctx.needs_input_grad
         d_w = (DHG.reshape(T * B, GH).t() @ h_prev.reshape(T * B, -1)) if need[2] else None
-        d_b = DHG.sum((0, 1)) if b_hh is not None and need[3] else None
-        grads = [None, DXG, d_w, d_b] + G + DP
+        d_b = DHG.view(T * B, GH).sum(0) if b_hh is not None and need[3] else None
+        d_bih = None
+        if b_ih is not None and need[4]:  # one sum where the cotangents are one buffer
+            d_bih = d_b.clone() if DHG is DXG and d_b is not None else DXG.view(T * B, GX).sum(0)
+        grads = [None, DXG, d_w, d_b, d_bih] + G + DP
         grads += [None] * (len(need) - len(grads))
         return tuple(grads)
 
@@ -336,10 +340,10 @@ def _compact_masks(masks, T: int) -> tuple[list[Tensor], tuple[int, ...]]:
 
 
 def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, zstrides,
-           h_mask, lengths, b_hh=None, dxg=None, dhg=None, G=(), gout=None, dh=None,
+           h_mask, lengths, b_hh=None, b_ih=None, dxg=None, dhg=None, G=(), gout=None, dh=None,
            dweights=()) -> ctypes.Array:
     ptrs: dict[str, int | None] = {"XG": _ptr(xg), "HG": _ptr(hg), "HIN": _ptr(hin),
-                                   "BHH": _ptr(b_hh),
+                                   "BHH": _ptr(b_hh), "BIH": _ptr(b_ih),
                                    "OUT": _ptr(out), "HM": _ptr(h_mask), "LEN": _ptr(lengths),
                                    "DXG": _ptr(dxg), "DHG": _ptr(dhg), "GOUT": _ptr(gout),
                                    "DH": _ptr(dh)}
@@ -362,14 +366,15 @@ def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout,
     return table
 
 
-def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, state0, cell_weights, h_mask, zoneout,
-                     lengths, gout, gfinal):
+def _double_backward(ctx, cell, reverse, xg, w_hh, b_hh, b_ih, state0, cell_weights, h_mask,
+                     zoneout, lengths, gout, gfinal):
     need = ctx.needs_input_grad
     T, B = xg.shape[:2]
     zoneout = tuple(z.expand(T, B, z.shape[-1]) for z in zoneout)  # undo _compact_mask
-    inputs = [xg, w_hh, b_hh, *state0, *cell_weights]
-    flags = need[1:4] + need[4:4 + len(state0) + len(cell_weights)]
-    out, finals = scan_reference(cell, xg, w_hh, b_hh, tuple(state0), lengths=lengths,
+    inputs = [xg, w_hh, b_hh, b_ih, *state0, *cell_weights]
+    flags = need[1:5] + need[5:5 + len(state0) + len(cell_weights)]
+    xg_b = xg if b_ih is None else xg + b_ih
+    out, finals = scan_reference(cell, xg_b, w_hh, b_hh, tuple(state0), lengths=lengths,
                                  reverse=reverse, cell_weights=tuple(cell_weights), h_mask=h_mask,
                                  zoneout=tuple(zoneout) or None)
     outs = [out, *finals]
@@ -398,17 +403,20 @@ def scan_cpu(
     step_inputs: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
+    b_ih: Tensor | None = None,
 ) -> tuple[Tensor, States]:
     """Run ``cell`` over time on the ``cpu`` backend; arguments and returns as
     :func:`recur.ops.scan_reference` (``xg: [T, B, G*H]``, states ``[B, H]``; returns
     ``out: [T, B, H]`` and the final states). The masks (``h_mask``, ``zoneout``) and
-    ``lengths`` are constants: no gradient flows into them."""
+    ``lengths`` are constants: no gradient flows into them. ``b_ih: [G*H]`` (this backend's
+    own): the update reads ``xg + b_ih``, the sum made per row inside the kernel, so a
+    projection made without its bias needs no ``[T, B, G*H]`` pass to add it."""
     if w_hr is not None or step_inputs:
         raise ValueError("backend 'cpu' takes no projection (w_hr) and no step_inputs; "
                          f"got w_hr={'a tensor' if w_hr is not None else None}, "
                          f"{len(step_inputs)} step_inputs")
     dtype = xg.dtype
-    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), *((f"cell_weights[{i}]", p)
+    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), ("b_ih", b_ih), *((f"cell_weights[{i}]", p)
                                                      for i, p in enumerate(cell_weights))]:
         if t is not None and t.dtype != dtype:
             raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
@@ -417,7 +425,12 @@ def scan_cpu(
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
     k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in cell_weights], dtype)  # planned: builds
+    if b_ih is not None and tuple(b_ih.shape) != (GX,):
+        raise ValueError(f"backend 'cpu': b_ih must be [{GX}] (xg's last size), got "
+                         f"{tuple(b_ih.shape)}")
     if B == 0:
+        if b_ih is not None:
+            xg = xg + b_ih
         return scan_reference(cell, xg, w_hh, b_hh, state0, lengths=lengths, reverse=reverse,
                               cell_weights=cell_weights, h_mask=h_mask, zoneout=zoneout)
     c = Tensor.contiguous
@@ -432,10 +445,12 @@ def scan_cpu(
     if lengths is not None:
         rest.append(c(lengths.to(device="cpu", dtype=torch.int64)))
     grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (xg, w_hh, b_hh, *state0, *cell_weights))
+        t is not None and t.requires_grad for t in (xg, w_hh, b_hh, b_ih, *state0,
+                                                    *cell_weights))
     meta = (cell, k, reverse, cell.num_states, len(cell_weights), lengths is not None,
             h_mask is not None, zoneout is not None, grad, zstrides)
-    res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh), *rest)
+    res = _Scan.apply(meta, c(xg), c(w_hh), None if b_hh is None else c(b_hh),
+                      None if b_ih is None else c(b_ih), *rest)
     return res[0], tuple(res[1:])
 
 

@@ -478,21 +478,27 @@ def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int
             + "\n  ".join(body) + "\n}\n")
 
 
-def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
+def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int],
+                    shared: bool = False) -> tuple[str, dict]:
     """The fixed wrapper: one sequence step over all rows, forward and backward.
+    ``shared``: the update's vjp gives ``xg`` and ``hg`` the same cotangent, which
+    ``cell_bwd`` then writes to DXG alone (copied to DHG where that is another buffer; the
+    library's ``dhg_is_dxg`` says so, and the caller may pass one buffer for both).
 
     Pointer table ``P``: XG, HG, S_0..S_{NS-1} (``[T+1, B, W_k]``), HIN (``[T+1, B, W_0]``
     or NULL), OUT (``[T, B, W_0]`` or NULL), PR_p (the cell weights), zoneout masks
     (``[T, B, W_k]`` with unit stride along ``W_k``, or NULL), HM (``[B, W_0]`` or NULL), LEN
     (int64 ``[B]`` or NULL), BHH (``[G*H]``, added to each row of HG before the update,
-    which HG then keeps, or NULL), then for the backward: DXG, DHG, G_k (``[B, W_k]``,
+    which HG then keeps, or NULL), BIH (``[GX]``, added to a copy of each row of XG that the
+    update reads, forward and backward: XG stays as given; or NULL), then for the backward: DXG, DHG, G_k (``[B, W_k]``,
     running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p (the cell weights'
     gradients), then the zoneout masks' step and row strides as integers (ZST_k, ZSB_k; 0
     where a mask is the same for every step or row, as the rates of eval mode are: no
     ``[T, B, W_k]`` copy of them)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
-             + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)] + ["HM", "LEN", "BHH"]
+             + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)]
+             + ["HM", "LEN", "BHH", "BIH"]
              + ["DXG", "DHG"] + [f"G{k}" for k in range(NS)] + ["GOUT", "DH"]
              + [f"DP{p}" for p in range(NP)]
              + [f"ZST{k}" for k in range(NS)] + [f"ZSB{k}" for k in range(NS)])
@@ -508,6 +514,8 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int]) -> str:
         [f"T *xg = XG + (t * B + b) * {GX}; T *hg = HG + (th * B + b) * {GH};"]
         + [f"T *sp{k} = S{k} + (prev * B + b) * {W[k]}; T *sn{k} = S{k} + (next * B + b) * "
            f"{W[k]};" for k in range(NS)])
+    bih = (f"T xb_[{GX}]; if (BIH) {{ for (int j = 0; j < {GX}; j++) xb_[j] = xg[j] + BIH[j]; "
+           f"xg = xb_; }}")
     prs = "".join(f", PR{p}" for p in range(NP))
     sps = "".join(f", sp{k}" for k in range(NS))
     fwd = f"""
@@ -522,6 +530,7 @@ void step_fwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
       continue;
     }}
     if (BHH) for (int j = 0; j < {GH}; j++) hg[j] += BHH[j];
+    {bih}
     cell_fwd(xg, hg{sps}{prs}{"".join(f", sn{k}" for k in range(NS))});
     {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
     if (HIN) {{ T *hn = HIN + (next * B + b) * {W[0]}; T *hm = HM + b * {W[0]};
@@ -547,11 +556,14 @@ void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
     if (GOUT) {{ T *go = GOUT + (t * B + b) * {W[0]}; for (int j = 0; j < {W[0]}; j++) g0[j] += go[j]; }}
     {" ".join(f"T c{k}[{W[k]}], ds{k}[{W[k]}];" for k in range(NS))}
     {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) c{k}[j] = (ONE - m[j]) * g{k}[j]; }} else memcpy(c{k}, g{k}, sizeof(T) * {W[k]});" for k in range(NS))}
-    cell_bwd(xg, hg{sps}{prs}{"".join(f", c{k}" for k in range(NS))}, dxg, dhg{"".join(f", ds{k}" for k in range(NS))}{"".join(f", DP{p}" for p in range(NP))});
+    {bih}
+    cell_bwd(xg, hg{sps}{prs}{"".join(f", c{k}" for k in range(NS))}, dxg{"" if shared else ", dhg"}{"".join(f", ds{k}" for k in range(NS))}{"".join(f", DP{p}" for p in range(NP))});
+    {f"if (dhg != dxg) memcpy(dhg, dxg, sizeof(T) * {GH});" if shared else ""}
     {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) g{k}[j] = m[j] * g{k}[j] + ds{k}[j]; }} else memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});" for k in range(NS))}
   }}
 }}
 """
+    bwd += f"const int64_t dhg_is_dxg = {int(shared)};\n"
     seq = _SEQUENCE.format(GH=GH, HO=W[0], HG=idx["HG"], S0=idx["S0"], HIN=idx["HIN"],
                            DHG=idx["DHG"], DH=idx["DH"])
     return fwd + bwd + seq, idx
@@ -686,11 +698,15 @@ def generate(cell: Cell, widths: tuple[int, int, tuple[int, ...]], weight_shapes
     src = _prelude(dtype)
     src += _row_function("cell_fwd", lines_f, outs_f, n_in,
                          [(f"out{k}", W[k], False) for k in range(NS)])
-    src += _row_function("cell_bwd", lines_b, outs_b, n_in + NS,
-                         [("dxg", GX, False), ("dhg", GH, False)]
-                         + [(f"ds{k}", W[k], False) for k in range(NS)]
-                         + [(f"dp{p}", pw[p], True) for p in range(NP)])
-    steps, idx = _step_functions(NS, NP, GX, GH, list(W))
+    # the same value for both (an LSTM's: xg and hg are summed first): written once, and
+    # the caller may pass one buffer as DXG and DHG (dhg_is_dxg)
+    shared = outs_b[0] is not None and outs_b[0] is outs_b[1] and GX == GH
+    dests = ([("dxg", GX, False)] + ([] if shared else [("dhg", GH, False)])
+             + [(f"ds{k}", W[k], False) for k in range(NS)]
+             + [(f"dp{p}", pw[p], True) for p in range(NP)])
+    src += _row_function("cell_bwd", lines_b, outs_b[:1] + outs_b[1 + shared:], n_in + NS,
+                         dests)
+    steps, idx = _step_functions(NS, NP, GX, GH, list(W), shared)
     return src + steps, idx
 
 
@@ -777,8 +793,9 @@ class Kernel:
     compute, packed)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed)`` (``gemm``:
     :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s compute and a
     weight packed for it, or NULL), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)`` and
-    ``packed_rows(compute, packed, M, N, K, A, C)``, and the pointer-table layout ``index``
-    (name -> slot)."""
+    ``packed_rows(compute, packed, M, N, K, A, C)``, the pointer-table layout ``index``
+    (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
+    the same, so one buffer may serve as DXG and DHG."""
 
     fwd: object
     bwd: object
@@ -788,6 +805,7 @@ class Kernel:
     packed_rows: object
     index: dict
     lib: ctypes.CDLL
+    dhg_is_dxg: bool = False
 
 
 #: the Fortran BLAS names of ``gemm`` per dtype, as PyTorch's own library may export them
@@ -957,7 +975,8 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.packed_rows.argtypes = [vp, vp, i64, i64, i64, vp, vp]
                 lib.packed_rows.restype = None
                 hit = Kernel(lib.step_fwd, lib.step_bwd, lib.seq_fwd, lib.seq_bwd,
-                             lib.gemm_rows, lib.packed_rows, index, lib)
+                             lib.gemm_rows, lib.packed_rows, index, lib,
+                             bool(ctypes.c_int64.in_dll(lib, "dhg_is_dxg").value))
             except (Unsupported, RuntimeError) as e:
                 hit = e
             _CACHE[key] = hit

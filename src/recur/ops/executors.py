@@ -68,6 +68,7 @@ def run_eager(
             k = layer * D + d
             lw = layers[k]
             run_cell, weights = cell, lw.cell_weights
+            kw: dict = {}
             folded = None  # on the cpu backend: (cell with LN_x inside, its weights) or None
             if backend == "cpu":
                 from .cpu import input_norm_in_kernel  # lazy, as scan_function
@@ -88,13 +89,18 @@ def run_eager(
                             finals[j].append(s)
                         continue
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
-            else:
-                xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
+            elif backend == "cpu" and (folded is not None or lw.xg_fn is None):
+                # b_ih is added per row inside the kernel (no [T, B, G*H] pass for it)
+                xg = _project(inp, lw.w_ih)  # (T, B, G*H), without b_ih
+                kw["b_ih"] = lw.b_ih
                 if folded is not None:  # LN_x inside the kernel (the raw projection in)
                     run_cell, weights = folded
-                elif lw.xg_fn is not None:
+            else:
+                xg = F.linear(inp, lw.w_ih, lw.b_ih)  # (T, B, G*H)
+                if lw.xg_fn is not None:
                     xg = lw.xg_fn(xg)  # (T, B, G*H)
-            kw = {"step_inputs": lw.step_inputs} if lw.step_inputs else {}
+            if lw.step_inputs:
+                kw["step_inputs"] = lw.step_inputs
             out, states = scan_fn(run_cell, xg, lw.w_hh, lw.b_hh, tuple(s[k] for s in hx),
                                   w_hr=lw.w_hr, lengths=lengths, reverse=d == 1,
                                   cell_weights=weights, h_mask=lw.h_mask,
@@ -111,6 +117,12 @@ def run_eager(
 #: bytes per block of :func:`_project_no_grad`'s ``xg_fn``: a block of steps that stays in
 #: cache between the projection's write and the normalisation
 XG_FN_BLOCK_BYTES = 1 << 20
+
+
+def _project(inp: Tensor, w_ih: Tensor) -> Tensor:
+    """``inp W_ih^T`` (``[T, B, I]`` -> ``[T, B, G*H]``) as one ``mm`` of the flattened steps."""
+    T, B, I = inp.shape
+    return torch.mm(inp.reshape(T * B, I), w_ih.t()).view(T, B, w_ih.shape[0])
 
 
 def _needs_grad(inp: Tensor, lw: LayerWeights) -> bool:
