@@ -112,6 +112,21 @@ def test_min_steps_raises_the_epochs_of_a_small_set(tmp_path):
         _task(data=data, min_steps=-1).build_data()
 
 
+def test_label_smoothing_is_the_loss_of_each_member(tmp_path):
+    data = _easy_corpus(tmp_path / "easy.csv", n=60)
+    for ls in (0.0, 0.2):
+        task = _task(data=data, label_smoothing=ls, ensemble=2, hidden=4, embed=4)
+        d = task.build_data()
+        model = task.build_model(d.info).eval()               # no dropout: one value
+        ids, lengths, y = (t[:8] for t in d.train.tensors)
+        logits = model(ids[:, : int(lengths.max())], lengths)  # (K, B, C)
+        expected = sum(torch.nn.functional.cross_entropy(m, y, label_smoothing=ls)
+                       for m in logits)
+        torch.testing.assert_close(task.loss(model, (ids, lengths, y)), expected)
+    with pytest.raises(ValueError, match=r"--label-smoothing must lie in \[0, 1\), got 1.0"):
+        _task(data=data, label_smoothing=1.0).build_data()
+
+
 def test_bucketed_batches_train_and_resume_to_the_same_end(tmp_path, one_thread):
     data = _easy_corpus(tmp_path / "easy.csv", n=120)
     small = {"data": data, "min_steps": 0, "hidden": 8, "embed": 8, "batch_size": 8,

@@ -32,9 +32,9 @@ linear logits. ``--subwords N`` adds fastText's subword units: each word's chara
 averaged with the word's, so an unseen word still gets a vector from its spelling (ids then
 ``[B, T, 1 + G]``: the word, then its n-grams; off by default, see
 :attr:`Sentiment.defaults`). Training-only regularisers: ``--word-dropout`` (a share of the
-tokens replaced by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same ones along a whole
-text), ``--head-dropout``. ``--ensemble K`` trains K independently initialised models on the
-same batches and averages their probabilities.
+tokens replaced by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same
+ones along a whole text), ``--head-dropout``, ``--label-smoothing``. ``--ensemble K`` trains
+K independently initialised models on the same batches and averages their probabilities.
 
 ``metrics.json``: ``test_accuracy``, ``test_f1`` (F1 of ``positive``, or of the second class
 of any other binary data; macro F1 for more classes), ``val_accuracy``, ``train_accuracy``,
@@ -246,6 +246,7 @@ class Sentiment(Task):
         Option("embed_dropout", float, 0.3, "training: embedding dimensions dropped per text"),
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
+        Option("label_smoothing", float, 0.0, "training: cross-entropy label smoothing"),
         Option("ensemble", int, 8, "independently initialised models, probabilities averaged"),
         Option("bucket", int, 10, "batches of similar-length texts, drawn from windows of this "
                "many batches sorted by length (0: random batches)"),
@@ -313,7 +314,7 @@ class Sentiment(Task):
 
     def build_data(self) -> TaskData:
         c = self.cfg
-        for name in ("embed_dropout", "word_dropout", "head_dropout"):
+        for name in ("embed_dropout", "word_dropout", "head_dropout", "label_smoothing"):
             if not 0 <= getattr(c, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got "
                                  f"{getattr(c, name)}")
@@ -378,7 +379,8 @@ class Sentiment(Task):
             drop = torch.rand(words.shape, device=ids.device) < self.cfg.word_dropout
             words = words.masked_fill(drop & (words > 0), 1)   # 1 = <unk>
             ids = torch.cat([words[..., None], ids[..., 1:]], -1) if ids.dim() == 3 else words
-        return ensemble_loss(model(ids, lengths), y)           # logits (K, B, C)
+        return ensemble_loss(model(ids, lengths), y,           # logits (K, B, C)
+                             self.cfg.label_smoothing)
 
     # ---- measuring ------------------------------------------------------------------------
     @staticmethod
