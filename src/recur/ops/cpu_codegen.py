@@ -427,7 +427,9 @@ def _emit_node(E: _Emitter, env, node):
         n = x.width
         dx = E.new("row", n) if mask[0] else None
         dw = E.new("bsum", n) if mask[1] and w is not None else None
-        db = E.new("bsum", n) if mask[2] and b is not None else None
+        db, aliased = None, g.kind == "row" and g.width == n
+        if mask[2] and b is not None:  # the bias's gradient is g itself: no copy of a row
+            db = E.alias(g, 0, n, "bsum") if aliased else E.new("bsum", n)
         gw = f"{g.at()} * {w.at()}" if w is not None else g.at()
         xh = f"(({x.expr}[j] - {mean.expr}[0]) * {rstd.expr}[0])"
         body = [(f"{{ T s1 = 0, s2 = 0; for (int j = 0; j < {n}; j++) {{ T a = {gw}; "
@@ -437,7 +439,7 @@ def _emit_node(E: _Emitter, env, node):
                         f"(T){n} * ((T){n} * ({gw}) - s1 - {xh} * s2);")
         if dw is not None:
             body.append(f" for (int j = 0; j < {n}; j++) {dw.expr}[j] = {g.at()} * {xh};")
-        if db is not None:
+        if db is not None and not aliased:
             body.append(f" for (int j = 0; j < {n}; j++) {db.expr}[j] = {g.at()};")
         E.lines.append("".join(body) + " }")
         return [dx, dw, db]
