@@ -206,25 +206,25 @@ def test_inference_keeps_the_weights_transpose_until_the_weight_changes(B, monke
     ref = recur.LayerNormLSTM(3, 8, backend="reference").eval()
     x = torch.randn(6, B, 3)
 
-    def check():
-        ref.load_state_dict(m.state_dict())
+    def check(mod):
+        ref.load_state_dict(mod.state_dict())
         with torch.no_grad():
-            got, want = m(x)[0], ref(x)[0]
+            got, want = mod(x)[0], ref(x)[0]
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
     w = m.weight_hh_l0
-    check()
+    check(m)
     kept = {t: v for t, v in cpu._KEPT[id(w)][2].items() if v is not None}
     assert kept                                               # W_hh^T, or the packed W_hh
-    check()
+    check(m)
     assert all(cpu._KEPT[id(w)][2][t] is v for t, v in kept.items())   # reused
     with torch.no_grad():
         w.mul_(-1.5)                                          # in place: a new version
-    check()
+    check(m)
     assert all(cpu._KEPT[id(w)][2][t] is not v for t, v in kept.items())
     with torch.no_grad():
         w.data = torch.randn_like(w)                          # new storage
-    check()
+    check(m)
     del m, w, kept
     gc.collect()
     assert not any(ref_() is not None and ref_().shape == (32, 8) for ref_, _, _ in
