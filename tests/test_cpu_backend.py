@@ -225,6 +225,9 @@ def test_inference_keeps_the_weights_transpose_until_the_weight_changes(B, monke
     with torch.no_grad():
         w.data = torch.randn_like(w)                          # new storage
     check(m)
+    with torch.inference_mode():                              # no version counter: made
+        m2 = recur.LayerNormLSTM(3, 8, backend="cpu").eval()  # anew at every call
+    check(m2)
     del m, w, kept
     gc.collect()
     assert not any(ref_() is not None and ref_().shape == (32, 8) for ref_, _, _ in

@@ -492,9 +492,9 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int],
     (``[T, B, W_k]`` with unit stride along ``W_k``, or NULL), HM (``[B, W_0]`` or NULL), LEN
     (int64 ``[B]`` or NULL), BHH (``[G*H]``, added to each row of HG before the update,
     which HG then keeps, or NULL), BIH (``[GX]``, added to a copy of each row of XG that the
-    update reads, forward and backward: XG stays as given; or NULL), then for the backward: DXG, DHG, G_k (``[B, W_k]``,
-    running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p (the cell weights'
-    gradients), then the zoneout masks' step and row strides as integers (ZST_k, ZSB_k; 0
+    update reads, forward and backward: XG stays as given; or NULL), then for the backward:
+    DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p
+    (the cell weights' gradients), then the zoneout masks' step and row strides as integers (ZST_k, ZSB_k; 0
     where a mask is the same for every step or row, as the rates of eval mode are: no
     ``[T, B, W_k]`` copy of them)."""
     idx = {}
