@@ -169,8 +169,8 @@ def test_double_backward_falls_back_to_the_reference_loop():
     lambda: recur.LayerNormGRU(3, 4, backend="cpu", dtype=torch.float64)], ids=["lstm", "ln-gru"])
 def test_the_input_bias_added_in_the_kernel_has_first_and_second_derivatives(make):
     """In training the cpu backend projects without b_ih and the kernel adds it per row
-    (LN_x, where the cell has one, then normalises the sum): b_ih's gradient, and double
-    backward through it, as the reference loop's."""
+    (the LSTM); a layer-norm cell's b_ih rides in LN_x's bias, which the kernel applies
+    (the GRU): b_ih's gradient, and double backward through it, as the reference loop's."""
     torch.manual_seed(0)
     m = make().eval()  # zoneout's rates instead of masks: a deterministic function
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
@@ -191,47 +191,6 @@ def test_the_input_bias_added_in_the_kernel_has_first_and_second_derivatives(mak
                             (x, ref.bias_ih_l0)), rtol=1e-10, atol=1e-12)
     assert torch.autograd.gradcheck(f, (x, b))
     assert torch.autograd.gradgradcheck(f, (x, b))
-
-
-@pytest.mark.parametrize("B", [1, 16], ids=["transposed", "packed-or-transposed"])
-def test_inference_keeps_the_weights_transpose_until_the_weight_changes(B, monkeypatch):
-    """No-grad calls derive W_hh^T (or its packed form) once per weight, reuse it while the
-    weight is unchanged, and derive it again after an in-place update or a new storage; the
-    kept copy goes with the weight."""
-    import gc
-
-    monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)     # B=16: the packed form too
-    torch.manual_seed(0)
-    m = recur.LayerNormLSTM(3, 8, backend="cpu").eval()
-    ref = recur.LayerNormLSTM(3, 8, backend="reference").eval()
-    x = torch.randn(6, B, 3)
-
-    def check(mod):
-        ref.load_state_dict(mod.state_dict())
-        with torch.no_grad():
-            got, want = mod(x)[0], ref(x)[0]
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-
-    w = m.weight_hh_l0
-    check(m)
-    kept = {t: v for t, v in cpu._KEPT[id(w)][2].items() if v is not None}
-    assert kept                                               # W_hh^T, or the packed W_hh
-    check(m)
-    assert all(cpu._KEPT[id(w)][2][t] is v for t, v in kept.items())   # reused
-    with torch.no_grad():
-        w.mul_(-1.5)                                          # in place: a new version
-    check(m)
-    assert all(cpu._KEPT[id(w)][2][t] is not v for t, v in kept.items())
-    with torch.no_grad():
-        w.data = torch.randn_like(w)                          # new storage
-    check(m)
-    with torch.inference_mode():                              # no version counter: made
-        m2 = recur.LayerNormLSTM(3, 8, backend="cpu").eval()  # anew at every call
-    check(m2)
-    del m, w, kept
-    gc.collect()
-    assert not any(ref_() is not None and ref_().shape == (32, 8) for ref_, _, _ in
-                   cpu._KEPT.values())
 
 
 def test_auto_picks_cpu_for_variants_gru_and_rnn_and_torch_for_a_plain_lstm():

@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import functools
 import warnings
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -318,37 +317,6 @@ def _packed_weight(k: cpu_codegen.Kernel, w_hh: Tensor, B: int, T: int, *, backw
     return pg.compute, buf
 
 
-#: per recurrent weight, what no-grad calls derive from it (see :func:`kept_for_inference`):
-#: ``id(w) -> (weakref to w, (storage address, in-place version), {tag: value})``
-_KEPT: dict[int, tuple] = {}
-
-
-def kept_for_inference(w: Tensor, tag, make):
-    """``make()`` (a value derived from ``w`` alone: its contiguous transpose, its packed
-    form), kept between calls while ``w`` is the same live tensor with the same storage and
-    in-place version, so inference calls on unchanged weights derive it once: the transposed
-    copy of a ``[4H, H]`` weight costs as much as several steps at B=1 (a LayerNormLSTM at
-    B=1, H=512, T=64: 12.9 ms a call deriving it, 11.6 ms keeping it, A/B of two trees). An optimizer step, ``load_state_dict`` or ``.data = ...``
-    changes the version or the storage, and the next call derives it again. It costs one
-    more copy of the weight in memory per layer and direction, freed with the weight. An
-    inference tensor (made under ``torch.inference_mode``) has no version to watch: derived
-    at every call."""
-    if w.is_inference():
-        return make()
-    key, now = id(w), (w.data_ptr(), w._version)
-    hit = _KEPT.get(key)
-    if hit is None or hit[0]() is not w or hit[1] != now:
-        try:
-            ref = weakref.ref(w, lambda _, key=key: _KEPT.pop(key, None))
-        except TypeError:
-            return make()
-        hit = _KEPT[key] = (ref, now, {})
-    values = hit[2]
-    if tag not in values:
-        values[tag] = make()
-    return values[tag]
-
-
 def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int]:
     """A zoneout mask ``z: [T, B, W]`` as ``(tensor, step stride, row stride)`` with unit
     stride along ``W``; a dimension ``z`` broadcasts (stride 0, as eval mode's expanded rates)
@@ -576,11 +544,8 @@ def scan_cpu_projected(
                zoneout=zs, zstrides=zstrides, h_mask=None, lengths=lens_blk, b_hh=bias,
                b_ih=b_in)
     slot = k.index
-    w_hh = w_hh.contiguous()
-    packed = kept_for_inference(w_hh, ("packed", B, T >= PACK_MIN_T),
-                                lambda: _packed_weight(k, w_hh, B, T, backward=False))
-    w_t = (kept_for_inference(w_hh, "t", lambda: w_hh.t().contiguous()) if packed is None
-           else None)
+    packed = _packed_weight(k, w_hh, B, T, backward=False)
+    w_t = w_hh.t().contiguous() if packed is None else None
     x2, w_ih_t = x.reshape(T * B, I), w_ih.t()
     S0[T if reverse else 0] = state0[0]
     carry = list(state0[1:])                                    # states entering the block
