@@ -306,3 +306,14 @@ def test_a_prepared_step_sees_a_fused_optimizer_step():
         torch.testing.assert_close(fresh.step(x, None)[0], want)
         torch.testing.assert_close(m.step(x, None)[0], want)   # fails: the stale copy
 
+
+def test_a_module_made_under_inference_mode_steps():
+    torch.manual_seed(0)
+    with torch.inference_mode():                  # parameters without a version counter
+        m = recur.LayerNormLSTM(4, 8).eval()
+    ref = recur.LayerNormLSTM(4, 8, backend="reference").eval()
+    ref.load_state_dict(m.state_dict())
+    x = torch.randn(2, 4)
+    with torch.inference_mode():
+        for _ in range(2):                        # prepared anew each call, not kept
+            torch.testing.assert_close(m.step(x, None)[0], ref.step(x, None)[0])

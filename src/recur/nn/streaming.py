@@ -164,11 +164,15 @@ class StreamingMixin:
         same: eval mode draws no masks, so the weights, masks and kernel tables of one step
         are those of the next. One set per thread, so threads stepping the same module do
         not share buffers. Parametrized modules are prepared anew at every call (a
-        parametrization may hold state the key does not see)."""
+        parametrization may hold state the key does not see), and so are modules with
+        inference tensors as parameters (made under ``torch.inference_mode``: no version)."""
         B, dtype = xt.shape[1], xt.dtype
-        params = self.parameters() if self._modules else self._parameters.values()
+        params = [p for p in (self.parameters() if self._modules
+                              else self._parameters.values()) if p is not None]
+        keep = not parametrize.is_parametrized(self) and not any(p.is_inference()
+                                                                   for p in params)
         key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
-               tuple([(p.data_ptr(), p._version) for p in params if p is not None]))
+               tuple([(p.data_ptr(), p._version) for p in params]) if keep else None)
         cache = getattr(_PREPARED, "modules", None)
         if cache is None:
             cache = _PREPARED.modules = weakref.WeakKeyDictionary()
@@ -193,7 +197,7 @@ class StreamingMixin:
                 layers = None
                 break
             layers.append((lw, step, folded is not None))
-        if not parametrize.is_parametrized(self):
+        if keep:
             cache[self] = (key, layers)
         return layers
 
