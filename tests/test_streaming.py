@@ -278,33 +278,79 @@ def test_a_layer_norm_step_applies_ln_x_in_its_kernel(name, monkeypatch):
         return  # no BLAS in C here: step runs the reference loop's cell_step (tested above)
     with torch.no_grad():
         layers = m._prepared_layers(x[:1])
-    assert [fused for _, _, fused in layers] == [True, True]
+    assert [fused for _, _, fused, _ in layers] == [True, True]
     assert not maps
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="known hazard (docs/cells.md, streaming): a prepared "
-                   "step keeps copies keyed on each weight's version, and a fused AdamW step "
-                   "changes weights without a new version")
-def test_a_prepared_step_sees_a_fused_optimizer_step():
-    import copy
-
-    torch.manual_seed(0)
-    m = recur.LayerNormLSTM(4, 8).eval()
-    x = torch.randn(2, 4)
-    with torch.inference_mode():
-        m.step(x, None)                                        # prepared, copies kept
+def _fused_adamw_step(m, x):
     opt = torch.optim.AdamW(m.parameters(), lr=0.1, fused=True)
     m.train()
-    m(torch.randn(5, 2, 4))[0].sum().backward()
-    opt.step()
+    m(x.expand(5, *x.shape))[0].sum().backward()
+    opt.step()                                    # in place, with no version bump on torch 2.13
     m.eval()
-    ref = recur.LayerNormLSTM(4, 8, backend="reference").eval()
-    ref.load_state_dict(m.state_dict())
-    fresh = copy.deepcopy(m)                                   # the workaround
+
+
+def _write_data(m, x):
+    for p in m.parameters():
+        p.data.mul_(0.5).add_(0.05)               # through .data: no version bump
+
+
+def _write_numpy(m, x):
+    for p in m.parameters():
+        a = p.detach().numpy()                    # shares p's memory
+        a *= -0.7
+
+
+@pytest.mark.parametrize("write", [_fused_adamw_step, _write_data, _write_numpy],
+                         ids=["fused-adamw", "data", "numpy"])
+@pytest.mark.parametrize("batch", [2, 16])
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_a_prepared_step_sees_writes_that_bump_no_version(name, batch, write, monkeypatch):
+    # a kept step reads the weights in place and sums LN_x's bias + b_ih again at each step,
+    # so whatever writes the weights (with or without a version bump) shows at the next step;
+    # a packed W_hh would be a stale copy: with packing allowed for any weight size, none
+    import copy
+
+    from recur.ops import cpu
+
+    monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)
+    torch.manual_seed(0)
+    m = VARIANTS[name](num_layers=2).eval()
+    x = torch.randn(batch, I)
+    state = tuple(torch.randn(2, batch, H) for _ in range(m.cell.num_states))  # W_hh matters
+    state = state if len(state) > 1 else state[0]
     with torch.inference_mode():
-        want = ref.step(x, None)[0]
-        torch.testing.assert_close(fresh.step(x, None)[0], want)
-        torch.testing.assert_close(m.step(x, None)[0], want)   # fails: the stale copy
+        first = m.step(x, state)[0].clone()                    # prepared, kept
+    write(m, x)
+    ref = copy.deepcopy(m)
+    ref.backend = "reference"
+    with torch.inference_mode():
+        want = ref.step(x, state)[0]
+        assert not torch.allclose(want, first)                 # the write changed the output
+        torch.testing.assert_close(m.step(x, state)[0], want)
+    with torch.no_grad():                                      # and outside inference mode
+        torch.testing.assert_close(m.step(x, state)[0], want)
+    m.weight_hh_l1.data.zero_()                                # W_hh alone, no version bump
+    ref.weight_hh_l1.data.zero_()
+    with torch.no_grad():
+        torch.testing.assert_close(m.step(x, state)[0], ref.step(x, state)[0])
+
+
+def test_a_step_sees_writes_to_a_parameter_that_is_not_contiguous():
+    torch.manual_seed(0)
+    m = recur.LayerNormLSTM(I, H).eval()
+    w = m.weight_hh_l0.detach()
+    m.weight_hh_l0 = torch.nn.Parameter(w.t().contiguous().t())  # same values, transposed layout
+    assert not m.weight_hh_l0.is_contiguous()
+    x, state = torch.randn(B, I), (torch.randn(1, B, H), torch.randn(1, B, H))
+    with torch.no_grad():
+        first = m.step(x, state)[0].clone()
+        m.weight_hh_l0.data.mul_(3)                               # no version bump
+        ref = recur.LayerNormLSTM(I, H, backend="reference").eval()
+        ref.load_state_dict(m.state_dict())
+        want = ref.step(x, state)[0]
+        assert not torch.allclose(want, first)
+        torch.testing.assert_close(m.step(x, state)[0], want)
 
 
 def test_a_module_made_under_inference_mode_steps():
@@ -315,5 +361,5 @@ def test_a_module_made_under_inference_mode_steps():
     ref.load_state_dict(m.state_dict())
     x = torch.randn(2, 4)
     with torch.inference_mode():
-        for _ in range(2):                        # prepared anew each call, not kept
+        for _ in range(2):                        # prepared, then kept
             torch.testing.assert_close(m.step(x, None)[0], ref.step(x, None)[0])

@@ -45,15 +45,23 @@ LN_X = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",), "ze
 
 class InputNorm:
     """LN_x as a map of the input projection (:func:`input_norm`): ``xg -> layer_norm(xg,
-    weight, bias)``, ``weight, bias: [G*H]`` (``bias`` with ``b_ih`` in it)."""
+    weight, bias)``, ``weight, bias: [G*H]`` (``bias`` with ``b_ih`` in it; ``parts``: the
+    LN_x bias and ``b_ih`` it was summed from, or None where ``bias`` is LN_x's own)."""
 
-    __slots__ = ("weight", "bias")
+    __slots__ = ("weight", "bias", "parts")
 
-    def __init__(self, weight: Tensor, bias: Tensor) -> None:
-        self.weight, self.bias = weight, bias
+    def __init__(self, weight: Tensor, bias: Tensor,
+                 parts: tuple[Tensor, Tensor] | None = None) -> None:
+        self.weight, self.bias, self.parts = weight, bias, parts
 
     def __call__(self, xg: Tensor) -> Tensor:
         return layer_norm(xg, self.weight, self.bias)
+
+    def refresh(self) -> None:
+        """Sum ``parts`` into ``bias`` again, in place (no autograd): for a holder that keeps
+        this map across calls and must see writes to the parameters (a streaming step)."""
+        if self.parts is not None:
+            torch.add(*self.parts, out=self.bias)
 
 
 def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
@@ -61,7 +69,9 @@ def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
     W_ih^T: [..., G*H]`` (without its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no
     bias). ``b_ih`` joins LN_x's bias here, once: each call is one pass over ``xg`` (same sum,
     same gradients), however many blocks or steps the caller maps."""
-    return InputNorm(weight, bias if b_ih is None else bias + b_ih)
+    if b_ih is None:
+        return InputNorm(weight, bias)
+    return InputNorm(weight, bias + b_ih, (bias, b_ih))
 
 
 _WITH_INPUT_NORM: dict[Cell, Cell] = {}

@@ -154,25 +154,29 @@ class StreamingMixin:
         return inp, (out[0] if len(out) == 1 else out)
 
     def _prepared_layers(self, xt: Tensor):
-        """Per layer ``(weights, PreparedStep, fused)`` (:func:`recur.ops.cpu.prepare_step_cpu`;
-        ``fused``: the kernel takes the raw projection and applies LN_x itself,
-        :func:`recur.cells.layernorm.with_input_norm`) for stepping a batch like
-        ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
+        """Per layer ``(weights, PreparedStep, fused, refresh)``
+        (:func:`recur.ops.cpu.prepare_step_cpu`; ``fused``: the kernel takes the raw
+        projection and applies LN_x itself, :func:`recur.cells.layernorm.with_input_norm`;
+        ``refresh``: None, or what sums LN_x's bias and ``b_ih`` anew before each step) for
+        stepping a batch like ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
         that way (the caller then steps as in training). Kept between calls while the batch
         size, the dtype, inference mode (buffers made in it cannot be written outside it), the
-        zoneout rates and every parameter (its storage and its in-place version) stay the
-        same: eval mode draws no masks, so the weights, masks and kernel tables of one step
-        are those of the next. One set per thread, so threads stepping the same module do
-        not share buffers. Parametrized modules are prepared anew at every call (a
-        parametrization may hold state the key does not see), and so are modules with
-        inference tensors as parameters (made under ``torch.inference_mode``: no version)."""
+        zoneout rates and every parameter's storage and shape stay the same: eval mode draws
+        no masks, and the kernel tables point at the parameters themselves, so a write to a
+        weight is seen at the next step whether or not it bumps the weight's version (a
+        fused AdamW step or a write through ``.data`` does not); the one sum the step holds,
+        LN_x's bias plus ``b_ih``, is made again at every step. The kept layers hold the
+        parameters, so a storage is not freed and reused under the key. One set per thread,
+        so threads stepping the same module do not share buffers. Prepared anew at every
+        call: parametrized modules (a parametrization may hold state the key does not see)
+        and modules with a parameter that is not contiguous (the step would hold a
+        contiguous copy)."""
         B, dtype = xt.shape[1], xt.dtype
         params = [p for p in (self.parameters() if self._modules
                               else self._parameters.values()) if p is not None]
-        keep = not parametrize.is_parametrized(self) and not any(p.is_inference()
-                                                                   for p in params)
+        keep = not parametrize.is_parametrized(self) and all(p.is_contiguous() for p in params)
         key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
-               tuple([(p.data_ptr(), p._version) for p in params]) if keep else None)
+               tuple([(p.data_ptr(), p.shape) for p in params]) if keep else None)
         cache = getattr(_PREPARED, "modules", None)
         if cache is None:
             cache = _PREPARED.modules = weakref.WeakKeyDictionary()
@@ -192,11 +196,12 @@ class StreamingMixin:
                 cell, weights = folded or (self.cell, lw.cell_weights)
                 step = prepare_step_cpu(cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths, B,
                                         dtype, cell_weights=weights, h_mask=lw.h_mask,
-                                        zoneout=zoneout, pack=True)
+                                        zoneout=zoneout)
             if step is None:
                 layers = None
                 break
-            layers.append((lw, step, folded is not None))
+            refresh = lw.xg_fn.refresh if getattr(lw.xg_fn, "parts", None) is not None else None
+            layers.append((lw, step, folded is not None, refresh))
         if keep:
             cache[self] = (key, layers)
         return layers
@@ -207,7 +212,9 @@ class StreamingMixin:
         call."""
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
-        for k, (lw, step, fused) in enumerate(layers):
+        for k, (lw, step, fused, refresh) in enumerate(layers):
+            if refresh is not None:                # LN_x's bias + b_ih, as the weights are now
+                refresh()
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
             if lw.xg_fn is not None and not fused:
                 xg = lw.xg_fn(xg)

@@ -606,10 +606,9 @@ class PreparedStep:
     """
 
     __slots__ = ("_k", "_gemm", "_w", "_B", "_S", "_ins", "_outs", "_hin", "_h_mask", "_table",
-                 "_xg_slot", "_keep", "_compute", "_packed")
+                 "_xg_slot", "_keep")
 
-    def __init__(self, k, gemm, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout,
-                 pack):
+    def __init__(self, k, gemm, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout):
         c = Tensor.contiguous
         self._k, self._gemm, self._B = k, gemm, B
         self._S = [torch.empty(2, B, w, dtype=dtype) for w in widths]
@@ -626,11 +625,8 @@ class PreparedStep:
         w, bias = c(w_hh), None if b_hh is None else c(b_hh)
         cell_weights = tuple(c(p) for p in cell_weights)
         hg = torch.empty(1, B, w_hh.shape[0], dtype=dtype)
-        packed = _packed_weight(k, w, B, PACK_MIN_T, backward=False) if pack else None
-        self._compute, self._packed = (None, None) if packed is None else (
-            packed[0], packed[1].data_ptr())
         # every tensor whose address is in the table stays bound as long as this object
-        self._keep = (w, bias, cell_weights, zs, hg, packed)
+        self._keep = (w, bias, cell_weights, zs, hg)
         self._w = w.data_ptr()
         self._table = _table(k, xg=None, hg=hg, S=self._S, hin=self._hin, out=None,
                              cell_weights=cell_weights, zoneout=zs, zstrides=zstrides,
@@ -643,8 +639,7 @@ class PreparedStep:
         if self._hin is not None:
             torch.mul(states[0], self._h_mask, out=self._hin[0])
         self._table[self._xg_slot] = xg.data_ptr()
-        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, self._compute,
-                        self._packed)
+        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, None, None)
         return self._outs
 
 
@@ -660,14 +655,14 @@ def prepare_step_cpu(
     cell_weights: tuple[Tensor, ...] = (),
     h_mask: Tensor | None = None,
     zoneout: tuple[Tensor, ...] | None = None,
-    pack: bool = False,
 ) -> PreparedStep | None:
     """A :class:`PreparedStep` of ``cell`` for batches of ``B`` in ``dtype`` (``GX`` = the
     width of the input projection, ``widths`` = the state widths ``W_k``; masks as in
     :func:`step_cpu`), or None where this path cannot run it: a tensor off the CPU or of
     another dtype, no C compiler, a cell the generator cannot translate, no BLAS gemm.
-    ``pack``: for a step called many times, pack ``W_hh`` once for MKL's packed GEMM where
-    that pays (:data:`PACK_MIN_B`)."""
+    The step reads ``w_hh``, ``b_hh`` and ``cell_weights`` in place at every call where they
+    are contiguous, so it sees every write to them, with or without a version bump (no
+    packed copy of ``W_hh``: one would go stale), and copies any that is not."""
     if (dtype not in DTYPES or not w_hh.is_cpu or w_hh.dtype != dtype or B == 0
             or any(p.dtype != dtype or not p.is_cpu for p in cell_weights)
             or (b_hh is not None and b_hh.dtype != dtype)):
@@ -676,8 +671,7 @@ def prepare_step_cpu(
                        dtype)
     if hit is None:
         return None
-    return PreparedStep(*hit, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout,
-                        pack)
+    return PreparedStep(*hit, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout)
 
 
 def step_cpu(
