@@ -621,3 +621,15 @@ def test_training_applies_ln_x_in_the_kernel(name, monkeypatch):
     assert not maps
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_transposed_is_the_contiguous_transpose(dtype, monkeypatch):
+    # the time loops' W_hh^T: MKL's copy-transpose where found, else PyTorch's strided copy
+    w = torch.randn(12, 5, dtype=dtype)
+    for src in (w, w[:, 1:4], w[:0], torch.randn(1, 9, dtype=dtype), w.t()):
+        got = cpu.transposed(src)
+        assert got.is_contiguous() and got.dtype == dtype
+        assert torch.equal(got, src.t())
+    monkeypatch.setitem(cpu._OMATCOPY, dtype, None)        # no MKL: the same numbers
+    assert torch.equal(cpu.transposed(w), w.t())

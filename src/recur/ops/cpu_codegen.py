@@ -841,6 +841,33 @@ def _torch_cpu_library() -> ctypes.CDLL | None:
     return None
 
 
+#: MKL's out-of-place scaled copy-transpose (C interface) per dtype, as PyTorch exports it
+_OMATCOPY_NAMES = {torch.float32: ("MKL_Somatcopy", ctypes.c_float),
+                   torch.float64: ("MKL_Domatcopy", ctypes.c_double)}
+
+
+@functools.lru_cache(maxsize=2)
+def blas_omatcopy(dtype: torch.dtype):
+    """``transpose(src, dest, rows, cols)``: MKL's ``mkl_?omatcopy`` writing the row-major
+    ``[cols, rows]`` transpose of the row-major contiguous ``[rows, cols]`` at ``src`` into
+    ``dest`` (addresses), from PyTorch's CPU library; or None (no MKL, another dtype). The
+    caller self-tests it before use (:func:`recur.ops.cpu.transposed`)."""
+    name, scalar = _OMATCOPY_NAMES.get(dtype, (None, None))
+    lib = _torch_cpu_library()
+    fn = getattr(lib, name, None) if lib is not None and name else None
+    if fn is None:
+        return None
+    size = ctypes.c_size_t
+    fn.argtypes = [ctypes.c_char, ctypes.c_char, size, size, scalar, ctypes.c_void_p, size,
+                   ctypes.c_void_p, size]
+    fn.restype = None
+
+    def transpose(src: int, dest: int, rows: int, cols: int) -> None:
+        fn(b"R", b"T", rows, cols, 1.0, src, cols, dest, rows)
+
+    return transpose
+
+
 @dataclass(frozen=True)
 class PackedGemm:
     """MKL's packed GEMM (``cblas_sgemm_pack_get_size`` / ``_pack`` / ``_compute``) as
