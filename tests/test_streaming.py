@@ -363,3 +363,37 @@ def test_a_module_made_under_inference_mode_steps():
     with torch.inference_mode():
         for _ in range(2):                        # prepared, then kept
             torch.testing.assert_close(m.step(x, None)[0], ref.step(x, None)[0])
+
+
+@pytest.mark.parametrize("hook", ["prune", "weight_norm", "spectral_norm"])
+@pytest.mark.parametrize("name", ["LSTM-zoneout", "LayerNormGRU"])
+def test_a_step_sees_weights_that_a_forward_hook_recomputes(name, hook):
+    # pruning and the old-style weight_norm / spectral_norm put a tensor they recompute at
+    # each forward in place of the parameter: a kept step must not read the old one
+    import copy
+
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    m = VARIANTS[name](dtype=torch.float64).eval()
+    if hook == "prune":
+        prune.random_unstructured(m, "weight_hh_l0", amount=0.4)
+    else:
+        import warnings
+
+        with warnings.catch_warnings():                     # deprecated, still in use
+            warnings.simplefilter("ignore", FutureWarning)
+            getattr(torch.nn.utils, hook)(m, "weight_hh_l0")
+    x = torch.randn(2, I, dtype=torch.float64)
+    state = tuple(torch.randn(1, 2, H, dtype=torch.float64) for _ in range(m.cell.num_states))
+    state = state if len(state) > 1 else state[0]
+    with torch.no_grad():
+        first = m.step(x, state)[0].clone()
+        for p in m.parameters():
+            p.add_(0.3)                                     # as an optimizer step would
+        m(x[None])                                          # the hook makes weight_hh_l0 anew
+        ref = copy.deepcopy(m)
+        ref.backend = "reference"
+        want = ref.step(x, state)[0]
+        assert not torch.allclose(want, first)
+        torch.testing.assert_close(m.step(x, state)[0], want, rtol=1e-12, atol=1e-12)

@@ -165,16 +165,21 @@ class StreamingMixin:
         no masks, and the kernel tables point at the parameters themselves, so a write to a
         weight is seen at the next step whether or not it bumps the weight's version (a
         fused AdamW step or a write through ``.data`` does not); the one sum the step holds,
-        LN_x's bias plus ``b_ih``, is made again at every step. The kept layers hold the
-        parameters, so a storage is not freed and reused under the key. One set per thread,
-        so threads stepping the same module do not share buffers. Prepared anew at every
-        call: parametrized modules (a parametrization may hold state the key does not see)
-        and modules with a parameter that is not contiguous (the step would hold a
+        LN_x's bias plus ``b_ih``, is made again at every step; so where the key matches,
+        every address in the kernel's table is that of a current parameter's storage, or of
+        a buffer or constant the step owns. One set per thread, so threads stepping the same
+        module do not share buffers. Prepared anew at every call: parametrized modules (a
+        parametrization may hold state the key does not see), modules with a weight that is
+        not a registered parameter (pruning, ``weight_norm`` and ``spectral_norm`` hooks put
+        a tensor they recompute in its place, which the key over the parameters does not
+        see) and modules with a parameter that is not contiguous (the step would hold a
         contiguous copy)."""
         B, dtype = xt.shape[1], xt.dtype
         params = [p for p in (self.parameters() if self._modules
                               else self._parameters.values()) if p is not None]
-        keep = not parametrize.is_parametrized(self) and all(p.is_contiguous() for p in params)
+        keep = (not parametrize.is_parametrized(self)
+                and all(n in self._parameters for n in self._step_weight_names())
+                and all(p.is_contiguous() for p in params))
         key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
                tuple([(p.data_ptr(), p.shape) for p in params]) if keep else None)
         cache = getattr(_PREPARED, "modules", None)
@@ -205,6 +210,14 @@ class StreamingMixin:
         if keep:
             cache[self] = (key, layers)
         return layers
+
+    def _step_weight_names(self) -> list[str]:
+        """The names of every weight a step reads: torch.nn's, the declared cell weights,
+        LN_x's gain and bias."""
+        names = list(self._flat_weights_names)
+        for group in (*getattr(self, "_cell_param_names", ()), *getattr(self, "_ln_x_names", ())):
+            names.extend(group)
+        return names
 
     def _step_prepared(self, x: Tensor, states: tuple[Tensor, ...], layers):
         """One step ``x: [B, I]`` through :meth:`_prepared_layers` (eval mode, no autograd):
