@@ -213,6 +213,25 @@ def test_prefix_probabilities_read_only_the_prefix():
         model(ids[None, :, 0], torch.tensor([3]))
 
 
+def test_the_bag_path_reads_the_mean_word_vector_of_the_real_tokens():
+    torch.manual_seed(0)
+    vocab = {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}
+    model = _task(data="sample", hidden=8, embed=6, bag=True).build_model(vocab).eval()
+    member = model.members[0]
+    assert member.head.in_features == 2 * 8 * 2 + 6            # max+mean of D*H, then E
+    ids = torch.tensor([[2, 5, 3, 0, 0], [4, 9, 7, 6, 2]])
+    lengths = torch.tensor([3, 5])
+    with torch.no_grad():
+        got = model(ids, lengths)
+        alone = model(ids[:1, :3], lengths[:1])                 # no padding at all
+        torch.testing.assert_close(got[:, :1], alone)           # padding changes nothing
+        e = member.embed(ids[:1, :3]).mean(1)                   # what the bag adds
+        seen = {}
+        member.head.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
+        member(ids[:1, :3], lengths[:1])
+    torch.testing.assert_close(seen["x"][:, -6:], e)
+
+
 def test_f1_from_confusion():
     cm = torch.tensor([[5, 1], [2, 8]])             # rows true, columns predicted
     assert f1_from_confusion(cm, 1) == pytest.approx(2 * 8 / (2 * 8 + 1 + 2))

@@ -104,7 +104,8 @@ class TextClassifier(nn.Module):
 
     ``forward(ids: [B, T] int64, lengths: [B]) -> logits [B, C]``. ``pool``: ``"maxmean"``
     (max and mean of the outputs over the real tokens), ``"mean"``, or ``"last"`` (the final
-    states of the last layer, both directions).
+    states of the last layer, both directions). ``cfg.bag``: the mean of the word vectors
+    over the real tokens joins the pooled outputs (``[B, E]`` more for the classifier).
 
     With ``cfg.subwords`` > 0, ``ids`` is ``[B, T, 1 + G]``: the word index, then the word's
     hashed character n-grams (:class:`recur.data.CharNgrams`, 0 = none); a word's vector is
@@ -116,13 +117,15 @@ class TextClassifier(nn.Module):
         if cfg.pool not in ("maxmean", "mean", "last"):
             raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
+        self.bag = bool(getattr(cfg, "bag", False))
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
         self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
                       if cfg.subwords else None)
         self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, **recurrent_options(cfg))
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
-        width = self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
+        width = (self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
+                 + (cfg.embed if self.bag else 0))
         self.head = nn.Linear(width, num_classes)
 
     def _vectors(self, ids: Tensor) -> Tensor:
@@ -153,6 +156,9 @@ class TextClassifier(nn.Module):
                 pad = torch.arange(out.shape[1], device=out.device)[None, :] >= L[:, None]
                 top = out.masked_fill(pad[:, :, None], float("-inf")).amax(1)  # (B, D*H)
                 pooled = torch.cat([top, pooled], dim=-1)               # (B, 2*D*H)
+        if self.bag:                                    # padding's vectors are zero
+            mean_e = e.sum(1) / lengths.to(e.device, e.dtype)[:, None]  # (B, E)
+            pooled = torch.cat([pooled, mean_e], dim=-1)
         return self.head(self.drop(pooled))
 
 
@@ -243,6 +249,8 @@ class Sentiment(Task):
         Option("embed", int, 128, "embedding size"),
         Option("pool", str, "maxmean", "what the classifier reads",
                ("maxmean", "mean", "last")),
+        Option("bag", bool, False, "the classifier also reads the mean of the text's word "
+               "vectors (a bag-of-words path beside the recurrent layer)"),
         Option("embed_dropout", float, 0.3, "training: embedding dimensions dropped per text"),
         Option("word_dropout", float, 0.2, "training: share of tokens replaced by <unk>"),
         Option("head_dropout", float, 0.3, "dropout before the classifier"),
