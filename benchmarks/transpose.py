@@ -21,15 +21,9 @@ from pathlib import Path
 
 import torch
 from _meta import commit
+from packed_gemm import per_call_us
 
 from recur.ops import cpu
-
-
-def per_call_us(fn, calls: int) -> float:
-    t0 = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    return (time.perf_counter() - t0) / calls * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
