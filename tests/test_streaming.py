@@ -278,7 +278,7 @@ def test_a_layer_norm_step_applies_ln_x_in_its_kernel(name, monkeypatch):
         return  # no BLAS in C here: step runs the reference loop's cell_step (tested above)
     with torch.no_grad():
         layers = m._prepared_layers(x[:1])
-    assert [fused for _, _, fused, _ in layers] == [True, True]
+    assert [fused for _, _, fused in layers] == [True, True]
     assert not maps
 
 

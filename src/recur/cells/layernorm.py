@@ -57,12 +57,6 @@ class InputNorm:
     def __call__(self, xg: Tensor) -> Tensor:
         return layer_norm(xg, self.weight, self.bias)
 
-    def refresh(self) -> None:
-        """Sum ``parts`` into ``bias`` again, in place (no autograd): for a holder that keeps
-        this map across calls and must see writes to the parameters (a streaming step)."""
-        if self.parts is not None:
-            torch.add(*self.parts, out=self.bias)
-
 
 def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
     """LN_x as a map of the input projection: ``xg -> LN_x(xg) + b_ih`` with ``xg = x
@@ -74,24 +68,33 @@ def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
     return InputNorm(weight, bias + b_ih, (bias, b_ih))
 
 
-_WITH_INPUT_NORM: dict[Cell, Cell] = {}
+_WITH_INPUT_NORM: dict[tuple[Cell, bool], Cell] = {}
 
 
-def with_input_norm(cell: Cell) -> Cell:
+def with_input_norm(cell: Cell, b_ih_after: bool = False) -> Cell:
     """``cell`` with LN_x inside its update, for a kernel that takes the raw projection
     ``x W_ih^T`` (one operator call fewer per streaming step): ``update(xg, hg, states,
     *cell_weights, ln_x_weight, ln_x_bias) = cell.update(layer_norm(xg, ln_x_weight,
     ln_x_bias), hg, states, *cell_weights)``, the last two as :class:`InputNorm` holds them.
-    One derived cell per cell (kernels are cached per cell)."""
-    hit = _WITH_INPUT_NORM.get(cell)
+    ``b_ih_after``: one more weight, ``b_ih``, added after LN_x (``..., ln_x_weight,
+    ln_x_bias, b_ih``), for a holder that must read LN_x's bias and ``b_ih`` themselves
+    rather than their sum (a kept streaming step). One derived cell per cell and form
+    (kernels are cached per cell)."""
+    hit = _WITH_INPUT_NORM.get((cell, b_ih_after))
     if hit is None:
-        def update(xg, hg, states, *weights):
-            *rest, w, b = weights
-            return cell.update(layer_norm(xg, w, b), hg, states, *rest)
+        if b_ih_after:
+            def update(xg, hg, states, *weights):
+                *rest, w, b, b_ih = weights
+                return cell.update(layer_norm(xg, w, b) + b_ih, hg, states, *rest)
+        else:
+            def update(xg, hg, states, *weights):
+                *rest, w, b = weights
+                return cell.update(layer_norm(xg, w, b), hg, states, *rest)
 
-        hit = _WITH_INPUT_NORM[cell] = Cell(f"{cell.name}+ln_x", cell.num_gates,
-                                            cell.num_states, update,
-                                            doc=f"LN_x, then {cell.doc or cell.name}")
+        name = f"{cell.name}+ln_x" + ("+b_ih" if b_ih_after else "")
+        hit = _WITH_INPUT_NORM[cell, b_ih_after] = Cell(
+            name, cell.num_gates, cell.num_states, update,
+            doc=f"LN_x{', b_ih' if b_ih_after else ''}, then {cell.doc or cell.name}")
     return hit
 
 

@@ -154,20 +154,20 @@ class StreamingMixin:
         return inp, (out[0] if len(out) == 1 else out)
 
     def _prepared_layers(self, xt: Tensor):
-        """Per layer ``(weights, PreparedStep, fused, refresh)``
-        (:func:`recur.ops.cpu.prepare_step_cpu`; ``fused``: the kernel takes the raw
-        projection and applies LN_x itself, :func:`recur.cells.layernorm.with_input_norm`;
-        ``refresh``: None, or what sums LN_x's bias and ``b_ih`` anew before each step) for
+        """Per layer ``(weights, PreparedStep, fused)`` (:func:`recur.ops.cpu.prepare_step_cpu`;
+        ``fused``: the kernel takes the raw projection and applies LN_x, then adds ``b_ih``,
+        itself: :func:`recur.cells.layernorm.with_input_norm`) for
         stepping a batch like ``xt: [1, B, I]`` in eval mode, or None where a layer cannot run
         that way (the caller then steps as in training). Kept between calls while the batch
         size, the dtype, inference mode (buffers made in it cannot be written outside it), the
         zoneout rates and every parameter's storage and shape stay the same: eval mode draws
         no masks, and the kernel tables point at the parameters themselves, so a write to a
         weight is seen at the next step whether or not it bumps the weight's version (a
-        fused AdamW step or a write through ``.data`` does not); the one sum the step holds,
-        LN_x's bias plus ``b_ih``, is made again at every step; so where the key matches,
-        every address in the kernel's table is that of a current parameter's storage, or of
-        a buffer or constant the step owns. One set per thread, so threads stepping the same
+        fused AdamW step or a write through ``.data`` does not), and the layer-norm cells'
+        kernel reads LN_x's bias and ``b_ih`` apart instead of a sum of them; so where the key
+        matches, every address in the kernel's table is that of a current parameter's
+        storage, or of a buffer or constant the step owns (a layer whose LN_x stays outside
+        the kernel would read a sum: such a stack is prepared, not kept). One set per thread, so threads stepping the same
         module do not share buffers. Prepared anew at every call: parametrized modules (a
         parametrization may hold state the key does not see), modules with a weight that is
         not a registered parameter (pruning, ``weight_norm`` and ``spectral_norm`` hooks put
@@ -197,7 +197,8 @@ class StreamingMixin:
             step, folded = None, None
             if lw.w_hr is None and not lw.step_inputs:
                 zoneout = None if lw.zoneout is None else tuple(z[0] for z in lw.zoneout)
-                folded = input_norm_in_kernel(self.cell, lw)  # one operator call fewer per step
+                # one operator call fewer per step; the kernel adds b_ih after LN_x
+                folded = input_norm_in_kernel(self.cell, lw, b_ih_apart=True)
                 cell, weights = folded or (self.cell, lw.cell_weights)
                 step = prepare_step_cpu(cell, lw.w_ih.shape[0], lw.w_hh, lw.b_hh, widths, B,
                                         dtype, cell_weights=weights, h_mask=lw.h_mask,
@@ -205,18 +206,21 @@ class StreamingMixin:
             if step is None:
                 layers = None
                 break
-            refresh = lw.xg_fn.refresh if getattr(lw.xg_fn, "parts", None) is not None else None
-            layers.append((lw, step, folded is not None, refresh))
+            # LN_x outside the kernel reads the sum of its bias and b_ih, made now: not kept
+            keep = keep and (folded is not None or getattr(lw.xg_fn, "parts", None) is None)
+            layers.append((lw, step, folded is not None))
         if keep:
             cache[self] = (key, layers)
         return layers
 
-    def _step_weight_names(self) -> list[str]:
+    def _step_weight_names(self) -> tuple[str, ...]:
         """The names of every weight a step reads: torch.nn's, the declared cell weights,
-        LN_x's gain and bias."""
-        names = list(self._flat_weights_names)
-        for group in (*getattr(self, "_cell_param_names", ()), *getattr(self, "_ln_x_names", ())):
-            names.extend(group)
+        LN_x's gain and bias (fixed at construction; made once)."""
+        names = self.__dict__.get("_step_names")
+        if names is None:
+            groups = (*getattr(self, "_cell_param_names", ()), *getattr(self, "_ln_x_names", ()))
+            names = self.__dict__["_step_names"] = (
+                *self._flat_weights_names, *(n for group in groups for n in group))
         return names
 
     def _step_prepared(self, x: Tensor, states: tuple[Tensor, ...], layers):
@@ -225,9 +229,7 @@ class StreamingMixin:
         call."""
         finals: list[list[Tensor]] = [[] for _ in states]
         inp = x
-        for k, (lw, step, fused, refresh) in enumerate(layers):
-            if refresh is not None:                # LN_x's bias + b_ih, as the weights are now
-                refresh()
+        for k, (lw, step, fused) in enumerate(layers):
             xg = F.linear(inp, lw.w_ih, lw.b_ih)                        # (B, G*H)
             if lw.xg_fn is not None and not fused:
                 xg = lw.xg_fn(xg)

@@ -481,17 +481,23 @@ def scan_cpu(
     return res[0], tuple(res[1:])
 
 
-def input_norm_in_kernel(cell: Cell, lw: LayerWeights
+def input_norm_in_kernel(cell: Cell, lw: LayerWeights, *, b_ih_apart: bool = False
                          ) -> tuple[Cell, tuple[Tensor, ...]] | None:
     """``(with_input_norm(cell), (*lw.cell_weights, LN_x's weight, LN_x's bias))`` where the
     layer's ``xg_fn`` is LN_x (:class:`recur.cells.layernorm.InputNorm`) and that cell's
     kernel builds: a scan or step of it takes the raw projection ``x W_ih^T`` and runs LN_x
     per row inside the kernel, forward and backward; else None (LN_x stays a map of the
-    projection)."""
+    projection). ``b_ih_apart``: where LN_x's bias holds ``b_ih``, the kernel reads the two
+    apart instead of their sum (``with_input_norm(cell, b_ih_after=True)``, weights ``(...,
+    LN_x's weight, LN_x's bias, b_ih)``): only parameters, for a kept streaming step."""
     if not isinstance(lw.xg_fn, InputNorm):
         return None
-    fused = with_input_norm(cell)
-    weights = (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)
+    if b_ih_apart and lw.xg_fn.parts is not None:
+        fused = with_input_norm(cell, b_ih_after=True)
+        weights = (*lw.cell_weights, lw.xg_fn.weight, *lw.xg_fn.parts)
+    else:
+        fused = with_input_norm(cell)
+        weights = (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)
     GX, HO = lw.w_ih.shape[0], lw.w_hh.shape[1]
     try:
         kernel(fused, GX // cell.num_gates, HO, GX, [tuple(p.shape) for p in weights],
