@@ -397,3 +397,25 @@ def test_a_step_sees_weights_that_a_forward_hook_recomputes(name, hook):
         want = ref.step(x, state)[0]
         assert not torch.allclose(want, first)
         torch.testing.assert_close(m.step(x, state)[0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_a_step_with_ln_x_outside_the_kernel_is_not_kept_and_sees_writes(monkeypatch):
+    # where LN_x cannot run inside the kernel, the step maps the projection with LN_x's bias
+    # + b_ih summed when prepared: such a stack is prepared at every step, never kept
+    from recur.nn import streaming
+    from recur.ops import cpu
+
+    monkeypatch.setattr(cpu, "input_norm_in_kernel", lambda *a, **k: None)
+    torch.manual_seed(0)
+    m = recur.LayerNormLSTM(I, H).double().eval()
+    x = torch.randn(B, I, dtype=torch.double)
+    with torch.no_grad():
+        first = m.step(x)[0].clone()
+        assert m._prepared_layers(x[None]) is not None          # the C step runs ...
+        assert streaming._PREPARED.modules.get(m) is None       # ... and is not kept
+        m.bias_ih_l0.data.add_(0.5)                             # no version bump
+        ref = recur.LayerNormLSTM(I, H, backend="reference").double().eval()
+        ref.load_state_dict(m.state_dict())
+        want = ref.step(x)[0]
+        assert not torch.allclose(want, first)
+        torch.testing.assert_close(m.step(x)[0], want, rtol=1e-12, atol=1e-12)
