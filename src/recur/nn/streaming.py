@@ -21,8 +21,7 @@ import weakref
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from torch.nn.utils import parametrize
+from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..ops.dispatch import requested_backend
@@ -177,11 +176,14 @@ class StreamingMixin:
         B, dtype = xt.shape[1], xt.dtype
         params = [p for p in (self.parameters() if self._modules
                               else self._parameters.values()) if p is not None]
-        keep = (not parametrize.is_parametrized(self)
-                and all(n in self._parameters for n in self._step_weight_names())
-                and all(p.is_contiguous() for p in params))
+        # per step, so the cheap forms: parametrize.is_parametrized's test on _modules, the
+        # weights' names as a subset of the registered ones, the tensor methods mapped
+        keep = (not isinstance(self._modules.get("parametrizations"), nn.ModuleDict)
+                and self._parameters.keys() >= self._step_weight_names()
+                and all(map(Tensor.is_contiguous, params)))
         key = (B, dtype, torch.is_inference_mode_enabled(), getattr(self, "zoneout", None),
-               tuple([(p.data_ptr(), p.shape) for p in params]) if keep else None)
+               (tuple(map(Tensor.data_ptr, params)), tuple(map(Tensor.size, params)))
+               if keep else None)
         cache = getattr(_PREPARED, "modules", None)
         if cache is None:
             cache = _PREPARED.modules = weakref.WeakKeyDictionary()
@@ -213,14 +215,14 @@ class StreamingMixin:
             cache[self] = (key, layers)
         return layers
 
-    def _step_weight_names(self) -> tuple[str, ...]:
+    def _step_weight_names(self) -> frozenset[str]:
         """The names of every weight a step reads: torch.nn's, the declared cell weights,
         LN_x's gain and bias (fixed at construction; made once)."""
         names = self.__dict__.get("_step_names")
         if names is None:
             groups = (*getattr(self, "_cell_param_names", ()), *getattr(self, "_ln_x_names", ()))
-            names = self.__dict__["_step_names"] = (
-                *self._flat_weights_names, *(n for group in groups for n in group))
+            names = self.__dict__["_step_names"] = frozenset(
+                (*self._flat_weights_names, *(n for group in groups for n in group)))
         return names
 
     def _step_prepared(self, x: Tensor, states: tuple[Tensor, ...], layers):

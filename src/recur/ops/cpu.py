@@ -286,9 +286,9 @@ _OMATCOPY: dict = {}
 def transposed(w: Tensor) -> Tensor:
     """``w.t().contiguous()`` for a contiguous CPU ``w: [R, C]`` (-> ``[C, R]``), through MKL's
     copy-transpose where PyTorch's library has it and it passed its self-test (against
-    ``Tensor.t``, once per process and dtype): 1.6-3x faster than PyTorch's strided copy on
-    the weights of one layer (``benchmarks/transpose.py``), which the time loops transpose
-    at every call."""
+    ``Tensor.t``, once per process and dtype): 1.5-2.8x faster than PyTorch's strided copy
+    on one layer's ``W_hh`` from H=128 on (``benchmarks/transpose.py``,
+    ``transpose-41ad517.json``), which the time loops transpose at every call."""
     dtype = w.dtype
     if dtype not in _OMATCOPY:
         fn = cpu_codegen.blas_omatcopy(dtype)
