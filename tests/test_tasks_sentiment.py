@@ -232,6 +232,18 @@ def test_the_bag_path_reads_the_mean_word_vector_of_the_real_tokens():
     torch.testing.assert_close(seen["x"][:, -6:], e)
 
 
+def test_a_run_saved_before_the_bag_option_loads_without_it(tmp_path, one_thread):
+    data = _easy_corpus(tmp_path / "easy.csv", n=80)
+    out = tmp_path / "old"
+    train_task("sentiment", {"data": data, "min_steps": 0, "epochs": 1, "hidden": 8,
+                             "embed": 8, "ensemble": 1, "bag": False, "out": str(out)})
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg.pop("bag") is False
+    (out / "config.json").write_text(json.dumps(cfg))           # as a run saved before --bag
+    task, rows = predict_run(out, {"text": ["a great film"]}, device="cpu")
+    assert task.cfg.bag is False and rows[0]["label"] in ("negative", "positive")
+
+
 def test_f1_from_confusion():
     cm = torch.tensor([[5, 1], [2, 8]])             # rows true, columns predicted
     assert f1_from_confusion(cm, 1) == pytest.approx(2 * 8 / (2 * 8 + 1 + 2))

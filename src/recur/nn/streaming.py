@@ -166,13 +166,13 @@ class StreamingMixin:
         kernel reads LN_x's bias and ``b_ih`` apart instead of a sum of them; so where the key
         matches, every address in the kernel's table is that of a current parameter's
         storage, or of a buffer or constant the step owns (a layer whose LN_x stays outside
-        the kernel would read a sum: such a stack is prepared, not kept). One set per thread, so threads stepping the same
-        module do not share buffers. Prepared anew at every call: parametrized modules (a
-        parametrization may hold state the key does not see), modules with a weight that is
-        not a registered parameter (pruning, ``weight_norm`` and ``spectral_norm`` hooks put
-        a tensor they recompute in its place, which the key over the parameters does not
-        see) and modules with a parameter that is not contiguous (the step would hold a
-        contiguous copy)."""
+        the kernel would read a sum: such a stack is prepared, not kept). One set per
+        thread, so threads stepping the same module do not share buffers. Prepared anew at
+        every call: parametrized modules (a parametrization may hold state the key does not
+        see), modules with a weight that is not a registered parameter (pruning,
+        ``weight_norm`` and ``spectral_norm`` hooks put a tensor they recompute in its
+        place, which the key over the parameters does not see) and modules with a parameter
+        that is not contiguous (the step would hold a contiguous copy)."""
         B, dtype = xt.shape[1], xt.dtype
         params = [p for p in (self.parameters() if self._modules
                               else self._parameters.values()) if p is not None]

@@ -235,6 +235,10 @@ class Task:
     options: ClassVar[tuple[Option, ...]] = ()
     predict_options: ClassVar[tuple[Option, ...]] = ()
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: the value of an option a run saved before the option existed (its config.json lacks
+    #: it), where that differs from today's default: such a run loads, resumes and predicts
+    #: as it was trained
+    saved_before: ClassVar[Mapping[str, Any]] = {}
     #: reshuffle the training set every epoch (False: items in order, e.g. carried state)
     shuffle: ClassVar[bool] = True
     #: False when the task cannot be sharded across processes (DDP refuses it with a reason)

@@ -70,7 +70,7 @@ def _saved_options(task_cls: type[Task], run: RunDir) -> dict[str, Any]:
         raise ValueError(f"{run.path} holds a run of task {saved.get('task')!r}, "
                          f"not {task_cls.name!r}")
     names = {o.name for o in (*COMMON_OPTIONS, *task_cls.options)}
-    return {k: v for k, v in saved.items() if k in names}
+    return {**task_cls.saved_before, **{k: v for k, v in saved.items() if k in names}}
 
 
 @contextlib.contextmanager

@@ -47,8 +47,9 @@ split) and ``words.png`` (the positive probability after each word of one test s
 the model would answer if the sentence stopped there).
 
 Defaults: an ensemble of eight bidirectional GRUs (64 units, embeddings 128, max+mean pooling
-and the mean word vector, each), trained on batches of similar lengths (``--bucket 10``: each window of ten batches
-sorted by length, :mod:`recur.train.batching`), word dropout 0.2, embedding dropout 0.3, head
+and the mean word vector, each), trained on batches of similar lengths (``--bucket 10``: each
+window of ten batches sorted by length, :mod:`recur.train.batching`), word dropout 0.2,
+embedding dropout 0.3, head
 dropout 0.3, AdamW 3e-3 with weight decay
 0.01 and a cosine schedule, batch 64, 8 epochs raised to at least 1,000 optimizer steps
 (``--min-steps``: a set of 560 training texts gets 112 epochs, Rotten Tomatoes keeps 8),
@@ -118,7 +119,7 @@ class TextClassifier(nn.Module):
         if cfg.pool not in ("maxmean", "mean", "last"):
             raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
-        self.bag = bool(getattr(cfg, "bag", False))
+        self.bag = cfg.bag
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
         self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
                       if cfg.subwords else None)
@@ -317,6 +318,8 @@ class Sentiment(Task):
     # 0.5) -2.26 pt, off; the classifier also reading the mean word vector (--bag) -0.93 pt
     # (sentiment-defaults-bag-e104631.json; the commits between change nothing a run without
     # it computes), the best: on by default.
+    #: runs saved before --bag existed were trained without it
+    saved_before: ClassVar[dict[str, Any]] = {"bag": False}
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8, "batch_size": 64,
         "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01, "schedule": "cosine",
