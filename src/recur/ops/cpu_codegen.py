@@ -494,9 +494,9 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int],
     which HG then keeps, or NULL), BIH (``[GX]``, added to a copy of each row of XG that the
     update reads, forward and backward: XG stays as given; or NULL), then for the backward:
     DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p
-    (the cell weights' gradients), then the zoneout masks' step and row strides as integers (ZST_k, ZSB_k; 0
-    where a mask is the same for every step or row, as the rates of eval mode are: no
-    ``[T, B, W_k]`` copy of them)."""
+    (the cell weights' gradients), then the zoneout masks' step and row strides as integers
+    (ZST_k, ZSB_k; 0 where a mask is the same for every step or row, as the rates of eval
+    mode are: no ``[T, B, W_k]`` copy of them)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
              + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)]

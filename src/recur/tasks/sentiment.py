@@ -49,9 +49,8 @@ the model would answer if the sentence stopped there).
 Defaults: an ensemble of eight bidirectional GRUs (64 units, embeddings 128, max+mean pooling
 and the mean word vector, each), trained on batches of similar lengths (``--bucket 10``: each
 window of ten batches sorted by length, :mod:`recur.train.batching`), word dropout 0.2,
-embedding dropout 0.3, head
-dropout 0.3, AdamW 3e-3 with weight decay
-0.01 and a cosine schedule, batch 64, 8 epochs raised to at least 1,000 optimizer steps
+embedding dropout 0.3, head dropout 0.3, AdamW 3e-3 with weight decay 0.01 and a cosine
+schedule, batch 64, 8 epochs raised to at least 1,000 optimizer steps
 (``--min-steps``: a set of 560 training texts gets 112 epochs, Rotten Tomatoes keeps 8),
 vocabulary of every training word (``--min-freq 1``), one CPU thread; chosen on validation
 accuracy across several labelled text sets (the comment at :attr:`Sentiment.defaults` says
