@@ -375,18 +375,28 @@ def test_inference_without_autograd_matches_float64(name, path, monkeypatch):
         torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("shape", ["full", "per-step", "per-row", "rate"])
+@pytest.mark.parametrize("shape", ["full", "per-step", "per-row", "rate", "per-unit",
+                                   "one-per-step"])
 def test_zoneout_masks_that_broadcast_are_not_copied_out(shape, time_loop):
-    # a mask the same for every row, every step or both (eval mode's rates) reaches the
-    # kernel with a stride of 0; outputs and every gradient as the reference loop's
+    # a mask the same for every row, every step or both (eval mode's rates: one number, read
+    # as such) reaches the kernel with a stride of 0; one number per step (stride 0 along
+    # the units, not along time) is copied to unit stride; outputs and every gradient as
+    # the reference loop's
     torch.manual_seed(0)
     T, B, H = 5, 3, 4
     full = (torch.rand(T, B, H, dtype=torch.float64) < 0.3).double()
     masks = {"full": full, "per-step": full[:, :1].expand(T, B, H),
              "per-row": full[:1].expand(T, B, H),
-             "rate": torch.full((1, 1, 1), 0.2, dtype=torch.float64).expand(T, B, H)}
+             "rate": torch.full((1, 1, 1), 0.2, dtype=torch.float64).expand(T, B, H),
+             "per-unit": torch.rand(H, dtype=torch.float64).expand(T, B, H),
+             "one-per-step": torch.rand(T, 1, 1, dtype=torch.float64).expand(T, B, H)}
     z = masks[shape]
     assert shape == "full" or z.stride(0) == 0 or z.stride(1) == 0
+    zc, st, sb, sj = cpu._compact_mask(z, T)
+    assert (zc is z) == (shape != "one-per-step")
+    assert (st, sb, sj) == {"full": (B * H, H, 1), "per-step": (B * H, 0, 1),
+                            "per-row": (0, H, 1), "rate": (0, 0, 0), "per-unit": (0, 0, 1),
+                            "one-per-step": (H, 0, 1)}[shape]
     xg = torch.randn(T, B, 3 * H, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
@@ -525,21 +535,24 @@ PROJECTED = {  # cell, layer norm (LN_h / LN_c weights, LN_x as xg_fn), the cell
 }
 
 
+@pytest.mark.parametrize("blocks", ["3-step", "one"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("extras", ["plain", "zoneout-lengths"])
 @pytest.mark.parametrize("name", list(PROJECTED))
-def test_projected_inference_matches_the_reference_float64(name, extras, reverse, monkeypatch):
+def test_projected_inference_matches_the_reference_float64(name, extras, reverse, blocks,
+                                                            monkeypatch):
     """``x W_ih^T + b_ih`` (and LN_x) and the time loop block by block over time, blocks of
-    3 steps over T=10 (the last one short), the states other than h in a ring: the same
-    outputs and final states as projecting everything first and running the reference loop,
-    with zoneout masks that differ per step (each block's masks found by address) and
-    lengths ending inside blocks."""
+    3 steps over T=10 (the last one short; or the whole sequence as one block), the states
+    other than h in a ring: the same outputs and final states as projecting everything
+    first and running the reference loop, with zoneout masks that differ per step (each
+    block's masks found by address) and lengths ending inside blocks."""
     from recur import testing
 
     cell, ln, own = PROJECTED[name]
     T, B, I, H = 10, 4, 3, 5
     GX = cell.num_gates * H
-    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 3 * B * GX * 8)
+    if blocks == "3-step":
+        monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 3 * B * GX * 8)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
     w_ih = torch.randn(GX, I, generator=g, dtype=torch.float64) * 0.5

@@ -46,13 +46,23 @@ LN_X = (Param("ln_x_weight", ("G*H",), "ones"), Param("ln_x_bias", ("G*H",), "ze
 class InputNorm:
     """LN_x as a map of the input projection (:func:`input_norm`): ``xg -> layer_norm(xg,
     weight, bias)``, ``weight, bias: [G*H]`` (``bias`` with ``b_ih`` in it; ``parts``: the
-    LN_x bias and ``b_ih`` it was summed from, or None where ``bias`` is LN_x's own)."""
+    LN_x bias and ``b_ih`` it is summed from, or None where ``bias`` is LN_x's own). The sum
+    is made at the first read of ``bias`` (in the grad mode of that read, once): a kernel
+    that reads the parts apart (:func:`with_input_norm` with ``b_ih_after``) never makes it."""
 
-    __slots__ = ("weight", "bias", "parts")
+    __slots__ = ("weight", "_bias", "parts")
 
-    def __init__(self, weight: Tensor, bias: Tensor,
+    def __init__(self, weight: Tensor, bias: Tensor | None,
                  parts: tuple[Tensor, Tensor] | None = None) -> None:
-        self.weight, self.bias, self.parts = weight, bias, parts
+        if bias is None and parts is None:
+            raise ValueError("InputNorm needs a bias or the parts of one")
+        self.weight, self._bias, self.parts = weight, bias, parts
+
+    @property
+    def bias(self) -> Tensor:
+        if self._bias is None:
+            self._bias = self.parts[0] + self.parts[1]
+        return self._bias
 
     def __call__(self, xg: Tensor) -> Tensor:
         return layer_norm(xg, self.weight, self.bias)
@@ -61,11 +71,12 @@ class InputNorm:
 def input_norm(weight: Tensor, bias: Tensor, b_ih: Tensor | None) -> InputNorm:
     """LN_x as a map of the input projection: ``xg -> LN_x(xg) + b_ih`` with ``xg = x
     W_ih^T: [..., G*H]`` (without its bias), ``weight, bias, b_ih: [G*H]`` (``b_ih`` None: no
-    bias). ``b_ih`` joins LN_x's bias here, once: each call is one pass over ``xg`` (same sum,
-    same gradients), however many blocks or steps the caller maps."""
+    bias). ``b_ih`` joins LN_x's bias, once (at the first use, see :class:`InputNorm`): each
+    call is one pass over ``xg`` (same sum, same gradients), however many blocks or steps the
+    caller maps."""
     if b_ih is None:
         return InputNorm(weight, bias)
-    return InputNorm(weight, bias + b_ih, (bias, b_ih))
+    return InputNorm(weight, None, (bias, b_ih))
 
 
 _WITH_INPUT_NORM: dict[tuple[Cell, bool], Cell] = {}

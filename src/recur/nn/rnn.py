@@ -275,7 +275,9 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
         the request and :func:`recur.ops.plan.ragged_grad`: it is kept per such key
         (forward's hot path), except while exporting or compiling, under forward AD, a
         ``torch.func`` transform, a dispatch mode or ``torch.jit.trace``, and for a tensor
-        subclass (:func:`recur.ops.dispatch.opaque_kernels_refused`): planned afresh then."""
+        subclass (:func:`recur.ops.dispatch.opaque_kernels_refused`): planned afresh then. A
+        layer with extras (a variant) is kept the same way, its specs (:class:`LayerSpec`: the
+        extras and cell-weight shapes of this forward) added to the key."""
         if self._plain_native:
             ragged = ragged_grad(x, lengths, self._flat_weights)
             if (exporting_onnx() or torch.compiler.is_compiling()
@@ -291,8 +293,19 @@ class RNNBase(CellByName, StreamingMixin, nn.Module):
                                                ragged_grad=ragged)
             return plan, None
         layers = self._stack_weights(x)
-        specs = [LayerSpec.of(self.cell, lw) for lw in layers]
-        return plan_stack(self.cell, specs, x, self.backend), layers
+        specs = tuple(LayerSpec.of(self.cell, lw) for lw in layers)
+        if (exporting_onnx() or torch.compiler.is_compiling()
+                or opaque_kernels_refused(x) is not None):
+            return plan_stack(self.cell, list(specs), x, self.backend), layers
+        # a layer with extras: planned from its specs (the extras this forward uses and the
+        # shapes of its cell weights), so they are part of the key
+        key = (None if x.is_cpu else x.device, x.dtype, x.shape[1],
+               requested_backend(self.backend), specs)
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            plan = cache[key] = plan_stack(self.cell, list(specs), x, self.backend)
+        return plan, layers
 
     def plan(self, x: Tensor, lengths: Tensor | None = None) -> Plan:
         """The backend plan for a forward on ``x: [T, B, I]`` (time-major) with ``lengths``

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..cells import Cell, States
@@ -344,52 +345,56 @@ def _packed_weight(k: cpu_codegen.Kernel, w_hh: Tensor, B: int, T: int, *, backw
     return pg.compute, buf
 
 
-def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int]:
-    """A zoneout mask ``z: [T, B, W]`` as ``(tensor, step stride, row stride)`` with unit
-    stride along ``W``; a dimension ``z`` broadcasts (stride 0, as eval mode's expanded rates)
-    stays a stride of 0 instead of being copied out to ``[T, B, W]``."""
+def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int, int]:
+    """A zoneout mask ``z: [T, B, W]`` as ``(tensor, step stride, row stride, unit stride)``
+    as the kernel reads it: ``z`` itself where it is one number broadcast to every step, row
+    and unit (eval mode's rates: all strides 0, the kernel reads that number) or has unit
+    stride along ``W`` (a drawn mask); else a copy with unit stride along ``W`` in which a
+    dimension ``z`` broadcasts (stride 0) stays a stride of 0 instead of being copied out."""
     if z.dim() != 3 or z.shape[0] != T:
         raise ValueError(f"backend 'cpu': a zoneout mask must be [T={T}, B, W], got "
                          f"{tuple(z.shape)}")
-    keep_t = z.stride(0) != 0 or z.shape[0] == 1
-    keep_b = z.stride(1) != 0 or z.shape[1] == 1
-    zc = z[slice(None) if keep_t else slice(0, 1), slice(None) if keep_b else slice(0, 1)]
-    zc = zc.contiguous()
-    return zc, (zc.stride(0) if keep_t else 0), (zc.stride(1) if keep_b else 0)
+    st = 0 if z.shape[0] == 1 else z.stride(0)                 # a size-1 dimension: stride 0
+    sb = 0 if z.shape[1] == 1 else z.stride(1)
+    sj = 0 if z.shape[2] == 1 else z.stride(2)
+    if sj == 1 or (sj == 0 and z.shape[2] > 1 and st == 0 and sb == 0):
+        return z, st, sb, sj
+    if z.shape[2] == 1:
+        return z, st, sb, 1
+    zc = z if st != 0 else z.narrow(0, 0, 1)
+    zc = (zc if sb != 0 else zc.narrow(1, 0, 1)).contiguous()
+    return zc, (zc.stride(0) if st != 0 else 0), (zc.stride(1) if sb != 0 else 0), 1
 
 
 def _compact_masks(masks, T: int) -> tuple[list[Tensor], tuple[int, ...]]:
     """:func:`_compact_mask` of each mask: the tensors, then the strides as the kernel's
-    table takes them (every step stride, then every row stride)."""
+    table takes them (every step stride, then every row stride, then every unit stride)."""
     packed = [_compact_mask(z, T) for z in masks]
-    return [z for z, _, _ in packed], (tuple(st for _, st, _ in packed)
-                                       + tuple(sb for _, _, sb in packed))
+    return [p[0] for p in packed], tuple(p[i] for i in (1, 2, 3) for p in packed)
 
 
 def _table(k: cpu_codegen.Kernel, *, xg, hg, S, hin, out, cell_weights, zoneout, zstrides,
            h_mask, lengths, b_hh=None, b_ih=None, dxg=None, dhg=None, G=(), gout=None, dh=None,
            dweights=()) -> ctypes.Array:
-    ptrs: dict[str, int | None] = {"XG": _ptr(xg), "HG": _ptr(hg), "HIN": _ptr(hin),
-                                   "BHH": _ptr(b_hh), "BIH": _ptr(b_ih),
-                                   "OUT": _ptr(out), "HM": _ptr(h_mask), "LEN": _ptr(lengths),
-                                   "DXG": _ptr(dxg), "DHG": _ptr(dhg), "GOUT": _ptr(gout),
-                                   "DH": _ptr(dh)}
-    for i, s in enumerate(S):
-        ptrs[f"S{i}"] = _ptr(s)
-    for i, p in enumerate(cell_weights):
-        ptrs[f"PR{i}"] = _ptr(p)
-    for i, z in enumerate(zoneout):
-        ptrs[f"Z{i}"] = _ptr(z)
+    """The kernel's pointer table (``k.index``: name -> slot, see
+    :func:`recur.ops.cpu_codegen._step_functions`): each tensor's address (NULL for None), the
+    zoneout strides as integers."""
+    index = k.index
+    table = (ctypes.c_void_p * len(index))()          # every slot NULL until set
+    for name, t in (("XG", xg), ("HG", hg), ("HIN", hin), ("BHH", b_hh), ("BIH", b_ih),
+                    ("OUT", out), ("HM", h_mask), ("LEN", lengths), ("DXG", dxg),
+                    ("DHG", dhg), ("GOUT", gout), ("DH", dh)):
+        if t is not None:
+            table[index[name]] = t.data_ptr()
+    for prefix, tensors in (("S", S), ("PR", cell_weights), ("Z", zoneout), ("G", G),
+                            ("DP", dweights)):
+        for i, t in enumerate(tensors):
+            table[index[prefix + str(i)]] = t.data_ptr()
     n = len(zoneout)
-    for i, (st, sb) in enumerate(zip(zstrides[:n], zstrides[n:])):
-        ptrs[f"ZST{i}"], ptrs[f"ZSB{i}"] = st, sb
-    for i, g in enumerate(G):
-        ptrs[f"G{i}"] = _ptr(g)
-    for i, d in enumerate(dweights):
-        ptrs[f"DP{i}"] = _ptr(d)
-    table = (ctypes.c_void_p * len(k.index))()
-    for name, slot in k.index.items():
-        table[slot] = ptrs.get(name)
+    for i in range(n):  # integers, not tensors
+        table[index[f"ZST{i}"]] = zstrides[i]
+        table[index[f"ZSB{i}"]] = zstrides[n + i]
+        table[index[f"ZSJ{i}"]] = zstrides[2 * n + i]
     return table
 
 
@@ -481,6 +486,32 @@ def scan_cpu(
     return res[0], tuple(res[1:])
 
 
+_KERNELS: dict = {}
+
+
+def _built(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torch.dtype
+           ) -> cpu_codegen.Kernel | None:
+    """:func:`kernel` at these sizes, or None where it cannot be built (cached per process:
+    one dict lookup per call or step). ``weight_shapes``: tuples or ``torch.Size``."""
+    key = (cell, GX, HO, weight_shapes, dtype)
+    hit = _KERNELS.get(key, False)
+    if hit is False:
+        try:
+            hit = kernel(cell, GX // cell.num_gates, HO, GX, list(weight_shapes), dtype)
+        except ValueError:
+            hit = None
+        _KERNELS[key] = hit
+    return hit
+
+
+def _loop_kernel(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torch.dtype):
+    """``(kernel, gemm address)`` of the C time loop (:func:`scan_cpu_projected`, a step), or
+    None where either is missing (:func:`_built`, :func:`time_loop_gemm`)."""
+    k = _built(cell, GX, HO, weight_shapes, dtype)
+    gemm = None if k is None else time_loop_gemm(k, dtype)
+    return None if gemm is None else (k, gemm)
+
+
 def input_norm_in_kernel(cell: Cell, lw: LayerWeights, *, b_ih_apart: bool = False
                          ) -> tuple[Cell, tuple[Tensor, ...]] | None:
     """``(with_input_norm(cell), (*lw.cell_weights, LN_x's weight, LN_x's bias))`` where the
@@ -498,11 +529,8 @@ def input_norm_in_kernel(cell: Cell, lw: LayerWeights, *, b_ih_apart: bool = Fal
     else:
         fused = with_input_norm(cell)
         weights = (*lw.cell_weights, lw.xg_fn.weight, lw.xg_fn.bias)
-    GX, HO = lw.w_ih.shape[0], lw.w_hh.shape[1]
-    try:
-        kernel(fused, GX // cell.num_gates, HO, GX, [tuple(p.shape) for p in weights],
-               lw.w_hh.dtype)
-    except ValueError:
+    if _built(fused, lw.w_ih.shape[0], lw.w_hh.shape[1], tuple(map(Tensor.size, weights)),
+              lw.w_hh.dtype) is None:
         return None
     return fused, weights
 
@@ -533,9 +561,10 @@ def scan_cpu_projected(
     reused), so the projection is read from cache and no ``[T, B, G*H]`` buffer is made; the
     states other than ``h`` live in a ring of one block. The result of projecting first,
     then :func:`scan_cpu`, to rounding (``x: [T, B, I]``, states ``[B, W_k]``; returns
-    ``out: [T, B, W_0]`` and the final states), or None where this path does not apply (a
-    dtype or device the kernels do not take, no kernel, no BLAS in C); the caller then does
-    that.
+    ``out: [T, B, W_0]`` and the final states, which are views of ``out`` and of the ring: the
+    caller copies them, as :func:`recur.ops.executors.run_eager`'s stack does), or None where
+    this path does not apply (a dtype or device the kernels do not take, no kernel, no BLAS
+    in C); the caller then does that.
     The recurrent-dropout mask and projections are not taken here."""
     T, B, I = x.shape
     dtype = x.dtype
@@ -544,18 +573,15 @@ def scan_cpu_projected(
                    for t in (x, w_ih, b_ih, w_hh, b_hh, *state0, *cell_weights))):
         return None
     GX, (GH, HO) = w_ih.shape[0], w_hh.shape
-    try:
-        k = kernel(cell, GX // cell.num_gates, HO, GX, [tuple(p.shape) for p in cell_weights],
-                   dtype)
-    except ValueError:
+    hit = _loop_kernel(cell, GX, HO, tuple(map(Tensor.size, cell_weights)), dtype)
+    if hit is None:
         return None
-    gemm = time_loop_gemm(k, dtype)
-    if gemm is None:
-        return None
+    k, gemm = hit
     size = x.element_size()
     C = max(1, min(T, PROJ_BLOCK_BYTES // (B * GX * size)))  # steps per block
     W = [s.shape[-1] for s in state0]
-    xgbuf = torch.empty(C, B, GX, dtype=dtype)
+    # blocks share one projection buffer; one block is the projection's own result
+    xgbuf = torch.empty(C * B, GX, dtype=dtype) if C < T else None
     S0 = empty_large(T + 1, B, W[0], like=x)                   # h of every step: the output
     rings = [torch.empty(C + 1, B, w, dtype=dtype) for w in W[1:]]
     OUT = empty_large(T, B, W[0], like=x) if lengths is not None else None
@@ -573,32 +599,37 @@ def scan_cpu_projected(
     # b_ih: added per row by the kernel (the projection then one mm, no pass for the bias),
     # unless a map of the projection (xg_fn) must see it first
     b_in = None if b_ih is None or xg_fn is not None else b_ih.contiguous()
+    b_proj = b_ih if xg_fn is not None else None
     P = _table(k, xg=xgbuf, hg=HG, S=[S0, *rings], hin=None, out=OUT, cell_weights=weights,
                zoneout=zs, zstrides=zstrides, h_mask=None, lengths=lens_blk, b_hh=bias,
                b_ih=b_in)
     slot = k.index
     packed = _packed_weight(k, w_hh, B, T, backward=False)
     w_t = transposed(w_hh) if packed is None else None
-    x2, w_ih_t = x.reshape(T * B, I), w_ih.t()
     S0[T if reverse else 0] = state0[0]
     carry = list(state0[1:])                                    # states entering the block
+    step_bytes = B * W[0] * size                                # one step of h in S0 / OUT
     starts = range(0, T, C)
     for t0 in (reversed(starts) if reverse else starts):
         n = min(C, T - t0)
-        xb = xgbuf[:n]
-        rows = x2[t0 * B:(t0 + n) * B]
-        if b_ih is None or b_in is not None:
-            torch.mm(rows, w_ih_t, out=xb.view(n * B, GX))
-        else:
-            torch.addmm(b_ih, rows, w_ih_t, out=xb.view(n * B, GX))
+        if xgbuf is None:                                       # the whole sequence: [T, B, GX]
+            xb = F.linear(x, w_ih, b_proj).contiguous()
+        else:                                                   # steps t0..t0+n: [n * B, GX]
+            xb = xgbuf[:n * B]
+            rows = x[t0:t0 + n].reshape(n * B, I)
+            if b_proj is None:
+                torch.mm(rows, w_ih.t(), out=xb)
+            else:
+                torch.addmm(b_proj, rows, w_ih.t(), out=xb)
         if xg_fn is not None:
-            xb.copy_(xg_fn(xb))
+            xb = xg_fn(xb).contiguous()                         # a fresh map of the block
+        P[slot["XG"]] = xb.data_ptr()
         enter = n if reverse else 0
         for ring, s in zip(rings, carry):
-            ring[enter].copy_(s)
-        P[slot["S0"]] = S0[t0].data_ptr()      # block slots 0..n are steps t0..t0+n of h
-        if OUT is not None:
-            P[slot["OUT"]] = OUT[t0].data_ptr()
+            ring[enter] = s
+        P[slot["S0"]] = S0.data_ptr() + t0 * step_bytes        # block slots 0..n: steps
+        if OUT is not None:                                     # t0..t0+n of h
+            P[slot["OUT"]] = OUT.data_ptr() + t0 * step_bytes
         if lens is not None:
             torch.sub(lens, t0, out=lens_blk)
         for i, z in enumerate(zs):
@@ -606,26 +637,7 @@ def scan_cpu_projected(
         _seq_fwd(k, P, B, n, reverse, 0, gemm, packed, w_t)
         carry = [ring[0 if reverse else n] for ring in rings]
     out = OUT if OUT is not None else (S0[:T] if reverse else S0[1:])
-    finals = (S0[0 if reverse else T].clone(), *(s.clone() for s in carry))
-    return out, finals
-
-
-_STEP_KERNELS: dict = {}
-
-
-def _step_kernel(cell: Cell, GX: int, HO: int, weight_shapes: tuple, dtype: torch.dtype):
-    """``(kernel, gemm address)`` for :func:`step_cpu`, or None where either is missing
-    (cached per process: one dict lookup per step)."""
-    key = (cell, GX, HO, weight_shapes, dtype)
-    hit = _STEP_KERNELS.get(key, False)
-    if hit is False:
-        try:
-            k = kernel(cell, GX // cell.num_gates, HO, GX, list(weight_shapes), dtype)
-        except ValueError:
-            k = None
-        gemm = None if k is None else time_loop_gemm(k, dtype)
-        hit = _STEP_KERNELS[key] = None if gemm is None else (k, gemm)
-    return hit
+    return out, (S0[0 if reverse else T], *carry)  # views: the caller copies them
 
 
 class PreparedStep:
@@ -700,7 +712,7 @@ def prepare_step_cpu(
             or any(p.dtype != dtype or not p.is_cpu for p in cell_weights)
             or (b_hh is not None and b_hh.dtype != dtype)):
         return None
-    hit = _step_kernel(cell, GX, w_hh.shape[1], tuple(tuple(p.shape) for p in cell_weights),
+    hit = _loop_kernel(cell, GX, w_hh.shape[1], tuple(tuple(p.shape) for p in cell_weights),
                        dtype)
     if hit is None:
         return None

@@ -495,23 +495,35 @@ def _step_functions(NS: int, NP: int, GX: int, GH: int, W: list[int],
     update reads, forward and backward: XG stays as given; or NULL), then for the backward:
     DXG, DHG, G_k (``[B, W_k]``, running cotangents), GOUT (or NULL), DH (``[B, W_0]``), DP_p
     (the cell weights' gradients), then the zoneout masks' step and row strides as integers
-    (ZST_k, ZSB_k; 0 where a mask is the same for every step or row, as the rates of eval
-    mode are: no ``[T, B, W_k]`` copy of them)."""
+    (ZST_k, ZSB_k; 0 where a mask is the same for every step or row), then whether its
+    units have a value each (ZSJ_k = 1: unit stride along ``W_k``) or share one number (0:
+    eval mode's rates, read from that number, no ``[W_k]`` copy of them)."""
     idx = {}
     names = (["XG", "HG"] + [f"S{k}" for k in range(NS)] + ["HIN", "OUT"]
              + [f"PR{p}" for p in range(NP)] + [f"Z{k}" for k in range(NS)]
              + ["HM", "LEN", "BHH", "BIH"]
              + ["DXG", "DHG"] + [f"G{k}" for k in range(NS)] + ["GOUT", "DH"]
              + [f"DP{p}" for p in range(NP)]
-             + [f"ZST{k}" for k in range(NS)] + [f"ZSB{k}" for k in range(NS)])
+             + [f"ZST{k}" for k in range(NS)] + [f"ZSB{k}" for k in range(NS)]
+             + [f"ZSJ{k}" for k in range(NS)])
     for i, n in enumerate(names):
         idx[n] = i
     def c_decl(n: str, i: int) -> str:
-        if n.startswith(("ZST", "ZSB")):  # a zoneout mask's step / row stride (0: broadcast)
+        if n.startswith(("ZST", "ZSB", "ZSJ")):  # a zoneout mask's strides (0: broadcast)
             return f"int64_t {n.lower()} = (int64_t)(intptr_t)P[{i}];"
         ty = "int64_t" if n == "LEN" else "T"
         return f"{ty} *{n} = ({ty} *)P[{i}];"
     decl = "\n  ".join(c_decl(n, i) for n, i in idx.items())
+
+    def zone(k: int, body: str, otherwise: str = "") -> str:
+        """C applying state ``k``'s zoneout mask where it is given: ``body`` per unit ``j``,
+        ``{m}`` standing for the mask's value there (its own, or the one shared number)."""
+        loop = f"for (int j = 0; j < {W[k]}; j++) "
+        code = (f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; "
+                f"if (zsj{k}) {loop}{body.format(m='m[j]')}; "
+                f"else {{ const T r = m[0]; {loop}{body.format(m='r')}; }} }}")
+        return code + (f" else {otherwise}" if otherwise else "")
+
     rowp = "\n    ".join(
         [f"T *xg = XG + (t * B + b) * {GX}; T *hg = HG + (th * B + b) * {GH};"]
         + [f"T *sp{k} = S{k} + (prev * B + b) * {W[k]}; T *sn{k} = S{k} + (next * B + b) * "
@@ -534,7 +546,7 @@ void step_fwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
     if (BHH) for (int j = 0; j < {GH}; j++) hg[j] += BHH[j];
     {bih}
     cell_fwd(xg, hg{sps}{prs}{"".join(f", sn{k}" for k in range(NS))});
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) sn{k}[j] = m[j] * sp{k}[j] + (ONE - m[j]) * sn{k}[j]; }}" for k in range(NS))}
+    {" ".join(zone(k, f"sn{k}[j] = {{m}} * sp{k}[j] + (ONE - {{m}}) * sn{k}[j]") for k in range(NS))}
     if (HIN) {{ T *hn = HIN + (next * B + b) * {W[0]}; T *hm = HM + b * {W[0]};
       for (int j = 0; j < {W[0]}; j++) hn[j] = sn0[j] * hm[j]; }}
     if (OUT) memcpy(OUT + (t * B + b) * {W[0]}, sn0, sizeof(T) * {W[0]});
@@ -557,11 +569,11 @@ void step_bwd(void **P, int64_t B, int64_t t, int64_t th, int64_t prev, int64_t 
       memset(dxg, 0, sizeof(T) * {GX}); memset(dhg, 0, sizeof(T) * {GH}); continue; }}
     if (GOUT) {{ T *go = GOUT + (t * B + b) * {W[0]}; for (int j = 0; j < {W[0]}; j++) g0[j] += go[j]; }}
     {" ".join(f"T c{k}[{W[k]}], ds{k}[{W[k]}];" for k in range(NS))}
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) c{k}[j] = (ONE - m[j]) * g{k}[j]; }} else memcpy(c{k}, g{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+    {" ".join(zone(k, f"c{k}[j] = (ONE - {{m}}) * g{k}[j]", f"memcpy(c{k}, g{k}, sizeof(T) * {W[k]});") for k in range(NS))}
     {bih}
     cell_bwd(xg, hg{sps}{prs}{"".join(f", c{k}" for k in range(NS))}, dxg{"" if shared else ", dhg"}{"".join(f", ds{k}" for k in range(NS))}{"".join(f", DP{p}" for p in range(NP))});
     {f"if (dhg != dxg) memcpy(dhg, dxg, sizeof(T) * {GH});" if shared else ""}
-    {" ".join(f"if (Z{k}) {{ T *m = Z{k} + t * zst{k} + b * zsb{k}; for (int j = 0; j < {W[k]}; j++) g{k}[j] = m[j] * g{k}[j] + ds{k}[j]; }} else memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});" for k in range(NS))}
+    {" ".join(zone(k, f"g{k}[j] = {{m}} * g{k}[j] + ds{k}[j]", f"memcpy(g{k}, ds{k}, sizeof(T) * {W[k]});") for k in range(NS))}
   }}
 }}
 """

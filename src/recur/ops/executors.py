@@ -20,6 +20,20 @@ from .native import stack_native
 from .reference import scan_reference
 
 
+def _cpu():
+    """:mod:`recur.ops.cpu`, imported at the first use (as :func:`scan_function` does: its C
+    code generator is not loaded with recur), then one global lookup per call."""
+    global _CPU
+    if _CPU is None:
+        from . import cpu
+
+        _CPU = cpu
+    return _CPU
+
+
+_CPU = None
+
+
 def scan_function(backend: str):
     """The scan of ``backend`` (``"reference"`` or ``"triton"``), same signature as
     :func:`recur.ops.scan_reference`."""
@@ -70,16 +84,13 @@ def run_eager(
             run_cell, weights = cell, lw.cell_weights
             kw: dict = {}
             folded = None  # on the cpu backend: (cell with LN_x inside, its weights) or None
-            if backend == "cpu":
-                from .cpu import input_norm_in_kernel  # lazy, as scan_function
-
-                folded = input_norm_in_kernel(cell, lw)
             if backend == "cpu" and not _needs_grad(inp, lw):
+                cpu = _cpu()
                 if lw.h_mask is None and lw.w_hr is None and not lw.step_inputs:
-                    from .cpu import scan_cpu_projected  # lazy, as scan_function
-
+                    # LN_x inside the kernel, b_ih added after it there: no sum of the two
+                    folded = cpu.input_norm_in_kernel(cell, lw, b_ih_apart=True)
                     p_cell, p_weights = folded or (cell, lw.cell_weights)
-                    res = scan_cpu_projected(
+                    res = cpu.scan_cpu_projected(
                         p_cell, inp, lw.w_ih, lw.b_ih, None if folded else lw.xg_fn,
                         lw.w_hh, lw.b_hh, tuple(s[k] for s in hx), lengths=lengths,
                         reverse=d == 1, cell_weights=p_weights, zoneout=lw.zoneout)
@@ -89,7 +100,8 @@ def run_eager(
                             finals[j].append(s)
                         continue
                 xg = _project_no_grad(inp, lw)  # (T, B, G*H)
-            elif backend == "cpu" and (folded is not None or lw.xg_fn is None):
+            elif backend == "cpu" and (lw.xg_fn is None or (
+                    folded := _cpu().input_norm_in_kernel(cell, lw)) is not None):
                 # b_ih is added per row inside the kernel (no [T, B, G*H] pass for it)
                 xg = _project(inp, lw.w_ih)  # (T, B, G*H), without b_ih
                 kw["b_ih"] = lw.b_ih
