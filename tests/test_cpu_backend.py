@@ -646,3 +646,34 @@ def test_transposed_is_the_contiguous_transpose(dtype, monkeypatch):
         assert torch.equal(got, src.t())
     monkeypatch.setitem(cpu._OMATCOPY, dtype, None)        # no MKL: the same numbers
     assert torch.equal(cpu.transposed(w), w.t())
+
+
+@pytest.mark.parametrize("layout", ["transposed", "as_is"])
+@pytest.mark.parametrize("name", ["layernorm_lstm", "gru_zoneout"])
+def test_forward_loop_reads_w_hh_either_way(name, layout, monkeypatch):
+    """The forward time loop on a contiguous W_hh^T made per call, or on W_hh as it is (small
+    batches, large weights: cpu.WHH_AS_IS_MAX_B / WHH_AS_IS_MIN_BYTES, here forced): outputs,
+    final states and every gradient as the reference loop's, float64, training and no_grad,
+    B=1 and B=3."""
+    if layout == "as_is":
+        monkeypatch.setattr(cpu, "WHH_AS_IS_MAX_B", 1 << 30)
+        monkeypatch.setattr(cpu, "WHH_AS_IS_MIN_BYTES", 0)
+    else:
+        monkeypatch.setattr(cpu, "WHH_AS_IS_MAX_B", -1)
+    torch.manual_seed(0)
+    make = {"layernorm_lstm": lambda b: recur.LayerNormLSTM(3, 5, backend=b),
+            "gru_zoneout": lambda b: recur.VariantGRU(3, 5, zoneout=0.3, backend=b)}[name]
+    ref, new = make("reference").double().eval(), make("cpu").double().eval()
+    new.load_state_dict(ref.state_dict())
+    for B in (1, 3):
+        x = torch.randn(6, B, 3, dtype=torch.float64, requires_grad=True)
+        res = []
+        for m in (ref, new):
+            out, h = m(x)
+            h = h if isinstance(h, tuple) else (h,)
+            loss = out.square().sum() + sum(s.sum() for s in h)
+            grads = torch.autograd.grad(loss, (x, *m.parameters()))
+            with torch.no_grad():
+                res.append((out, *h, *grads, m(x)[0]))
+        for a, b in zip(*res):
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)

@@ -96,14 +96,30 @@ def kernel(cell: Cell, H: int, HO: int, GX: int, weight_shapes, dtype) -> cpu_co
                          f"built: {e}; use backend='reference'") from e
 
 
+#: the forward time loops read ``W_hh`` as it is, instead of a contiguous ``W_hh^T`` made
+#: at every call (MKL's faster layout per step), for batches of at most this many rows
+#: where ``W_hh`` holds at least :data:`WHH_AS_IS_MIN_BYTES`: there the copy costs more than
+#: its layout saves (``benchmarks/whh_layout.py``)
+WHH_AS_IS_MAX_B = 0
+WHH_AS_IS_MIN_BYTES = 1 << 62
+
+
+def _forward_weight(w_hh: Tensor, B: int) -> tuple[Tensor, bool]:
+    """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]`` contiguous): ``(W_hh^T
+    contiguous, False)``, or ``(W_hh, True)`` where :data:`WHH_AS_IS_MAX_B` says so."""
+    if B <= WHH_AS_IS_MAX_B and w_hh.numel() * w_hh.element_size() >= WHH_AS_IS_MIN_BYTES:
+        return w_hh, True
+    return transposed(w_hh), False
+
+
 def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool, gemm: int,
-             packed: tuple[int, Tensor] | None, w_t: Tensor | None) -> None:
+             packed: tuple[int, Tensor] | None, w: tuple[Tensor, bool] | None) -> None:
     """The forward time loop in C over ``T`` steps of the table ``P``: on ``W_hh^T`` packed
-    once (``packed``, :func:`_packed_weight`) or else on the contiguous ``w_t = W_hh^T``."""
+    once (``packed``, :func:`_packed_weight`) or else on ``w`` (:func:`_forward_weight`)."""
     if packed is not None:
         k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr())
     else:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, w_t.data_ptr(), 0, None, None)
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None)
 
 
 class _Scan(torch.autograd.Function):
@@ -134,12 +150,12 @@ class _Scan(torch.autograd.Function):
                    zoneout=zoneout, zstrides=zstrides, h_mask=h_mask, lengths=lengths, b_hh=b_hh,
                    b_ih=b_ih)
         gemm = time_loop_gemm(k, xg.dtype)
-        packed = _packed_weight(k, w_hh, B, T, backward=False) if gemm is not None else None
-        # (Hout, G*H) row-major: MKL's faster layout per step, unless W_hh^T is packed
-        w_t = transposed(w_hh) if packed is None else None
         if gemm is not None:  # the whole loop in C
-            _seq_fwd(k, P, B, T, reverse, grad, gemm, packed, w_t)
+            packed = _packed_weight(k, w_hh, B, T, backward=False)
+            _seq_fwd(k, P, B, T, reverse, grad, gemm, packed,
+                     None if packed is not None else _forward_weight(w_hh, B))
         else:
+            w_t = transposed(w_hh)  # (Hout, G*H) row-major: MKL's faster layout per step
             gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
             hg_views = HG.unbind(0)
             fwd = k.fwd
@@ -448,15 +464,18 @@ def scan_cpu(
                          f"got w_hr={'a tensor' if w_hr is not None else None}, "
                          f"{len(step_inputs)} step_inputs")
     dtype = xg.dtype
-    for name, t in [("w_hh", w_hh), ("b_hh", b_hh), ("b_ih", b_ih), *((f"cell_weights[{i}]", p)
-                                                     for i, p in enumerate(cell_weights))]:
-        if t is not None and t.dtype != dtype:
-            raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, got "
-                             f"{t.dtype}")
+    if any(t is not None and t.dtype != dtype for t in (w_hh, b_hh, b_ih, *cell_weights)):
+        for name, t in [("w_hh", w_hh), ("b_hh", b_hh), ("b_ih", b_ih),
+                        *((f"cell_weights[{i}]", p) for i, p in enumerate(cell_weights))]:
+            if t is not None and t.dtype != dtype:
+                raise ValueError(f"backend 'cpu': {name} must have the input's dtype {dtype}, "
+                                 f"got {t.dtype}")
     T, B, GX = xg.shape
     H = GX // cell.num_gates
     HO = w_hh.shape[1]
-    k = kernel(cell, H, HO, GX, [tuple(p.shape) for p in cell_weights], dtype)  # planned: builds
+    # built at planning (cached); where it cannot be, kernel() raises with the reason
+    k = (_built(cell, GX, HO, tuple(map(Tensor.size, cell_weights)), dtype)
+         or kernel(cell, H, HO, GX, [tuple(p.shape) for p in cell_weights], dtype))
     if b_ih is not None and tuple(b_ih.shape) != (GX,):
         raise ValueError(f"backend 'cpu': b_ih must be [{GX}] (xg's last size), got "
                          f"{tuple(b_ih.shape)}")
@@ -605,7 +624,7 @@ def scan_cpu_projected(
                b_ih=b_in)
     slot = k.index
     packed = _packed_weight(k, w_hh, B, T, backward=False)
-    w_t = transposed(w_hh) if packed is None else None
+    w = None if packed is not None else _forward_weight(w_hh, B)
     S0[T if reverse else 0] = state0[0]
     carry = list(state0[1:])                                    # states entering the block
     step_bytes = B * W[0] * size                                # one step of h in S0 / OUT
@@ -634,7 +653,7 @@ def scan_cpu_projected(
             torch.sub(lens, t0, out=lens_blk)
         for i, z in enumerate(zs):
             P[slot[f"Z{i}"]] = z.data_ptr() + t0 * zstrides[i] * size
-        _seq_fwd(k, P, B, n, reverse, 0, gemm, packed, w_t)
+        _seq_fwd(k, P, B, n, reverse, 0, gemm, packed, w)
         carry = [ring[0 if reverse else n] for ring in rings]
     out = OUT if OUT is not None else (S0[:T] if reverse else S0[1:])
     return out, (S0[0 if reverse else T], *carry)  # views: the caller copies them
