@@ -14,6 +14,13 @@ and each size of the grid B x H x T (default B in {1, 16, 64}, H in {32, 128, 51
 ``fwd+bwd`` is forward plus ``backward()`` of ``output.sum()`` (training mode, the masks
 drawn); ``fwd`` is ``no_grad`` inference (eval mode). One intra-op thread (``--threads``).
 
+Each timed call runs with Python's garbage collector off (collected just before, as
+``timeit`` does), and the order of the three alternates between repeats (nn, loop, recur;
+then recur, loop, nn), so neither peer always runs right after the hand loop, whose
+thousands of small tensors and autograd nodes leave garbage and freed memory behind that
+the next call pays for. ``--fixed-order`` times as before 2026-11-30 (collector on, always
+nn, loop, recur: recur right after the loop), to measure what that did.
+
 ``--min`` adds the MinGRU/MinLSTM rows (parallel scan vs sequential vs recur.GRU); on CUDA
 with Triton ``--device cuda`` runs the fused groups of the earlier version (see
 ``fused_rows``). Prints a table; ``--json PATH`` writes the rows with machine, date, commit.
@@ -27,6 +34,7 @@ with Triton ``--device cuda`` runs the fused groups of the earlier version (see
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import os
@@ -201,16 +209,25 @@ def cells_for(I: int, H: int) -> dict:
     }
 
 
-def _once(model: nn.Module, x: torch.Tensor, train: bool) -> float:
+def _once(model: nn.Module, x: torch.Tensor, train: bool, quiet_gc: bool = False) -> float:
+    """Seconds of one forward (+ backward) call; ``quiet_gc``: the garbage collector run
+    before it and off during it (as ``timeit``)."""
     model.train(train)
-    t0 = time.perf_counter()
-    if train:
-        out, _ = model(x)
-        out.sum().backward()
-    else:
-        with torch.no_grad():
-            model(x)
-    dt = time.perf_counter() - t0
+    if quiet_gc:
+        gc.collect()
+        gc.disable()
+    try:
+        t0 = time.perf_counter()
+        if train:
+            out, _ = model(x)
+            out.sum().backward()
+        else:
+            with torch.no_grad():
+                model(x)
+        dt = time.perf_counter() - t0
+    finally:
+        if quiet_gc:
+            gc.enable()
     model.zero_grad(set_to_none=True)
     return dt
 
@@ -233,9 +250,11 @@ def grid_rows(args) -> list[dict]:
                         # more, up to ~--budget seconds per size, cell and mode
                         reps = max(args.repeat, min(25, int(args.budget / max(warm, 1e-6))))
                         times = [[], [], []]
-                        for _ in range(reps):
-                            for k, m in enumerate(models):
-                                times[k].append(_once(m, x, train))
+                        for rep in range(reps):
+                            order = (0, 1, 2) if args.fixed_order or rep % 2 == 0 else (2, 1, 0)
+                            for k in order:
+                                times[k].append(_once(models[k], x, train,
+                                                      quiet_gc=not args.fixed_order))
                         nn_ms, loop_ms, recur_ms = (statistics.median(t) * 1e3 for t in times)
                         row[mode] = {"repeats": reps, "nn_ms": nn_ms, "loop_ms": loop_ms, "recur_ms": recur_ms,
                                          "vs_nn": recur_ms / nn_ms, "loop_over_recur": loop_ms / recur_ms,
@@ -421,6 +440,9 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=3, help="at least this many runs")
     p.add_argument("--budget", type=float, default=1.0,
                    help="seconds per size, cell and mode: more runs for short ones (max 25)")
+    p.add_argument("--fixed-order", action="store_true",
+                   help="time as before 2026-11-30: garbage collector on, always nn, loop, "
+                        "recur (recur right after the hand loop)")
     p.add_argument("--json", default=None, help="write the rows and the machine here")
     args = p.parse_args()
     if args.summary:
@@ -437,7 +459,10 @@ def main() -> None:
                 "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": code,
                 "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
                 "note": "one process, modules interleaved per repeat, medians; shared machine",
-                "hugepages": args.hugepages}
+                "hugepages": args.hugepages,
+                "harness": ("fixed order nn, loop, recur; gc on" if args.fixed_order else
+                            "order alternating nn, loop, recur / recur, loop, nn; gc collected "
+                            "before and off during each timed call")}
     print(f"# {meta['device']} ({meta['device_name']}, {meta['cores']} cores, {meta['threads']} "
           f"thread(s)), torch {meta['torch']}, commit {meta['commit']}, {meta['date']}; float32, "
           f"medians of {args.repeat}-25 interleaved runs")
