@@ -23,22 +23,10 @@ from pathlib import Path
 
 import torch
 from _meta import commit
+from variants import _once  # one timed call, as the variants grid times it
 
 import recur
 from recur.ops import cpu
-
-
-def _once(m: torch.nn.Module, x: torch.Tensor, train: bool) -> float:
-    t0 = time.perf_counter()
-    if train:
-        out, _ = m(x)
-        out.sum().backward()
-    else:
-        with torch.no_grad():
-            m(x)
-    dt = time.perf_counter() - t0
-    m.zero_grad(set_to_none=True)
-    return dt
 
 
 def main(argv: list[str] | None = None) -> int:
