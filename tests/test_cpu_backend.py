@@ -677,3 +677,29 @@ def test_forward_loop_reads_w_hh_either_way(name, layout, monkeypatch):
                 res.append((out, *h, *grads, m(x)[0]))
         for a, b in zip(*res):
             torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("how", ["as_is", "packed", "transposed"])
+def test_projected_inference_takes_a_non_contiguous_w_hh(how, monkeypatch):
+    """scan_cpu_projected with W_hh a transposed view: the same numbers as with its
+    contiguous copy, whichever way the loop reads it (as it is, packed, or W_hh^T)."""
+    monkeypatch.setattr(cpu, "WHH_AS_IS_MAX_B", 1 << 30 if how == "as_is" else -1)
+    monkeypatch.setattr(cpu, "WHH_AS_IS_MIN_BYTES", 0)
+    if how == "packed":
+        monkeypatch.setattr(cpu, "PACK_MIN_B", 1)
+        monkeypatch.setattr(cpu, "PACK_MIN_T", 1)
+        monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)
+    g = torch.Generator().manual_seed(0)
+    T, B, I, H = 6, 3, 4, 5
+    x = torch.randn(T, B, I, generator=g)
+    w_ih = torch.randn(4 * H, I, generator=g) * 0.5
+    w_hh_t = torch.randn(H, 4 * H, generator=g) * 0.5       # W_hh^T; its .t() is a view
+    state0 = (torch.zeros(B, H), torch.zeros(B, H))
+    with torch.no_grad():
+        got = cpu.scan_cpu_projected(cells.LSTM, x, w_ih, None, None, w_hh_t.t(), None, state0)
+        want = cpu.scan_cpu_projected(cells.LSTM, x, w_ih, None, None,
+                                      w_hh_t.t().contiguous(), None, state0)
+    if got is None:
+        pytest.skip("this PyTorch exports no BLAS sgemm: the projected path needs the C loop")
+    assert not w_hh_t.t().is_contiguous()
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)

@@ -109,10 +109,11 @@ WHH_AS_IS_MIN_BYTES = 4 << 20
 
 
 def _forward_weight(w_hh: Tensor, B: int) -> tuple[Tensor, bool]:
-    """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]`` contiguous): ``(W_hh^T
-    contiguous, False)``, or ``(W_hh, True)`` where :data:`WHH_AS_IS_MAX_B` says so."""
+    """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]``): ``(W_hh^T contiguous,
+    False)``, or ``(W_hh contiguous, True)`` where :data:`WHH_AS_IS_MAX_B` says so (measured
+    in float32; the rule is in bytes, so float64 takes it from half the units)."""
     if B <= WHH_AS_IS_MAX_B and w_hh.numel() * w_hh.element_size() >= WHH_AS_IS_MIN_BYTES:
-        return w_hh, True
+        return w_hh.contiguous(), True
     return transposed(w_hh), False
 
 
@@ -596,6 +597,7 @@ def scan_cpu_projected(
                    for t in (x, w_ih, b_ih, w_hh, b_hh, *state0, *cell_weights))):
         return None
     GX, (GH, HO) = w_ih.shape[0], w_hh.shape
+    w_hh = w_hh.contiguous()                                   # the loop reads its rows
     hit = _loop_kernel(cell, GX, HO, tuple(map(Tensor.size, cell_weights)), dtype)
     if hit is None:
         return None
