@@ -208,7 +208,8 @@ class StreamingMixin:
             if step is None:
                 layers = None
                 break
-            # LN_x outside the kernel reads the sum of its bias and b_ih, made now: not kept
+            # LN_x outside the kernel reads the sum of its bias and b_ih, made at this
+            # step's first read of it (InputNorm.bias): not kept
             keep = keep and (folded is not None or getattr(lw.xg_fn, "parts", None) is None)
             layers.append((lw, step, folded is not None))
         if keep:

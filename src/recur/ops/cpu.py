@@ -47,10 +47,6 @@ DTYPES = (torch.float32, torch.float64)
 _warned = False
 
 
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
 def accepts(spec: LayerSpec, x: Tensor) -> str | None:
     """None when the ``cpu`` backend runs the layer ``spec`` on ``x``, else why not."""
     global _warned
@@ -377,11 +373,9 @@ def _compact_mask(z: Tensor, T: int) -> tuple[Tensor, int, int, int]:
                          f"{tuple(z.shape)}")
     st = 0 if z.shape[0] == 1 else z.stride(0)                 # a size-1 dimension: stride 0
     sb = 0 if z.shape[1] == 1 else z.stride(1)
-    sj = 0 if z.shape[2] == 1 else z.stride(2)
-    if sj == 1 or (sj == 0 and z.shape[2] > 1 and st == 0 and sb == 0):
+    sj = 1 if z.shape[2] == 1 else z.stride(2)                 # one unit: read as its own
+    if sj == 1 or st == sb == sj == 0:
         return z, st, sb, sj
-    if z.shape[2] == 1:
-        return z, st, sb, 1
     zc = z if st != 0 else z.narrow(0, 0, 1)
     zc = (zc if sb != 0 else zc.narrow(1, 0, 1)).contiguous()
     return zc, (zc.stride(0) if st != 0 else 0), (zc.stride(1) if sb != 0 else 0), 1
@@ -737,8 +731,7 @@ def prepare_step_cpu(
             or any(p.dtype != dtype or not p.is_cpu for p in cell_weights)
             or (b_hh is not None and b_hh.dtype != dtype)):
         return None
-    hit = _loop_kernel(cell, GX, w_hh.shape[1], tuple(tuple(p.shape) for p in cell_weights),
-                       dtype)
+    hit = _loop_kernel(cell, GX, w_hh.shape[1], tuple(map(Tensor.size, cell_weights)), dtype)
     if hit is None:
         return None
     return PreparedStep(*hit, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout)
