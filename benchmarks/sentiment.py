@@ -58,7 +58,7 @@ def run_one(seed: int, overrides: dict[str, str]) -> dict:
                                 "tfidf_test_f1", "majority_test_accuracy", "val_accuracy",
                                 "tfidf_val_accuracy", "tfidf_C", "test_size", "vocab_size")},
            "config": {k: cfg[k] for k in ("data", "cell", "hidden", "embed", "bidirectional",
-                                          "pool", "bag", "epochs", "batch_size", "lr",
+                                          "pool", "bag", "bigrams", "epochs", "batch_size", "lr",
                                           "optimizer", "weight_decay", "schedule", "word_dropout",
                                           "embed_dropout", "head_dropout", "ensemble",
                                           "min_steps", "min_freq", "max_len", "threads")}}

@@ -232,6 +232,32 @@ def test_the_bag_path_reads_the_mean_word_vector_of_the_real_tokens():
     torch.testing.assert_close(seen["x"][:, -6:], e)
 
 
+def test_bigrams_join_the_bag_as_fasttext_averages_them():
+    torch.manual_seed(0)
+    vocab = {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}
+    model = _task(data="sample", hidden=8, embed=6, bigrams=7).build_model(vocab).eval()
+    member = model.members[0]
+    ids = torch.tensor([[2, 5, 3, 0, 0], [4, 9, 7, 6, 2]])
+    lengths = torch.tensor([3, 5])
+    pairs = member._pair_ids(ids, lengths)                     # (B, T - 1)
+    assert pairs[0, 2:].eq(0).all() and pairs[0, :2].gt(0).all() and pairs.le(7).all()
+    assert pairs[1].gt(0).all()
+    same = member._pair_ids(torch.tensor([[9, 7, 5, 3]]), torch.tensor([4]))
+    assert same[0, 0] == pairs[1, 1]                           # (9, 7) lands in one bucket
+    with torch.no_grad():
+        got = model(ids, lengths)
+        torch.testing.assert_close(got[:, :1], model(ids[:1, :3], lengths[:1]))  # padding
+        words, bigrams = member.embed(ids[1]), member.pairs(pairs[1])
+        seen = {}
+        member.head.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
+        member(ids[1:], lengths[1:])
+    torch.testing.assert_close(seen["x"][0, -6:], torch.cat([words, bigrams]).mean(0))
+    with pytest.raises(ValueError, match="--bigrams 7 joins the bag .* needs --bag"):
+        _task(data="sample", bigrams=7, bag=False).build_model(vocab)
+    with pytest.raises(ValueError, match="--bigrams must be at least 0, got -1"):
+        _task(data="sample", bigrams=-1).build_data()
+
+
 def test_a_run_saved_before_the_bag_option_loads_without_it(tmp_path, one_thread):
     data = _easy_corpus(tmp_path / "easy.csv", n=80)
     out = tmp_path / "old"

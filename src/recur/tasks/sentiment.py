@@ -27,11 +27,12 @@ Encoding: lower-case word tokens -> indices ``[B, T]`` (0 = padding, 1 = ``<unk>
 ``--max-len`` tokens) -> embedding ``[B, T, E]`` -> recur's bidirectional GRU with
 ``lengths=`` (no packing; no padding enters the state; the outputs past a row's length are
 zero) -> the max and the mean of the outputs over the real tokens ``[B, 4H]``, beside them
-the mean of the word vectors ``[B, E]`` (``--bag``; ``--no-bag``: the outputs only) ->
-dropout -> linear logits. ``--subwords N`` adds fastText's subword units: each word's character
-3-5-grams (:class:`recur.data.CharNgrams`) hashed into ``N`` buckets, their embeddings
-averaged with the word's, so an unseen word still gets a vector from its spelling (ids then
-``[B, T, 1 + G]``: the word, then its n-grams; off by default, see
+the mean of the word vectors ``[B, E]`` (``--bag``; ``--no-bag``: the outputs only; with
+``--bigrams N`` the mean also takes in a vector per word bigram, hashed into ``N`` buckets, as
+fastText's) -> dropout -> linear logits. ``--subwords N`` adds fastText's subword units: each
+word's character 3-5-grams (:class:`recur.data.CharNgrams`) hashed into ``N`` buckets, their
+embeddings averaged with the word's, so an unseen word still gets a vector from its spelling
+(ids then ``[B, T, 1 + G]``: the word, then its n-grams; off by default, see
 :attr:`Sentiment.defaults`). Training-only regularisers: ``--word-dropout`` (a share of the
 tokens replaced by ``<unk>``), ``--embed-dropout`` (embedding dimensions dropped, the same
 ones along a whole text), ``--head-dropout``, ``--label-smoothing``. ``--ensemble K`` trains
@@ -122,6 +123,12 @@ class TextClassifier(nn.Module):
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
         self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
                       if cfg.subwords else None)
+        if cfg.bigrams and not cfg.bag:
+            raise ValueError(f"--bigrams {cfg.bigrams} joins the bag of word vectors and needs "
+                             f"--bag, got --no-bag")
+        self.bigrams = cfg.bigrams
+        self.pairs = (nn.Embedding(cfg.bigrams + 1, cfg.embed, padding_idx=0)
+                      if cfg.bigrams else None)
         self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, **recurrent_options(cfg))
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
@@ -141,11 +148,21 @@ class TextClassifier(nn.Module):
         summed = self.embed(words) + self.grams(grams.flatten(0, 1)).view(*words.shape, -1)
         return summed / (1 + (grams > 0).sum(-1, keepdim=True))         # mean of the vectors
 
+    def _pair_ids(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """The words' bigrams hashed into ``1..bigrams``: ``[B, T - 1]`` (0 past a text's
+        last pair). Word indices ``a, b`` (``<unk>`` included) give one bucket per pair."""
+        words = ids[..., 0] if ids.dim() == 3 else ids                  # (B, T)
+        a, b = words[:, :-1], words[:, 1:]
+        h = (a * 2654435761 + b * 40503 + 1013904223) % self.bigrams + 1
+        t = torch.arange(1, words.shape[1], device=ids.device)[None, :]
+        return h.masked_fill(t >= lengths.to(ids.device)[:, None], 0)
+
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         e = self._vectors(ids)                                          # (B, T, E)
+        keep = None
         if self.training and self.embed_dropout > 0:   # the same dimensions along a text
-            keep = torch.ones_like(e[:, :1])                            # (B, 1, E)
-            e = e * F.dropout(keep, self.embed_dropout, training=True)
+            keep = F.dropout(torch.ones_like(e[:, :1]), self.embed_dropout, training=True)
+            e = e * keep                                                # keep: (B, 1, E)
         lengths = lengths.cpu()
         out, state = self.rnn(e, lengths=lengths)                       # (B, T, D*H)
         if self.pool == "last":
@@ -158,8 +175,12 @@ class TextClassifier(nn.Module):
                 top = out.masked_fill(pad[:, :, None], float("-inf")).amax(1)  # (B, D*H)
                 pooled = torch.cat([top, pooled], dim=-1)               # (B, 2*D*H)
         if self.bag:                                    # padding's vectors are zero
-            mean_e = e.sum(1) / lengths.to(e.device, e.dtype)[:, None]  # (B, E)
-            pooled = torch.cat([pooled, mean_e], dim=-1)
+            total, count = e.sum(1), lengths.to(e.device, e.dtype)[:, None]  # (B, E), (B, 1)
+            if self.pairs is not None:                  # fastText: words and bigrams averaged
+                p = self.pairs(self._pair_ids(ids, lengths))            # (B, T - 1, E)
+                total = total + (p if keep is None else p * keep).sum(1)
+                count = count + (count - 1).clamp_min(0)
+            pooled = torch.cat([pooled, total / count], dim=-1)        # + (B, E)
         return self.head(self.drop(pooled))
 
 
@@ -262,6 +283,8 @@ class Sentiment(Task):
         Option("subwords", int, 0, "hash buckets for the words' character 3-5-grams, whose "
                "embeddings join each word's (unseen words get a vector from their spelling; 0: "
                "words only)"),
+        Option("bigrams", int, 0, "hash buckets for word bigrams, whose vectors join the "
+               "bag's mean of word vectors (fastText's bigrams; needs --bag; 0: words only)"),
         Option("min_steps", int, 1000, "raise --epochs until training makes at least this "
                "many optimizer steps (small data sets; 0: exactly --epochs)"),
     )
@@ -318,7 +341,7 @@ class Sentiment(Task):
     # (sentiment-defaults-bag-e104631.json; the commits between change nothing a run without
     # it computes), the best: on by default.
     #: runs saved before --bag existed were trained without it
-    saved_before: ClassVar[dict[str, Any]] = {"bag": False}
+    saved_before: ClassVar[dict[str, Any]] = {"bag": False, "bigrams": 0}
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8, "batch_size": 64,
         "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01, "schedule": "cosine",
@@ -344,6 +367,8 @@ class Sentiment(Task):
             raise ValueError(f"--bucket must be at least 0, got {c.bucket}")
         if c.subwords < 0:
             raise ValueError(f"--subwords must be at least 0, got {c.subwords}")
+        if c.bigrams < 0:
+            raise ValueError(f"--bigrams must be at least 0, got {c.bigrams}")
         if c.min_steps < 0:
             raise ValueError(f"--min-steps must be at least 0, got {c.min_steps}")
         if c.max_len < 1 or c.min_freq < 1:
