@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
+from _ab import interleaved
 from _meta import commit
-from variants import _once  # one timed call, as the variants grid times it
 
 import recur
 from recur.ops import cpu
@@ -41,6 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     saved = cpu.WHH_AS_IS_MAX_B, cpu.WHH_AS_IS_MIN_BYTES
     layouts = {"transposed": (-1, 0), "as_is": (1 << 30, 0)}   # (max B, min bytes) forcing each
+
+    def knobs(values):
+        def apply():
+            cpu.WHH_AS_IS_MAX_B, cpu.WHH_AS_IS_MIN_BYTES = values
+        return apply
+
+    settings = {n: knobs(v) for n, v in layouts.items()}
     rows = []
     try:
         for T in args.T:
@@ -49,17 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 for B in args.B:
                     x = torch.randn(T, B, args.I)
                     for mode, train in (("fwd", False), ("fwd+bwd", True)):
-                        got: dict[str, list[float]] = {n: [] for n in layouts}
-                        for n, knobs in layouts.items():      # warm: kernels, pages
-                            cpu.WHH_AS_IS_MAX_B, cpu.WHH_AS_IS_MIN_BYTES = knobs
-                            _once(m, x, train)
-                            warm = _once(m, x, train)
-                        reps = max(5, min(41, int(args.budget / max(2 * warm, 1e-6))))
-                        for _ in range(reps):
-                            for n, knobs in layouts.items():
-                                cpu.WHH_AS_IS_MAX_B, cpu.WHH_AS_IS_MIN_BYTES = knobs
-                                got[n].append(_once(m, x, train))
-                        med = {n: statistics.median(v) * 1e3 for n, v in got.items()}
+                        reps, med = interleaved(m, x, train, settings, args.budget)
+                        med = {n: v * 1e3 for n, v in med.items()}
                         row = {"T": T, "H": H, "B": B, "mode": mode, "repeats": reps,
                                "transposed_ms": med["transposed"], "as_is_ms": med["as_is"],
                                "as_is_over_transposed": med["as_is"] / med["transposed"],

@@ -471,6 +471,7 @@ def test_packed_weights_give_the_numbers_of_the_unpacked_loop(name, monkeypatch)
     if pg is None:
         pytest.skip("this PyTorch exports no MKL packed sgemm (or it failed its self-test)")
     monkeypatch.setattr(cpu, "PACK_MIN_WEIGHT_BYTES", 0)   # these weights are tiny
+    monkeypatch.setattr(cpu, "BRGEMM_MIN_B", None)         # brgemm would take precedence
     real, packed = cpu._packed_weight, []
     monkeypatch.setattr(cpu, "_packed_weight",
                         lambda *a, **k: packed.append(real(*a, **k)) or packed[-1])
@@ -516,6 +517,64 @@ def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
     assert cpu.packed_gemm(k, torch.float32) is real
     assert cpu.packed_gemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float64),
                            torch.float64) is None  # MKL packs float32 only
+
+
+@pytest.mark.parametrize("name", ["layernorm_lstm", "gru_zoneout_rdrop", "peephole"])
+def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, monkeypatch):
+    # float32: the C loop's per-step products through PyTorch's brgemm (forward h W_hh^T,
+    # backward dhg W_hh), both directions, two layers, lengths, training and no_grad; against
+    # the same loop on BLAS sgemm and against the reference loop
+    if cpu.time_loop_brgemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32,
+                            1) is None:
+        pytest.skip("this PyTorch exports no float brgemm (or it failed its self-test)")
+    real, used = cpu.time_loop_brgemm, []
+    monkeypatch.setattr(cpu, "time_loop_brgemm",
+                        lambda *a: used.append(real(*a)) or used[-1])
+    monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1)
+    T, B = 9, 5
+    torch.manual_seed(0)
+    ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference")
+    new = MODELS[name](num_layers=2, bidirectional=True, backend="cpu")
+    new.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, 3, requires_grad=True)
+    lengths = torch.tensor([T, 1, T - 4, 7, T])
+    got = _run(new, x, lengths, 1)
+    with torch.no_grad():
+        got_eval = new.eval()(x, lengths=lengths)[0]
+    assert sum(u is not None for u in used) >= 8         # 4 layers, fwd + bwd, then eval
+    monkeypatch.setattr(cpu, "BRGEMM_MIN_B", None)
+    plain = _run(new.train(), x, lengths, 1)
+    with torch.no_grad():
+        plain_eval = new.eval()(x, lengths=lengths)[0]
+    want = _run(ref, x, lengths, 1)
+    torch.testing.assert_close(got_eval, plain_eval, rtol=1e-5, atol=1e-6)
+    for k, (a, b, c) in enumerate(zip(want, got, plain)):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-5,
+                                   msg=lambda m, k=k: f"tensor {k} vs sgemm: {m}")
+        torch.testing.assert_close(b, a, rtol=5e-3, atol=5e-3,  # float32 (as packed's above)
+                                   msg=lambda m, k=k: f"tensor {k} vs reference: {m}")
+
+
+def test_a_brgemm_that_fails_its_self_test_is_not_used(monkeypatch):
+    import ctypes
+
+    k = cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32)
+    lookup = cpu_codegen.blas_brgemm
+    assert lookup(torch.float64) is None                       # float32 only
+    real = lookup(torch.float32)
+    if real is None:
+        pytest.skip("this PyTorch exports no float brgemm")
+    noop = ctypes.CFUNCTYPE(None, *[ctypes.c_int64] * 6, ctypes.c_bool, *[ctypes.c_void_p] * 3,
+                            ctypes.c_bool)(lambda *args: None)
+    monkeypatch.setattr(cpu, "_BRGEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_brgemm",
+                        lambda dtype: ctypes.cast(noop, ctypes.c_void_p).value)
+    assert cpu.time_loop_brgemm(k, torch.float32, 64) is None
+    monkeypatch.setattr(cpu, "_BRGEMMS", {})
+    monkeypatch.setattr(cpu_codegen, "blas_brgemm", lambda dtype: real)
+    assert cpu.time_loop_brgemm(k, torch.float32, 64) == real
+    monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 65)
+    assert cpu.time_loop_brgemm(k, torch.float32, 64) is None  # below the batch size
 
 
 # --- inference with the input projection block by block (scan_cpu_projected) -------------
@@ -679,12 +738,14 @@ def test_forward_loop_reads_w_hh_either_way(name, layout, monkeypatch):
             torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("how", ["as_is", "packed", "transposed"])
+@pytest.mark.parametrize("how", ["as_is", "packed", "transposed", "brgemm"])
 def test_projected_inference_takes_a_non_contiguous_w_hh(how, monkeypatch):
     """scan_cpu_projected with W_hh a transposed view: the same numbers as with its
-    contiguous copy, whichever way the loop reads it (as it is, packed, or W_hh^T)."""
+    contiguous copy, whichever way the loop reads it (as it is, packed, or W_hh^T through
+    sgemm or brgemm)."""
     monkeypatch.setattr(cpu, "WHH_AS_IS_MAX_B", 1 << 30 if how == "as_is" else -1)
     monkeypatch.setattr(cpu, "WHH_AS_IS_MIN_BYTES", 0)
+    monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1 if how == "brgemm" else None)
     if how == "packed":
         monkeypatch.setattr(cpu, "PACK_MIN_B", 1)
         monkeypatch.setattr(cpu, "PACK_MIN_T", 1)

@@ -118,9 +118,10 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
     """The forward time loop in C over ``T`` steps of the table ``P``: on ``W_hh^T`` packed
     once (``packed``, :func:`_packed_weight`) or else on ``w`` (:func:`_forward_weight`)."""
     if packed is not None:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr())
+        k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None)
     else:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None)
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None,
+                  time_loop_brgemm(k, w[0].dtype, B))
 
 
 class _Scan(torch.autograd.Function):
@@ -206,7 +207,8 @@ class _Scan(torch.autograd.Function):
         packed = _packed_weight(k, w_hh, B, T, backward=True) if gemm is not None else None
         if gemm is not None:  # the whole loop in C (W_hh packed once, where it pays)
             k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr(),
-                      *((None, None) if packed is None else (packed[0], packed[1].data_ptr())))
+                      *((None, None) if packed is None else (packed[0], packed[1].data_ptr())),
+                      time_loop_brgemm(k, xg.dtype, B))
         else:
             dhg_views = DHG.unbind(0)
             bwd = k.bwd
@@ -248,6 +250,30 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
             addr = None
         _GEMMS[dtype] = addr
     return _GEMMS[dtype]
+
+
+#: the C time loop's per-step products through PyTorch's float32 ``brgemm`` (oneDNN's JIT
+#: micro-kernel; :func:`recur.ops.cpu_codegen.blas_brgemm`) instead of BLAS ``gemm``, from
+#: this batch size on, where it passed its self-test (None: never; the tests run both).
+#: Measured with ``benchmarks/step_gemm.py``: see ``BRGEMM_MIN_B``'s JSON there
+BRGEMM_MIN_B: int | None = 1
+_BRGEMMS: dict = {}
+
+
+def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int | None:
+    """The address of PyTorch's ``brgemm`` for the C time loop's products at batch size
+    ``B``, or None: below :data:`BRGEMM_MIN_B` (or it None), not float32, none found, or its
+    self-test (``k.brgemm_rows``, the loops' own call, against ``torch.mm``, once per process)
+    failed."""
+    if BRGEMM_MIN_B is None or B < BRGEMM_MIN_B:
+        return None
+    if dtype not in _BRGEMMS:
+        addr = cpu_codegen.blas_brgemm(dtype)
+        if addr is not None and not _computes_a_product(dtype, lambda a, b, c: k.brgemm_rows(
+                addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())):
+            addr = None
+        _BRGEMMS[dtype] = addr
+    return _BRGEMMS[dtype]
 
 
 def _computes_a_product(dtype: torch.dtype, run) -> bool:
@@ -345,9 +371,10 @@ def _packed_weight(k: cpu_codegen.Kernel, w_hh: Tensor, B: int, T: int, *, backw
     """``(compute address, packed buffer)`` of ``w_hh: [G*H, Hout]`` (contiguous) as the C
     loop's per-step product reads it: forward ``h [B, Hout] @ W_hh^T``, backward ``dhg [B,
     G*H] @ W_hh``; None below :data:`PACK_MIN_B`, :data:`PACK_MIN_T` or
-    :data:`PACK_MIN_WEIGHT_BYTES`, or without :func:`packed_gemm`. The buffer must stay bound
+    :data:`PACK_MIN_WEIGHT_BYTES`, where the loop runs on ``brgemm`` (:func:`time_loop_brgemm`)
+    or without :func:`packed_gemm`. The buffer must stay bound
     until the loop returns."""
-    if B < PACK_MIN_B or T < PACK_MIN_T:
+    if B < PACK_MIN_B or T < PACK_MIN_T or time_loop_brgemm(k, w_hh.dtype, B) is not None:
         return None
     least = _l2_cache_bytes() if PACK_MIN_WEIGHT_BYTES is None else PACK_MIN_WEIGHT_BYTES
     if w_hh.numel() * w_hh.element_size() <= least:
@@ -703,7 +730,8 @@ class PreparedStep:
         if self._hin is not None:
             torch.mul(states[0], self._h_mask, out=self._hin[0])
         self._table[self._xg_slot] = xg.data_ptr()
-        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, None, None)
+        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, None, None,
+                        None)
         return self._outs
 
 

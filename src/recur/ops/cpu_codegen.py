@@ -603,6 +603,12 @@ typedef void (*compute_t)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, 
                           int64_t, const void *, int64_t, T, T *, int64_t);
 #define PACKED_(m, n, k, A, lda, C, ldc) \
   ((compute_t)compute)(101, 111, 151, (m), (n), (k), (A), (lda), packed, (n), ZERO_, (C), (ldc))
+/* PyTorch's at::native::cpublas::brgemm for float (oneDNN's JIT micro-kernel, float32 only):
+   row-major C[M, N] = A[M, K] Bm[K, N] (add_C 0: C overwritten), leading dimensions given */
+typedef void (*brgemm_t)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, _Bool,
+                         const T *, const T *, T *, _Bool);
+#define BRGEMM_(m, n, k, A, lda, Bm, ldb, C, ldc) \
+  ((brgemm_t)brg)((m), (n), (k), (lda), (ldb), (ldc), 0, (A), (Bm), (C), 0)
 static const int64_t GH_ = {GH}, HO_ = {HO};
 static const T ONE_ = 1, ZERO_ = 0;
 
@@ -617,10 +623,16 @@ void packed_rows(void *compute, const void *packed, int64_t M, int64_t N, int64_
   PACKED_(M, N, K, A, K, C, N);
 }}
 
+void brgemm_rows(void *brg, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) {{
+  /* row-major C[M, N] = A[M, K] Bm[K, N], as the loops below call it (a self-test) */
+  BRGEMM_(M, N, K, A, K, Bm, N, C, N);
+}}
+
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
-             T *WT, int64_t w_is_whh, void *compute, const void *packed) {{
+             T *WT, int64_t w_is_whh, void *compute, const void *packed, void *brg) {{
   /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed;
-     packed (not NULL): W_hh^T packed for compute, WT unused */
+     packed (not NULL): W_hh^T packed for compute, WT unused; else brg (not NULL, WT not
+     w_is_whh): the product through brgemm instead of gemm */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
@@ -629,6 +641,8 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
     T *h = (HIN ? HIN : S0) + prev * B * HO_;
     if (packed)
       PACKED_(b, GH_, HO_, h, HO_, HG + th * B * GH_, GH_);
+    else if (brg && !w_is_whh)
+      BRGEMM_(b, GH_, HO_, h, HO_, WT, GH_, HG + th * B * GH_, GH_);
     else if (w_is_whh)
       ((gemm_t)gemm)("T", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(HO_), h, I_(HO_), &ZERO_,
                      HG + th * B * GH_, I_(GH_));
@@ -640,8 +654,9 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
 }}
 
 void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W, void *compute,
-             const void *packed) {{
-  /* W: W_hh [GH, HO] row-major; packed (not NULL): W_hh packed for compute, W unused */
+             const void *packed, void *brg) {{
+  /* W: W_hh [GH, HO] row-major; packed (not NULL): W_hh packed for compute, W unused; else
+     brg (not NULL): the product through brgemm instead of gemm */
   T *DHG = (T *)P[{DHG}], *DH = (T *)P[{DH}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
@@ -649,6 +664,8 @@ void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W,
     step_bwd(P, B, t, t, prev, next, i == 0);
     if (packed)
       PACKED_(b, HO_, GH_, DHG + t * B * GH_, GH_, DH, HO_);
+    else if (brg)
+      BRGEMM_(b, HO_, GH_, DHG + t * B * GH_, GH_, W, HO_, DH, HO_);
     else
       ((gemm_t)gemm)("N", "N", I_(HO_), I_(b), I_(GH_), &ONE_, W, I_(HO_), DHG + t * B * GH_,
                      I_(GH_), &ZERO_, DH, I_(HO_));
@@ -804,10 +821,12 @@ def compile_library(src: str) -> ctypes.CDLL:
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
     first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh,
-    compute, packed)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed)`` (``gemm``:
-    :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s compute and a
-    weight packed for it, or NULL), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)`` and
-    ``packed_rows(compute, packed, M, N, K, A, C)``, the pointer-table layout ``index``
+    compute, packed, brg)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg)``
+    (``gemm``: :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s
+    compute and a weight packed for it, or NULL; ``brg``: :func:`blas_brgemm`'s address, or
+    NULL), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
+    packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
+    layout ``index``
     (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
     the same, so one buffer may serve as DXG and DHG."""
 
@@ -817,6 +836,7 @@ class Kernel:
     seq_bwd: object
     gemm_rows: object
     packed_rows: object
+    brgemm_rows: object
     index: dict
     lib: ctypes.CDLL
     dhg_is_dxg: bool = False
@@ -838,6 +858,22 @@ def blas_gemm(dtype: torch.dtype) -> int | None:
         if fn is not None:
             return ctypes.cast(fn, ctypes.c_void_p).value
     return None
+
+
+#: ``at::native::cpublas::brgemm(M, N, K, ld_a, ld_b, ld_c, add_C, const float *A, const
+#: float *B, float *C, is_vnni)`` as PyTorch's CPU library exports it (C++ name; a library
+#: whose function has other parameters has another name, so is not found)
+_BRGEMM_FLOAT = "_ZN2at6native7cpublas6brgemmEllllllbPKfS3_Pfb"
+
+
+@functools.lru_cache(maxsize=2)
+def blas_brgemm(dtype: torch.dtype) -> int | None:
+    """The address of PyTorch's float32 ``brgemm`` (oneDNN's JIT micro-kernel where the CPU
+    has AVX2, else PyTorch's ``gemm``), or None: another dtype, or a library without it. The
+    caller self-tests it before use (:func:`recur.ops.cpu.time_loop_brgemm`)."""
+    lib = _torch_cpu_library() if dtype == torch.float32 else None
+    fn = getattr(lib, _BRGEMM_FLOAT, None) if lib is not None else None
+    return None if fn is None else ctypes.cast(fn, ctypes.c_void_p).value
 
 
 @functools.lru_cache(maxsize=1)
@@ -1007,16 +1043,17 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
                 lib.step_bwd.restype = None
                 vp = ctypes.c_void_p
-                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp]
+                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp, vp]
                 lib.seq_fwd.restype = None
-                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp]
+                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp, vp]
                 lib.seq_bwd.restype = None
-                lib.gemm_rows.argtypes = [vp, i64, i64, i64, vp, vp, vp]
-                lib.gemm_rows.restype = None
+                for name in ("gemm_rows", "brgemm_rows"):
+                    getattr(lib, name).argtypes = [vp, i64, i64, i64, vp, vp, vp]
+                    getattr(lib, name).restype = None
                 lib.packed_rows.argtypes = [vp, vp, i64, i64, i64, vp, vp]
                 lib.packed_rows.restype = None
                 hit = Kernel(lib.step_fwd, lib.step_bwd, lib.seq_fwd, lib.seq_bwd,
-                             lib.gemm_rows, lib.packed_rows, index, lib,
+                             lib.gemm_rows, lib.packed_rows, lib.brgemm_rows, index, lib,
                              bool(ctypes.c_int64.in_dll(lib, "dhg_is_dxg").value))
             except (Unsupported, RuntimeError) as e:
                 hit = e
