@@ -3,7 +3,9 @@ PyTorch's x86 builds; packed once per sequence where ``recur.ops.cpu.PACK_MIN_*`
 PyTorch's float32 ``brgemm`` (oneDNN's JIT micro-kernel, ``recur.ops.cpu.time_loop_brgemm``).
 A whole layer is timed both ways in one process, interleaved, medians: recur's LayerNormLSTM
 and LayerNormGRU on the ``cpu`` backend (float32, input 64), inference (``no_grad``) and
-forward + backward, over B, H and T. This is where ``recur.ops.cpu.BRGEMM_MIN_B`` comes from.
+forward + backward, over B, H and T. This is where ``recur.ops.cpu.BRGEMM_MIN_B`` comes from;
+after commit 91fe98d, the switch also takes the whole-sequence products (the input
+projection, the weight gradients: ``recur.ops.cpu.mm``) through ``brgemm`` with one thread.
 
     .venv/bin/python benchmarks/step_gemm.py     # table + benchmarks/results/step-gemm-COMMIT.json
     .venv/bin/python benchmarks/step_gemm.py --B 1 2 --H 512 --T 64 --threads 2

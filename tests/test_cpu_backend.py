@@ -764,3 +764,47 @@ def test_projected_inference_takes_a_non_contiguous_w_hh(how, monkeypatch):
         pytest.skip("this PyTorch exports no BLAS sgemm: the projected path needs the C loop")
     assert not w_hh_t.t().is_contiguous()
     torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-6)
+
+
+def test_mm_and_project_through_brgemm_match_torch(monkeypatch):
+    # cpu.mm in blocks of rows and inner steps (remainders included), into a given buffer;
+    # cpu.project's forward, backward and double backward against PyTorch's products
+    if cpu._brgemm_call(torch.float32) is None:
+        pytest.skip("this PyTorch exports no float brgemm (or it failed its self-test)")
+    monkeypatch.setattr(cpu, "MM_MIN_MACS", 0)
+    monkeypatch.setattr(cpu, "MM_BLOCK_M", 4)
+    monkeypatch.setattr(cpu, "MM_BLOCK_K", 3)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(10, 7, generator=g), torch.randn(7, 5, generator=g)
+    torch.testing.assert_close(cpu.mm(a, b), a @ b)
+    out = torch.full((10, 5), float("nan"))
+    assert cpu.mm(a, b, out=out) is out
+    torch.testing.assert_close(out, a @ b)
+    bt = torch.randn(5, 7, generator=g)                    # a non-contiguous operand
+    torch.testing.assert_close(cpu.mm(a, bt.t()), a @ bt.t())
+    used = []
+    real = cpu._Project.forward
+    monkeypatch.setattr(cpu._Project, "forward", staticmethod(
+        lambda ctx, x, w: used.append(1) or real(ctx, x, w)))
+    x = torch.randn(10, 7, generator=g, requires_grad=True)
+    w = torch.randn(6, 7, generator=g, requires_grad=True)
+    y = cpu.project(x, w)
+    assert used, "project did not take brgemm"
+    gy = torch.randn(10, 6, generator=g)
+    dx, dw = torch.autograd.grad(y, (x, w), gy, create_graph=True)
+    x2, w2 = x.detach().requires_grad_(), w.detach().requires_grad_()
+    y2 = x2 @ w2.t()
+    dx2, dw2 = torch.autograd.grad(y2, (x2, w2), gy, create_graph=True)
+    for p, q in ((y, y2), (dx, dx2), (dw, dw2)):
+        torch.testing.assert_close(p, q)
+    gg = torch.autograd.grad((dx.square().sum() + dw.square().sum()), (x, w), allow_unused=True)
+    gg2 = torch.autograd.grad((dx2.square().sum() + dw2.square().sum()), (x2, w2),
+                              allow_unused=True)
+    for p, q in zip(gg, gg2):
+        assert (p is None) == (q is None)
+        if p is not None:
+            torch.testing.assert_close(p, q)
+    y3 = cpu.project(x.detach(), w)                  # only W_ih needs a gradient
+    (dw3,) = torch.autograd.grad(y3, (w,), gy)
+    torch.testing.assert_close(dw3, dw2)

@@ -221,7 +221,11 @@ class _Scan(torch.autograd.Function):
         gemm_in = HIN if HIN is not None else S[0]
         h_prev = gemm_in[1:] if reverse else gemm_in[:T]  # (T, B, HO)
         need = ctx.needs_input_grad
-        d_w = (DHG.reshape(T * B, GH).t() @ h_prev.reshape(T * B, -1)) if need[2] else None
+        d_w = None
+        if need[2]:
+            hp, dhg = h_prev.reshape(T * B, -1), DHG.view(T * B, GH)
+            d_w = (transposed(mm(transposed(hp), dhg)) if _mm_call(hp, dhg) is not None
+                   else dhg.t() @ hp)  # brgemm: (H_prev^T DHG)^T, the smaller transpose
         d_b = DHG.view(T * B, GH).sum(0) if b_hh is not None and need[3] else None
         d_bih = None
         if b_ih is not None and need[4]:  # one sum where the cotangents are one buffer
@@ -255,7 +259,10 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
 #: the C time loop's per-step products through PyTorch's float32 ``brgemm`` (oneDNN's JIT
 #: micro-kernel; :func:`recur.ops.cpu_codegen.blas_brgemm`) instead of BLAS ``gemm``, from
 #: this batch size on, where it passed its self-test (None: never; the tests run both).
-#: Measured with ``benchmarks/step_gemm.py``: see ``BRGEMM_MIN_B``'s JSON there
+#: Measured with ``benchmarks/step_gemm.py`` (``step-gemm-91fe98d.json``: 2-core AMD EPYC,
+#: one thread; LayerNormLSTM / LayerNormGRU, T=64): 0.45-1.01x the time with sgemm over B in
+#: {1, 2, 4, 16, 64} and H in {32, 128, 512}, inference and training; B=1 0.93-1.01x.
+#: :func:`mm` (the input projection and the weight gradients) follows the same switch
 BRGEMM_MIN_B: int | None = 1
 _BRGEMMS: dict = {}
 
@@ -274,6 +281,95 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
             addr = None
         _BRGEMMS[dtype] = addr
     return _BRGEMMS[dtype]
+
+
+#: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
+#: JIT-compiles and keeps a kernel per shape and leading dimensions)
+MM_BLOCK_M, MM_BLOCK_K = 256, 256
+#: products smaller than this many multiply-adds stay with ``torch.mm`` in :func:`mm`
+MM_MIN_MACS = 1 << 20
+_MM: dict = {}
+
+
+def _brgemm_call(dtype: torch.dtype):
+    """PyTorch's float32 ``brgemm`` as a ctypes function, self-tested once per process (as
+    :func:`time_loop_brgemm`), or None."""
+    if dtype not in _MM:
+        addr = cpu_codegen.blas_brgemm(dtype)
+        fn = None
+        if addr is not None:
+            i64, vp, flag = ctypes.c_int64, ctypes.c_void_p, ctypes.c_bool
+            fn = ctypes.CFUNCTYPE(None, i64, i64, i64, i64, i64, i64, flag, vp, vp, vp,
+                                  flag)(addr)
+            if not _computes_a_product(dtype, lambda a, b, c: fn(
+                    3, 7, 5, 5, 7, 7, False, a.data_ptr(), b.data_ptr(), c.data_ptr(), False)):
+                fn = None
+        _MM[dtype] = fn
+    return _MM[dtype]
+
+
+def _mm_call(a: Tensor, b: Tensor):
+    """:func:`_brgemm_call` where :func:`mm` of these operands takes it (shapes and dtypes as
+    there, layout aside: callers make their operands row-major), else None."""
+    if (BRGEMM_MIN_B is None or a.dtype != torch.float32 or b.dtype != torch.float32
+            or a.shape[0] * a.shape[1] * b.shape[1] < MM_MIN_MACS or a.device.type != "cpu"
+            or torch.get_num_threads() != 1):
+        return None
+    return _brgemm_call(a.dtype)
+
+
+def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
+    """``a @ b`` (``a: [M, K]``, ``b: [K, N]`` -> ``[M, N]``, CPU): through PyTorch's float32
+    ``brgemm`` in blocks of :data:`MM_BLOCK_M` rows and :data:`MM_BLOCK_K` inner steps where
+    both are float32, the product has at least :data:`MM_MIN_MACS` multiply-adds, one
+    intra-op thread runs (MKL threads its own), :data:`BRGEMM_MIN_B` is not None and
+    ``brgemm`` passed its self-test; else ``torch.mm``. Where ``benchmarks/step_gemm.py``
+    ran (a 2-core AMD EPYC), brgemm made about 240 GFLOP/s on such products and MKL about
+    100 (its AVX2 path on that CPU)."""
+    fn = _mm_call(a, b)
+    if fn is None or (out is not None and not out.is_contiguous()):
+        return torch.mm(a, b, out=out)
+    a, b = a.contiguous(), b.contiguous()
+    M, K = a.shape
+    N = b.shape[1]
+    out = a.new_empty(M, N) if out is None else out
+    pa, pb, pc = a.data_ptr(), b.data_ptr(), out.data_ptr()
+    for m0 in range(0, M, MM_BLOCK_M):
+        m = min(MM_BLOCK_M, M - m0)
+        for k0 in range(0, K, MM_BLOCK_K):
+            fn(m, N, min(MM_BLOCK_K, K - k0), K, N, N, k0 > 0, pa + 4 * (m0 * K + k0),
+               pb + 4 * k0 * N, pc + 4 * m0 * N, False)
+    return out
+
+
+class _Project(torch.autograd.Function):
+    """``x W_ih^T`` (``x: [N, I]``, ``w_ih: [G, I]`` -> ``[N, G]``) with its products through
+    :func:`mm`: forward ``x (W_ih^T)``, backward ``dX = dY W_ih`` and ``dW_ih = (x^T
+    dY)^T``; under ``create_graph`` the backward is PyTorch's own products (differentiable)."""
+
+    @staticmethod
+    def forward(ctx, x, w_ih):
+        ctx.save_for_backward(x, w_ih)
+        return mm(x, transposed(w_ih))
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w_ih = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward
+            return gy @ w_ih, gy.t() @ x
+        gy = gy.contiguous()
+        dx = mm(gy, w_ih) if ctx.needs_input_grad[0] else None
+        dw = transposed(mm(transposed(x), gy)) if ctx.needs_input_grad[1] else None
+        return dx, dw
+
+
+def project(x: Tensor, w_ih: Tensor) -> Tensor:
+    """``x W_ih^T`` for ``x: [N, I]`` and ``w_ih: [G, I]`` -> ``[N, G]`` (differentiable):
+    through :class:`_Project` where :func:`mm` takes PyTorch's ``brgemm`` for the forward
+    product, else ``torch.mm``."""
+    if _mm_call(x, w_ih.t()) is None:
+        return torch.mm(x, w_ih.t())
+    return _Project.apply(x.contiguous(), w_ih.contiguous())
 
 
 def _computes_a_product(dtype: torch.dtype, run) -> bool:
@@ -656,13 +752,20 @@ def scan_cpu_projected(
     carry = list(state0[1:])                                    # states entering the block
     step_bytes = B * W[0] * size                                # one step of h in S0 / OUT
     starts = range(0, T, C)
+    w_t = None                                                  # W_ih^T [I, GX] for brgemm
+    if _mm_call(x[:C].reshape(-1, I), w_ih.t()) is not None:
+        w_t = transposed(w_ih.contiguous())
     for t0 in (reversed(starts) if reverse else starts):
         n = min(C, T - t0)
-        if xgbuf is None:                                       # the whole sequence: [T, B, GX]
+        rows = x[t0:t0 + n].reshape(n * B, I)
+        if w_t is not None:                                     # through mm: [n * B, GX]
+            xb = mm(rows, w_t, out=None if xgbuf is None else xgbuf[:n * B])
+            if b_proj is not None:
+                xb += b_proj
+        elif xgbuf is None:                                     # the whole sequence: [T, B, GX]
             xb = F.linear(x, w_ih, b_proj).contiguous()
         else:                                                   # steps t0..t0+n: [n * B, GX]
             xb = xgbuf[:n * B]
-            rows = x[t0:t0 + n].reshape(n * B, I)
             if b_proj is None:
                 torch.mm(rows, w_ih.t(), out=xb)
             else:

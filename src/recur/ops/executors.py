@@ -132,9 +132,10 @@ XG_FN_BLOCK_BYTES = 1 << 20
 
 
 def _project(inp: Tensor, w_ih: Tensor) -> Tensor:
-    """``inp W_ih^T`` (``[T, B, I]`` -> ``[T, B, G*H]``) as one ``mm`` of the flattened steps."""
+    """``inp W_ih^T`` (``[T, B, I]`` -> ``[T, B, G*H]``) as one product of the flattened steps
+    (:func:`recur.ops.cpu.project`: PyTorch's ``brgemm`` where it takes it)."""
     T, B, I = inp.shape
-    return torch.mm(inp.reshape(T * B, I), w_ih.t()).view(T, B, w_ih.shape[0])
+    return _cpu().project(inp.reshape(T * B, I), w_ih).view(T, B, w_ih.shape[0])
 
 
 def _needs_grad(inp: Tensor, lw: LayerWeights) -> bool:
