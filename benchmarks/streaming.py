@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
-from _meta import commit
+from _meta import commit, cpu_model
 
 import recur
 
@@ -79,7 +78,7 @@ def main() -> None:
                     row[k] = statistics.median(v)
                 row["step_over_cell"] = row["recur_step_us"] / row["torch_cell_us"]
                 rows.append(row)
-    meta = {"machine": platform.processor() or platform.machine(), "commit": commit(),
+    meta = {"machine": cpu_model(), "commit": commit(),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d")}
     print(f"# streaming step latency, CPU ({meta['machine']}, {meta['threads']} threads, "

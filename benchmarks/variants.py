@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 import torch
-from _meta import commit
+from _meta import commit, cpu_model
 from torch import nn
 
 import recur
@@ -454,7 +454,7 @@ def main() -> None:
     memory.HINT = args.hugepages
     torch.manual_seed(0)
     code = commit()  # the checkout as the run starts (it may move on while it runs)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     meta = {"device": str(device), "device_name": name or platform.machine(),
                 "threads": torch.get_num_threads(), "torch": torch.__version__, "commit": code,
                 "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(),
