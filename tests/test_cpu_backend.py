@@ -531,6 +531,15 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, monkeypatch):
     monkeypatch.setattr(cpu, "time_loop_brgemm",
                         lambda *a: used.append(real(*a)) or used[-1])
     monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1)
+    # the whole-sequence products (cpu.mm) too, in small blocks; the inference projection
+    # block by block
+    monkeypatch.setattr(cpu, "MM_MIN_MACS", 0)
+    monkeypatch.setattr(cpu, "MM_BLOCK_M", 4)
+    monkeypatch.setattr(cpu, "MM_BLOCK_K", 3)
+    monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 64)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    mms, real_mm = [], cpu.mm
+    monkeypatch.setattr(cpu, "mm", lambda *a, **k: mms.append(1) or real_mm(*a, **k))
     T, B = 9, 5
     torch.manual_seed(0)
     ref = MODELS[name](num_layers=2, bidirectional=True, backend="reference")
@@ -542,6 +551,7 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, monkeypatch):
     with torch.no_grad():
         got_eval = new.eval()(x, lengths=lengths)[0]
     assert sum(u is not None for u in used) >= 8         # 4 layers, fwd + bwd, then eval
+    assert len(mms) >= 16                                 # projection, dX, dW_ih, dW_hh, ...
     monkeypatch.setattr(cpu, "BRGEMM_MIN_B", None)
     plain = _run(new.train(), x, lengths, 1)
     with torch.no_grad():

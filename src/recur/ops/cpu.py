@@ -309,8 +309,8 @@ def _brgemm_call(dtype: torch.dtype):
 
 
 def _mm_call(a: Tensor, b: Tensor):
-    """:func:`_brgemm_call` where :func:`mm` of these operands takes it (shapes and dtypes as
-    there, layout aside: callers make their operands row-major), else None."""
+    """:func:`_brgemm_call` where :func:`mm` of these operands (``[M, K]``, ``[K, N]``; only
+    their shapes, dtypes and device are read) takes it, else None."""
     if (BRGEMM_MIN_B is None or a.dtype != torch.float32 or b.dtype != torch.float32
             or a.shape[0] * a.shape[1] * b.shape[1] < MM_MIN_MACS or a.device.type != "cpu"
             or torch.get_num_threads() != 1):
@@ -753,7 +753,7 @@ def scan_cpu_projected(
     step_bytes = B * W[0] * size                                # one step of h in S0 / OUT
     starts = range(0, T, C)
     w_t = None                                                  # W_ih^T [I, GX] for brgemm
-    if _mm_call(x[:C].reshape(-1, I), w_ih.t()) is not None:
+    if _mm_call(x.new_empty(()).expand(C * B, I), w_ih.t()) is not None:  # shapes only
         w_t = transposed(w_ih.contiguous())
     for t0 in (reversed(starts) if reverse else starts):
         n = min(C, T - t0)
