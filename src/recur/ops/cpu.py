@@ -247,13 +247,20 @@ def time_loop_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> int | None:
     self-test (a small product against ``torch.mm``, once per process and dtype) failed."""
     if not C_TIME_LOOP:
         return None
-    if dtype not in _GEMMS:
-        addr = cpu_codegen.blas_gemm(dtype)
-        if addr is not None and not _computes_a_product(dtype, lambda a, b, c: k.gemm_rows(
+    return _self_tested(_GEMMS, dtype, cpu_codegen.blas_gemm, k.gemm_rows)
+
+
+def _self_tested(cache: dict, dtype: torch.dtype, find, rows) -> int | None:
+    """``find(dtype)``'s address once it computed a product through ``rows(address, M, N, K,
+    A, B, C)`` (the loops' own call; :func:`_computes_a_product`), else None; kept per dtype
+    in ``cache``."""
+    if dtype not in cache:
+        addr = find(dtype)
+        if addr is not None and not _computes_a_product(dtype, lambda a, b, c: rows(
                 addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())):
             addr = None
-        _GEMMS[dtype] = addr
-    return _GEMMS[dtype]
+        cache[dtype] = addr
+    return cache[dtype]
 
 
 #: the C time loop's per-step products through PyTorch's float32 ``brgemm`` (oneDNN's JIT
@@ -274,13 +281,7 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
     failed."""
     if BRGEMM_MIN_B is None or B < BRGEMM_MIN_B:
         return None
-    if dtype not in _BRGEMMS:
-        addr = cpu_codegen.blas_brgemm(dtype)
-        if addr is not None and not _computes_a_product(dtype, lambda a, b, c: k.brgemm_rows(
-                addr, 3, 7, 5, a.data_ptr(), b.data_ptr(), c.data_ptr())):
-            addr = None
-        _BRGEMMS[dtype] = addr
-    return _BRGEMMS[dtype]
+    return _self_tested(_BRGEMMS, dtype, cpu_codegen.blas_brgemm, k.brgemm_rows)
 
 
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
