@@ -1,7 +1,8 @@
 """The transpose of ``W_hh [G*H, H]`` that recur's C time loops make at every call (their
 per-step product reads ``W_hh^T`` contiguous): PyTorch's strided copy ``w.t().contiguous()``
-against ``recur.ops.cpu.transposed`` (MKL's copy-transpose where PyTorch's library has it),
-and next to them one step's product ``h [B, H] @ W_hh^T`` for scale. One thread, medians of
+against ``recur.ops.cpu.transposed`` with MKL's copy-transpose forced
+(``recur.ops.cpu.MKL_TRANSPOSE = True``; by default recur takes it on Intel CPUs only), and
+next to them one step's product ``h [B, H] @ W_hh^T`` for scale. One thread, medians of
 interleaved repeats.
 
     .venv/bin/python benchmarks/transpose.py      # table + benchmarks/results/transpose-COMMIT.json
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from _meta import commit
+from _meta import commit, cpu_model
 from packed_gemm import per_call_us
 
 from recur.ops import cpu
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     dt = getattr(torch, args.dtype)
+    cpu.MKL_TRANSPOSE = True                                    # the column measures MKL's
     rows = []
     for G in args.gates:
         for H in args.H:
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     code = commit()
     mkl = cpu.cpu_codegen.blas_omatcopy(dt) is not None
-    meta = {"machine": platform.machine(), "processor": platform.processor() or "unknown",
+    meta = {"machine": platform.machine(), "processor": cpu_model(),
+            "recur_default_mkl": cpu._intel_cpu(),
             "cpus": os.cpu_count(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
             "commit": code, "threads": 1, "dtype": args.dtype, "mkl_omatcopy": mkl}
     print(f"# W_hh [G*H, H] -> W_hh^T contiguous, {args.dtype}, 1 thread, {meta['cpus']}-CPU "

@@ -705,9 +705,12 @@ def test_training_applies_ln_x_in_the_kernel(name, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("mkl", [True, False, None], ids=["mkl", "torch", "by-vendor"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_transposed_is_the_contiguous_transpose(dtype, monkeypatch):
-    # the time loops' W_hh^T: MKL's copy-transpose where found, else PyTorch's strided copy
+def test_transposed_is_the_contiguous_transpose(dtype, mkl, monkeypatch):
+    # the time loops' W_hh^T: MKL's copy-transpose where found and chosen, else PyTorch's
+    # strided copy
+    monkeypatch.setattr(cpu, "MKL_TRANSPOSE", mkl)
     w = torch.randn(12, 5, dtype=dtype)
     for src in (w, w[:, 1:4], w[:0], torch.randn(1, 9, dtype=dtype), w.t()):
         got = cpu.transposed(src)

@@ -422,15 +422,31 @@ def packed_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> cpu_codegen.Packed
 
 
 _OMATCOPY: dict = {}
+#: transpose through MKL's copy-transpose (:func:`transposed`): None, on Intel CPUs only
+#: (``benchmarks/transpose.py``: 1.5-2.8x faster than PyTorch's strided copy from H=128 on
+#: an Intel Xeon, ``transpose-41ad517.json``; about 2x slower on an AMD EPYC, where MKL
+#: runs a generic path, ``transpose-<commit>.json`` of 2026-11-30); True / False force it
+MKL_TRANSPOSE: bool | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def _intel_cpu() -> bool:
+    """Whether the CPU's vendor is Intel (Linux ``/proc/cpuinfo``; False where unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("vendor_id") and "GenuineIntel" in line for line in f)
+    except OSError:
+        return False
 
 
 def transposed(w: Tensor) -> Tensor:
     """``w.t().contiguous()`` for a contiguous CPU ``w: [R, C]`` (-> ``[C, R]``), through MKL's
-    copy-transpose where PyTorch's library has it and it passed its self-test (against
-    ``Tensor.t``, once per process and dtype): 1.5-2.8x faster than PyTorch's strided copy
-    on one layer's ``W_hh`` from H=128 on (``benchmarks/transpose.py``,
-    ``transpose-41ad517.json``), which the time loops transpose at every call."""
+    copy-transpose where :data:`MKL_TRANSPOSE` says so, PyTorch's library has it and it
+    passed its self-test (against ``Tensor.t``, once per process and dtype): the time loops
+    transpose one layer's ``W_hh`` at every call."""
     dtype = w.dtype
+    if not (_intel_cpu() if MKL_TRANSPOSE is None else MKL_TRANSPOSE):
+        return w.t().contiguous()
     if dtype not in _OMATCOPY:
         fn = cpu_codegen.blas_omatcopy(dtype)
         if fn is not None:
