@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# W_hh [G*H, H] -> W_hh^T contiguous, {args.dtype}, 1 thread, {meta['cpus']}-CPU "
           f"{meta['machine']}, torch {meta['torch']}, commit {code}, {meta['date']}, MKL "
           f"copy-transpose {'found' if mkl else 'absent (both columns are PyTorch)'}")
-    print("| G |    H | w.t().contiguous() (us) | recur transposed (us) | torch / recur | "
+    print("| G |    H | w.t().contiguous() (us) | MKL copy-transpose (us) | torch / MKL | "
           "one step h @ W^T, B=1 (us) |")
     print("|--:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['G']} | {r['H']:4d} | {r['torch_us']:23.1f} | {r['recur_us']:21.1f} | "
-              f"{r['torch_over_recur']:13.2f} | {r['step_mm_B1_us']:26.1f} |")
+        print(f"| {r['G']} | {r['H']:4d} | {r['torch_us']:23.1f} | {r['recur_us']:23.1f} | "
+              f"{r['torch_over_recur']:11.2f} | {r['step_mm_B1_us']:26.1f} |")
     out = Path(args.json) if args.json else \
         Path(__file__).resolve().parent / "results" / f"transpose-{code}.json"
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

@@ -424,8 +424,8 @@ def packed_gemm(k: cpu_codegen.Kernel, dtype: torch.dtype) -> cpu_codegen.Packed
 _OMATCOPY: dict = {}
 #: transpose through MKL's copy-transpose (:func:`transposed`): None, on Intel CPUs only
 #: (``benchmarks/transpose.py``: 1.5-2.8x faster than PyTorch's strided copy from H=128 on
-#: an Intel Xeon, ``transpose-41ad517.json``; about 2x slower on an AMD EPYC, where MKL
-#: runs a generic path, ``transpose-<commit>.json`` of 2026-11-30); True / False force it
+#: an Intel Xeon, ``transpose-41ad517.json``; 1.4-2.5x slower on an AMD EPYC, where MKL does
+#: not run its tuned code, ``transpose-ac0afd3.json``); True / False force it
 MKL_TRANSPOSE: bool | None = None
 
 
