@@ -1,13 +1,16 @@
 """The ``cpu`` backend: any declared cell on the CPU, one autograd function per sequence.
 
 Per step the sequential work is one GEMM (``hg_t = h_{t-1} W_hh^T`` with ``W_hh^T`` made
-contiguous once per sequence: MKL runs that layout faster than the transposed view, except
-for one or two rows and a large ``W_hh``, read as it is: :data:`WHH_AS_IS_MAX_B`) and one
-call of a C kernel that adds ``b_hh`` and runs the cell's whole pointwise update for every row
-(plus lengths, zoneout and the recurrent-dropout mask). The time loop itself runs in C
-(``seq_fwd`` / ``seq_bwd`` of the generated library, no Python per step) where PyTorch's
-library exports a BLAS ``sgemm`` / ``dgemm`` that passes a self-test (its x86 builds, with MKL:
-:func:`time_loop_gemm`); elsewhere the loop is Python's, with ``torch.mm`` per step.
+contiguous once per sequence: that layout runs faster than the transposed view, except for
+one row and a large ``W_hh``, read as it is: :data:`WHH_AS_IS_MAX_B`) and one call of a C
+kernel that adds ``b_hh`` and runs the cell's whole pointwise update for every row (plus
+lengths, zoneout and the recurrent-dropout mask). The time loop itself runs in C (``seq_fwd``
+/ ``seq_bwd`` of the generated library, no Python per step) where PyTorch's library exports a
+BLAS ``sgemm`` / ``dgemm`` that passes a self-test (its x86 builds, with MKL:
+:func:`time_loop_gemm`); elsewhere the loop is Python's, with ``torch.mm`` per step. In
+float32 the per-step products, and with one thread the whole-sequence ones (the input
+projection, the weight gradients: :func:`mm`), run on PyTorch's ``brgemm`` (oneDNN's JIT
+micro-kernel) where it is exported and passes its self-test (:data:`BRGEMM_MIN_B`).
 The kernel is generated from the cell's single declaration (:mod:`recur.ops.cpu_codegen`:
 ``cell.update`` and its vjp traced to aten ops, translated to C, compiled once and cached), so a
 user's declared cell gets it too. No autograd graph is built per step: the forward keeps ``hg``
@@ -96,11 +99,13 @@ def kernel(cell: Cell, H: int, HO: int, GX: int, weight_shapes, dtype) -> cpu_co
 #: the forward time loops read ``W_hh`` as it is, instead of a contiguous ``W_hh^T`` made
 #: at every call (MKL's faster layout per step), for batches of at most this many rows
 #: where ``W_hh`` holds at least :data:`WHH_AS_IS_MIN_BYTES`: there the copy costs more than
-#: its layout saves. ``benchmarks/whh_layout.py`` (``whh-layout-69292b1.json``, recur's LSTM,
-#: 2-core x86_64, L2 2 MiB): as it is, B=1 and B=2 took 0.75-1.00x the time at H=512 and
-#: 1024 (W_hh 4 and 16 MiB) over T=64 and 512, inference and training; 1.08-1.53x at B=1
-#: from H=256 down, 1.03-1.61x at B=4; B=2 below 4 MiB mixed (0.71-1.10x)
-WHH_AS_IS_MAX_B = 2
+#: its layout saves. ``benchmarks/whh_layout.py``, recur's LSTM: on an Intel Xeon with MKL's
+#: sgemm per step (``whh-layout-69292b1.json``), as it is, B=1 and B=2 took 0.75-1.00x the
+#: time at H=512 and 1024 (W_hh 4 and 16 MiB) over T=64 and 512, inference and training;
+#: 1.08-1.53x at B=1 from H=256 down, 1.03-1.61x at B=4. On an AMD EPYC with the transposed
+#: weight read by ``brgemm`` (:data:`BRGEMM_MIN_B`; ``whh-layout-918ac8a.json``, T=64, H
+#: 256-1024), as it is took 0.74-0.91x at B=1, 1.10-1.35x at B=2, 1.34-2.29x at B=4: one row
+WHH_AS_IS_MAX_B = 1
 WHH_AS_IS_MIN_BYTES = 4 << 20
 
 
