@@ -329,9 +329,8 @@ def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     ``brgemm`` in blocks of :data:`MM_BLOCK_M` rows and :data:`MM_BLOCK_K` inner steps where
     both are float32, the product has at least :data:`MM_MIN_MACS` multiply-adds, one
     intra-op thread runs (MKL threads its own), :data:`BRGEMM_MIN_B` is not None and
-    ``brgemm`` passed its self-test; else ``torch.mm``. Where ``benchmarks/step_gemm.py``
-    ran (a 2-core AMD EPYC), brgemm made about 240 GFLOP/s on such products and MKL about
-    100 (its AVX2 path on that CPU)."""
+    ``brgemm`` passed its self-test; else ``torch.mm``. ``benchmarks/step_gemm.py`` times a
+    layer with and without it (:data:`BRGEMM_MIN_B` switches both)."""
     fn = _mm_call(a, b)
     if fn is None or (out is not None and not out.is_contiguous()):
         return torch.mm(a, b, out=out)
