@@ -273,8 +273,9 @@ def _self_tested(cache: dict, dtype: torch.dtype, find, rows) -> int | None:
 #: this batch size on, where it passed its self-test (None: never; the tests run both).
 #: Measured with ``benchmarks/step_gemm.py`` (``step-gemm-91fe98d.json``: 2-core AMD EPYC,
 #: one thread; LayerNormLSTM / LayerNormGRU, T=64): 0.45-1.01x the time with sgemm over B in
-#: {1, 2, 4, 16, 64} and H in {32, 128, 512}, inference and training; B=1 0.93-1.01x.
-#: :func:`mm` (the input projection and the weight gradients) follows the same switch
+#: {1, 2, 4, 16, 64} and H in {32, 128, 512}, inference and training; B=1 0.93-1.01x. With
+#: :func:`mm` (the input projection and the weight gradients), which follows the same
+#: switch: 0.32-1.05x, B=1 0.93-1.05x (``step-gemm-aaf456f.json``)
 BRGEMM_MIN_B: int | None = 1
 _BRGEMMS: dict = {}
 
