@@ -104,7 +104,8 @@ def kernel(cell: Cell, H: int, HO: int, GX: int, weight_shapes, dtype) -> cpu_co
 #: time at H=512 and 1024 (W_hh 4 and 16 MiB) over T=64 and 512, inference and training;
 #: 1.08-1.53x at B=1 from H=256 down, 1.03-1.61x at B=4. On an AMD EPYC with the transposed
 #: weight read by ``brgemm`` (:data:`BRGEMM_MIN_B`; ``whh-layout-918ac8a.json``, T=64, H
-#: 256-1024), as it is took 0.74-0.91x at B=1, 1.10-1.35x at B=2, 1.34-2.29x at B=4: one row
+#: 256-1024), as it is took 0.74-0.91x at B=1, 1.10-1.35x at B=2, 1.34-2.29x at B=4; at B=1
+#: and T=512 too, 0.87-1.04x (``whh-layout-B1-7c76b53.json``): one row
 WHH_AS_IS_MAX_B = 1
 WHH_AS_IS_MIN_BYTES = 4 << 20
 
