@@ -230,7 +230,7 @@ class _Scan(torch.autograd.Function):
         d_w = None
         if need[2]:
             hp, dhg = h_prev.reshape(T * B, -1), DHG.view(T * B, GH)
-            d_w = (transposed(mm(transposed(hp), dhg)) if _mm_call(hp, dhg) is not None
+            d_w = (transposed(mm(transposed(hp), dhg)) if _mm_call(hp.t(), dhg) is not None
                    else dhg.t() @ hp)  # brgemm: (H_prev^T DHG)^T, the smaller transpose
         d_b = DHG.view(T * B, GH).sum(0) if b_hh is not None and need[3] else None
         d_bih = None
