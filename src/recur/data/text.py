@@ -123,17 +123,28 @@ def packaged_text_path(name: str) -> str:
     if name not in PACKAGED_TEXT:
         raise ValueError(f"unknown packaged text {name!r}; known: {', '.join(PACKAGED_TEXT)}")
     spec = PACKAGED_TEXT[name]
-    found = importlib.util.find_spec(spec.package)
+    return package_file(spec.package, spec.resource, name, spec.install)
+
+
+def package_file(package: str, resource: str, what: str, install: str) -> str:
+    """Path of ``resource`` (``/``-separated) inside the installed ``package``, found with
+    ``importlib.util.find_spec`` without importing it; ``what`` (the name the user gave) and
+    ``install`` (the command that installs the package) go into the errors.
+
+    Raises:
+        FileNotFoundError: the package is not installed, or it has no such file.
+    """
+    found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(f"{name} needs the package {spec.package!r}, which is not "
-                                f"installed: {spec.install}")
+        raise FileNotFoundError(f"{what} needs the package {package!r}, which is not "
+                                f"installed: {install}")
     for folder in found.submodule_search_locations:
-        path = os.path.join(folder, *spec.resource.split("/"))
+        path = os.path.join(folder, *resource.split("/"))
         if os.path.isfile(path):
             return path
-    raise FileNotFoundError(f"{name}: expected {spec.resource} inside the installed "
-                            f"{spec.package!r} at {list(found.submodule_search_locations)}, "
-                            f"found none (reinstall it: {spec.install})")
+    raise FileNotFoundError(f"{what}: expected {resource} inside the installed "
+                            f"{package!r} at {list(found.submodule_search_locations)}, "
+                            f"found none (reinstall it: {install})")
 
 
 def load_packaged_text(name: str, path: str | None = None) -> LabelledText:

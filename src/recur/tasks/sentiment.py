@@ -72,9 +72,12 @@ from torch.utils.data import TensorDataset
 
 from ..data import (
     PACKAGED_TEXT,
+    PACKAGED_VECTORS,
     CharNgrams,
     Vocabulary,
+    WordVectors,
     load_packaged_text,
+    load_word_vectors,
     read_labelled_text,
     sample_path,
     stratified_split,
@@ -112,41 +115,58 @@ class TextClassifier(nn.Module):
     With ``cfg.subwords`` > 0, ``ids`` is ``[B, T, 1 + G]``: the word index, then the word's
     hashed character n-grams (:class:`recur.data.CharNgrams`, 0 = none); a word's vector is
     the mean of its word embedding and its n-grams' embeddings (fastText's).
+
+    With ``pretrained`` (``[R + 1, P]``, row 0 zeros; kept frozen, out of the state dict, and
+    shared by the members of an ensemble), ``ids`` is ``[B, T, 2 (+ G)]``: the word index,
+    then the word's row in ``pretrained`` (0 = none), then any n-grams; a word's vector is
+    its learned vector ``[E]`` followed by its pretrained one ``[P]``.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, cfg: Config) -> None:
+    def __init__(self, vocab_size: int, num_classes: int, cfg: Config,
+                 pretrained: Tensor | None = None) -> None:
         super().__init__()
         if cfg.pool not in ("maxmean", "mean", "last"):
             raise ValueError(f"--pool must be 'maxmean', 'mean' or 'last', got {cfg.pool!r}")
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
         self.bag = cfg.bag
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
+        self.register_buffer("pretrained", pretrained, persistent=False)
+        width_e = cfg.embed + (0 if pretrained is None else pretrained.shape[1])
         self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
                       if cfg.subwords else None)
         if cfg.bigrams and not cfg.bag:
             raise ValueError(f"--bigrams {cfg.bigrams} joins the bag of word vectors and needs "
                              f"--bag, got --no-bag")
         self.bigrams = cfg.bigrams
-        self.pairs = (nn.Embedding(cfg.bigrams + 1, cfg.embed, padding_idx=0)
+        self.pairs = (nn.Embedding(cfg.bigrams + 1, width_e, padding_idx=0)
                       if cfg.bigrams else None)
-        self.rnn = make_recurrent(cfg.cell, cfg.embed, cfg.hidden, **recurrent_options(cfg))
+        self.rnn = make_recurrent(cfg.cell, width_e, cfg.hidden, **recurrent_options(cfg))
         self.directions = 2 if cfg.bidirectional else 1
         self.drop = nn.Dropout(cfg.head_dropout)
         width = (self.directions * cfg.hidden * (2 if cfg.pool == "maxmean" else 1)
-                 + (cfg.embed if self.bag else 0))
+                 + (width_e if self.bag else 0))
         self.head = nn.Linear(width, num_classes)
 
     def _vectors(self, ids: Tensor) -> Tensor:
-        """``[B, T]`` or ``[B, T, 1 + G]`` -> ``[B, T, E]`` (padding: zeros)."""
-        expected = 2 if self.grams is None else 3
-        if ids.dim() != expected:
-            raise ValueError(f"TextClassifier{' with subwords' if expected == 3 else ''} "
-                             f"expects ids of {expected} dimensions, got {tuple(ids.shape)}")
-        if self.grams is None:
+        """``[B, T]`` or ``[B, T, 1 (+ 1) (+ G)]`` -> ``[B, T, E (+ P)]`` (padding: zeros)."""
+        extra = self.grams is not None or self.pretrained is not None
+        if ids.dim() != 2 + extra:
+            what = " and ".join(n for n, on in (("subwords", self.grams is not None),
+                                                ("pretrained vectors",
+                                                 self.pretrained is not None)) if on)
+            raise ValueError(f"TextClassifier{' with ' + what if extra else ''} expects ids "
+                             f"of {2 + extra} dimensions, got {tuple(ids.shape)}")
+        if not extra:
             return self.embed(ids)
-        words, grams = ids[..., 0], ids[..., 1:]                         # (B, T), (B, T, G)
-        summed = self.embed(words) + self.grams(grams.flatten(0, 1)).view(*words.shape, -1)
-        return summed / (1 + (grams > 0).sum(-1, keepdim=True))         # mean of the vectors
+        words = ids[..., 0]                                             # (B, T)
+        e = self.embed(words)                                           # (B, T, E)
+        if self.grams is not None:
+            grams = ids[..., 1 + (self.pretrained is not None):]         # (B, T, G)
+            e = e + self.grams(grams.flatten(0, 1)).view(*words.shape, -1)
+            e = e / (1 + (grams > 0).sum(-1, keepdim=True))             # mean of the vectors
+        if self.pretrained is not None:
+            e = torch.cat([e, F.embedding(ids[..., 1], self.pretrained)], -1)  # (B, T, E + P)
+        return e
 
     def _pair_ids(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """The words' bigrams hashed into ``1..bigrams``: ``[B, T - 1]`` (0 past a text's
@@ -242,13 +262,17 @@ def plot_words(words: Sequence[str], p_pos: Sequence[float], path: Path, title: 
 
 
 def encode_texts(vocab: Vocabulary, grams: CharNgrams | None, tokens: list[list[str]],
-                 max_len: int) -> tuple[Tensor, Tensor]:
-    """``ids: [N, T]`` (or ``[N, T, 1 + G]`` with the words' n-grams after each word index,
-    when ``grams`` is given) and ``lengths: [N]``: what :class:`TextClassifier` reads."""
+                 max_len: int, vectors: WordVectors | None = None) -> tuple[Tensor, Tensor]:
+    """``ids: [N, T]``, or ``[N, T, 1 (+ 1) (+ G)]``: each word index, then (``vectors``) its
+    row in the pretrained table (0 = none), then (``grams``) its n-grams; and ``lengths: [N]``:
+    what :class:`TextClassifier` reads."""
     ids, lengths = vocab.encode_batch(tokens, max_len=max_len)
+    parts = [ids[..., None]]
+    if vectors is not None:
+        parts.append(vectors.lookup_batch(tokens, max_len)[..., None])
     if grams is not None:
-        ids = torch.cat([ids[..., None], grams.encode_batch(tokens, max_len=max_len)], -1)
-    return ids, lengths
+        parts.append(grams.encode_batch(tokens, max_len=max_len))
+    return (ids if len(parts) == 1 else torch.cat(parts, -1)), lengths
 
 
 @register
@@ -285,6 +309,9 @@ class Sentiment(Task):
                "words only)"),
         Option("bigrams", int, 0, "hash buckets for word bigrams, whose vectors join the "
                "bag's mean of word vectors (fastText's bigrams; needs --bag; 0: words only)"),
+        Option("vectors", str, "none", "pretrained word vectors, kept frozen beside the "
+               "learned embeddings (words unseen in training still get theirs): none | "
+               f"{' | '.join(PACKAGED_VECTORS)} | a GloVe-format .txt file"),
         Option("min_steps", int, 1000, "raise --epochs until training makes at least this "
                "many optimizer steps (small data sets; 0: exactly --epochs)"),
     )
@@ -344,7 +371,7 @@ class Sentiment(Task):
     # 1a0926f, sentiment-seed0-bigrams20000-1a0926f.json and sentiment-seed0-1a0926f.json):
     # validation 0.7641 against 0.7789 without, so not put to the sweep across sets; off.
     #: runs saved before --bag existed were trained without it
-    saved_before: ClassVar[dict[str, Any]] = {"bag": False, "bigrams": 0}
+    saved_before: ClassVar[dict[str, Any]] = {"bag": False, "bigrams": 0, "vectors": "none"}
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8, "batch_size": 64,
         "lr": 3e-3, "optimizer": "adamw", "weight_decay": 0.01, "schedule": "cosine",
@@ -401,10 +428,15 @@ class Sentiment(Task):
         self._texts, self._labels = ex.texts, labels         # for the peers and the pictures
         self._split = {"train": train, "val": val, "test": test}
 
-        grams = self._grams()
+        grams, wv = self._grams(), self._word_vectors()
+        if wv is not None:
+            found = sum(wv.row(t) > 0 for t in vocab.itos[2:])
+            info["vectors_found"] = found                     # training words with a vector
+            log.info("sentiment: %d of %d training words have a vector in %s", found,
+                     len(vocab) - 2, c.vectors)
 
         def part(idx: list[int]) -> TensorDataset:
-            ids, lengths = encode_texts(vocab, grams, [tokens[i] for i in idx], c.max_len)
+            ids, lengths = encode_texts(vocab, grams, [tokens[i] for i in idx], c.max_len, wv)
             return TensorDataset(ids, lengths, torch.tensor([labels[i] for i in idx]))
 
         train_set = part(train)
@@ -414,10 +446,23 @@ class Sentiment(Task):
     def _grams(self) -> CharNgrams | None:
         return CharNgrams(self.cfg.subwords) if self.cfg.subwords else None
 
+    def _word_vectors(self) -> WordVectors | None:
+        return None if self.cfg.vectors == "none" else load_word_vectors(self.cfg.vectors)
+
+    def _pretrained_table(self) -> Tensor | None:
+        """``[R + 1, P]``: a zero row (no vector), then the table scaled to a root mean square
+        of 1 (the scale of the learned embeddings' initial N(0, 1) entries)."""
+        wv = self._word_vectors()
+        if wv is None:
+            return None
+        table = wv.vectors / wv.vectors.pow(2).mean().sqrt().clamp_min(1e-12)
+        return torch.cat([table.new_zeros(1, wv.dim), table])
+
     # ---- model and training -------------------------------------------------------------
     def build_model(self, info: Mapping[str, Any]) -> nn.Module:
-        return Ensemble([TextClassifier(len(info["vocab"]), len(info["classes"]), self.cfg)
-                         for _ in range(self.cfg.ensemble)])
+        table = self._pretrained_table()                     # one table for all the members
+        return Ensemble([TextClassifier(len(info["vocab"]), len(info["classes"]), self.cfg,
+                                        table) for _ in range(self.cfg.ensemble)])
 
     def loss(self, model: nn.Module, batch: Any) -> Tensor:
         ids, lengths, y = batch                                # (B, T), (B,), (B,)
@@ -502,7 +547,8 @@ class Sentiment(Task):
                    path: Path) -> Path:
         vocab = Vocabulary(info["vocab"][2:])
         words = tokenize(text)[: self.cfg.max_len]
-        ids, _ = encode_texts(vocab, self._grams(), [words], self.cfg.max_len)  # as predict
+        ids, _ = encode_texts(vocab, self._grams(), [words], self.cfg.max_len,  # as predict
+                              self._word_vectors())
         p = prefix_probabilities(model, ids[0])[:, self._positive(info["classes"])]
         shown = [w if w in vocab.stoi else f"{w}?" for w in words] or ["<empty>"]
         title = (f"P(positive) after each word (? = not in the vocabulary); final "
@@ -525,7 +571,8 @@ class Sentiment(Task):
             raise ValueError(f"--text (or --file lines) must be non-empty texts, got {texts!r}")
         vocab = Vocabulary(info["vocab"][2:])
         tokens = [tokenize(t) for t in texts]
-        ids, lengths = encode_texts(vocab, self._grams(), tokens, self.cfg.max_len)
+        ids, lengths = encode_texts(vocab, self._grams(), tokens, self.cfg.max_len,
+                                    self._word_vectors())
         proba = predict_proba(model, ids, lengths)                       # (N, C)
         classes, rows = info["classes"], []
         for text, toks, p in zip(texts, tokens, proba):
