@@ -173,6 +173,47 @@ def test_subwords_give_unseen_words_a_meaning_from_their_spelling(tmp_path, one_
         _task(data=data, subwords=-2).build_data()
 
 
+def _vectors_file(path):
+    """A GloVe-format table in which the sentiment words, seen in training or not
+    (:data:`UNSEEN`), point one way or the other along the first dimension."""
+    gen = torch.Generator().manual_seed(0)
+    pos = GOOD + ["superbly", "greatest", "funny"]
+    neg = BAD + ["tediously", "boringly", "awfully"]
+    lines = []
+    for words, sign in ((pos, 1.0), (neg, -1.0), (FILLER, 0.0)):
+        for w in words:
+            v = 0.3 * torch.randn(6, generator=gen)
+            v[0] += 2 * sign
+            lines.append(w + " " + " ".join(f"{x:.4f}" for x in v.tolist()))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_pretrained_vectors_give_unseen_words_their_meaning(tmp_path, one_thread):
+    data, vectors = _easy_corpus(tmp_path / "easy.csv"), _vectors_file(tmp_path / "v.txt")
+    small = {"data": data, "min_steps": 0, "epochs": 8, "hidden": 16, "embed": 16,
+             "batch_size": 16, "lr": 0.01, "embed_dropout": 0.0, "ensemble": 2}
+    out = tmp_path / "run"
+    result = train_task("sentiment", {**small, "vectors": vectors, "out": str(out)})
+    assert result.metrics["test_accuracy"] >= 0.9
+    info = json.loads((out / "info.json").read_text())
+    assert info["vectors_found"] == 18                 # 8 sentiment + 10 filler words
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
+    assert saved and not any("pretrained" in k for k in saved)  # the table is not saved
+    task, rows = predict_run(out, {"text": list(UNSEEN)}, device="cpu")
+    assert all(r["unknown"] == 1 for r in rows)         # not in the vocabulary ...
+    assert [r["label"] for r in rows] == list(UNSEEN.values())  # ... but in the table
+    model = task.build_model(info)
+    tables = {m.pretrained.data_ptr() for m in model.members}
+    assert len(tables) == 1                             # one table for all the members
+    assert not any(p is m.pretrained for m in model.members for p in model.parameters())
+    ids = task.build_data().train.tensors[0]
+    assert ids.dim() == 3 and ids.shape[-1] == 2        # [N, T, 2]: word, then its row
+    assert torch.equal(ids[..., 1] > 0, ids[..., 0] > 0)  # every training word has one here
+    with pytest.raises(FileNotFoundError, match="expected one of glove-6b-50d"):
+        _task(data=data, vectors=str(tmp_path / "missing.txt")).build_data()
+
+
 def test_word_dropout_replaces_the_word_and_keeps_its_ngrams(tmp_path):
     task = _task(data=_easy_corpus(tmp_path / "easy.csv"), subwords=50, word_dropout=0.5)
     data = task.build_data()
@@ -190,6 +231,13 @@ def test_word_dropout_replaces_the_word_and_keeps_its_ngrams(tmp_path):
     dropped = (got[..., 0] == 1) & (ids[..., 0] > 1)
     real = (ids[..., 0] > 0).sum()
     assert 0.4 < dropped.sum() / real < 0.6 and torch.equal(got[..., 0] == 0, ids[..., 0] == 0)
+    task = _task(data=_easy_corpus(tmp_path / "easy.csv"), subwords=50, word_dropout=0.5,
+                 vectors=_vectors_file(tmp_path / "v.txt"))
+    ids, lengths, y = task.build_data().train.tensors     # word, its vector's row, n-grams
+    seen.clear()
+    task.loss(Spy().train(), (ids, lengths, y))
+    assert torch.equal(seen[0][..., 1:], ids[..., 1:]) and ids.shape[-1] > 2
+    assert (seen[0][..., 0] == 1).sum() > (ids[..., 0] == 1).sum()
 
 
 def test_prefix_probabilities_read_only_the_prefix():
