@@ -16,7 +16,7 @@ from _cli import run_cli
 
 from recur.tasks import get_task, resolve_config
 from recur.tasks.runner import predict_run, train_task
-from recur.tasks.sentiment import f1_from_confusion, prefix_probabilities
+from recur.tasks.sentiment import TextClassifier, f1_from_confusion, prefix_probabilities
 
 PNG = b"\x89PNG\r\n\x1a\n"
 GOOD, BAD = ["great", "superb", "fun", "moving"], ["dull", "awful", "boring", "tedious"]
@@ -56,8 +56,8 @@ def test_split_and_vocabulary_never_see_the_test_words(tmp_path):
     assert "common" in vocab
     assert all(f"w{i}" in vocab for i in split["train"])
     assert not any(f"w{i}" in vocab for i in split["val"] + split["test"])
-    ids = data.test.tensors[0]
-    assert set(ids[:, 1].tolist()) == {1}           # each test text's own word is <unk>
+    ids = data.test.tensors[0]                      # [N, T, 2]: word, GloVe row (default)
+    assert set(ids[:, 1, 0].tolist()) == {1}        # each test text's own word is <unk>
     assert data.info["train_size"] == 54 and data.info["test_size"] == 18
 
 
@@ -141,7 +141,7 @@ def test_bucketed_batches_train_and_resume_to_the_same_end(tmp_path, one_thread)
 
     assert b.config.bucket == 3 and timeless(a.history) == timeless(b.history)
     assert a.metrics == b.metrics
-    ids = _task(data=data, bucket=2).build_data()
+    ids = _task(data=data, bucket=2, vectors="none").build_data()
     assert torch.equal(ids.lengths, (ids.train.tensors[0] != 0).sum(1))   # real tokens
     with pytest.raises(ValueError, match="--bucket must be at least 0, got -1"):
         _task(data=data, bucket=-1).build_data()
@@ -155,7 +155,7 @@ UNSEEN = {"the film superbly": "positive", "the film greatest": "positive",
 def test_subwords_give_unseen_words_a_meaning_from_their_spelling(tmp_path, one_thread):
     data = _easy_corpus(tmp_path / "easy.csv")
     small = {"data": data, "min_steps": 0, "epochs": 8, "hidden": 16, "embed": 16,
-             "batch_size": 16, "lr": 0.01, "embed_dropout": 0.0}
+             "batch_size": 16, "lr": 0.01, "embed_dropout": 0.0, "vectors": "none"}
     for subwords in (0, 500):
         out = tmp_path / f"run{subwords}"
         result = train_task("sentiment", {**small, "subwords": subwords, "out": str(out)})
@@ -167,7 +167,7 @@ def test_subwords_give_unseen_words_a_meaning_from_their_spelling(tmp_path, one_
             assert min(r["probability"] for r in rows) > 0.75
         else:                                               # words only: all the same <unk>
             assert rows[0]["probability"] == rows[1]["probability"]
-    ids = _task(data=data, subwords=500).build_data().train.tensors[0]
+    ids = _task(data=data, subwords=500, vectors="none").build_data().train.tensors[0]
     assert ids.dim() == 3 and ids[..., 1:].max() <= 500     # [N, T, 1 + G], word then n-grams
     with pytest.raises(ValueError, match="--subwords must be at least 0, got -2"):
         _task(data=data, subwords=-2).build_data()
@@ -242,7 +242,7 @@ def test_word_dropout_replaces_the_word_and_keeps_its_ngrams(tmp_path):
 
 def test_prefix_probabilities_read_only_the_prefix():
     torch.manual_seed(0)
-    task = _task(data="sample", hidden=8, embed=8, ensemble=2)
+    task = _task(data="sample", hidden=8, embed=8, ensemble=2, vectors="none")
     model = task.build_model({"vocab": ["<pad>", "<unk>"] + list("abcdefgh"),
                               "classes": ["negative", "positive"]}).eval()
     ids = torch.tensor([2, 5, 3, 9, 4])
@@ -250,7 +250,7 @@ def test_prefix_probabilities_read_only_the_prefix():
     for t in range(5):
         alone = model(ids[None, : t + 1], torch.tensor([t + 1])).softmax(-1).mean(0)[0]
         torch.testing.assert_close(p[t], alone)
-    model = _task(data="sample", hidden=8, embed=8, subwords=20).build_model(
+    model = _task(data="sample", hidden=8, embed=8, subwords=20, vectors="none").build_model(
         {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}).eval()
     ids = torch.tensor([[2, 4, 7, 0], [1, 3, 0, 0], [5, 9, 11, 20]])   # word, then n-grams
     p = prefix_probabilities(model, ids)
@@ -264,7 +264,8 @@ def test_prefix_probabilities_read_only_the_prefix():
 def test_the_bag_path_reads_the_mean_word_vector_of_the_real_tokens():
     torch.manual_seed(0)
     vocab = {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}
-    model = _task(data="sample", hidden=8, embed=6, bag=True).build_model(vocab).eval()
+    model = _task(data="sample", hidden=8, embed=6, bag=True,
+                  vectors="none").build_model(vocab).eval()
     member = model.members[0]
     assert member.head.in_features == 2 * 8 * 2 + 6            # max+mean of D*H, then E
     ids = torch.tensor([[2, 5, 3, 0, 0], [4, 9, 7, 6, 2]])
@@ -278,12 +279,24 @@ def test_the_bag_path_reads_the_mean_word_vector_of_the_real_tokens():
         member.head.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
         member(ids[:1, :3], lengths[:1])
     torch.testing.assert_close(seen["x"][:, -6:], e)
+    table = torch.cat([torch.zeros(1, 3), torch.randn(4, 3)])  # pretrained [R + 1, P]
+    task = _task(data="sample", hidden=8, embed=6, bag=True, vectors="none")
+    member = TextClassifier(10, 2, task.cfg, table).eval()
+    assert member.head.in_features == 2 * 8 * 2 + 6 + 3        # then E + P
+    ids = torch.tensor([[[2, 4], [5, 0], [3, 1]]])             # word, its pretrained row
+    with torch.no_grad():
+        seen.clear()
+        member.head.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0]))
+        member(ids, torch.tensor([3]))
+    want = torch.cat([member.embed(ids[0, :, 0]), table[ids[0, :, 1]]], -1).mean(0)
+    torch.testing.assert_close(seen["x"][0, -9:], want)
 
 
 def test_bigrams_join_the_bag_as_fasttext_averages_them():
     torch.manual_seed(0)
     vocab = {"vocab": ["<pad>", "<unk>"] + list("abcdefgh"), "classes": ["no", "yes"]}
-    model = _task(data="sample", hidden=8, embed=6, bigrams=7).build_model(vocab).eval()
+    model = _task(data="sample", hidden=8, embed=6, bigrams=7,
+                  vectors="none").build_model(vocab).eval()
     member = model.members[0]
     ids = torch.tensor([[2, 5, 3, 0, 0], [4, 9, 7, 6, 2]])
     lengths = torch.tensor([3, 5])
