@@ -519,11 +519,13 @@ def test_a_packed_gemm_that_fails_its_self_test_is_not_used(monkeypatch):
                            torch.float64) is None  # MKL packs float32 only
 
 
+@pytest.mark.parametrize("block", [None, 6])
 @pytest.mark.parametrize("name", ["layernorm_lstm", "gru_zoneout_rdrop", "peephole"])
-def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, monkeypatch):
+def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
     # float32: the C loop's per-step products through PyTorch's brgemm (forward h W_hh^T,
     # backward dhg W_hh), both directions, two layers, lengths, training and no_grad; against
-    # the same loop on BLAS sgemm and against the reference loop
+    # the same loop on BLAS sgemm and against the reference loop. block: the forward's
+    # products on column blocks of 6 (G*H = 15 or 20: a narrower block at the end)
     if cpu.time_loop_brgemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32,
                             1) is None:
         pytest.skip("this PyTorch exports no float brgemm (or it failed its self-test)")
@@ -531,6 +533,8 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, monkeypatch):
     monkeypatch.setattr(cpu, "time_loop_brgemm",
                         lambda *a: used.append(real(*a)) or used[-1])
     monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1)
+    monkeypatch.setattr(cpu, "BRGEMM_BLOCK_N", block)
+    monkeypatch.setattr(cpu, "BRGEMM_BLOCK_MIN_B", 2)
     # the whole-sequence products (cpu.mm) too, in small blocks; the inference projection
     # block by block
     monkeypatch.setattr(cpu, "MM_MIN_MACS", 0)

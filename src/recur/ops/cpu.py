@@ -124,10 +124,11 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
     """The forward time loop in C over ``T`` steps of the table ``P``: on ``W_hh^T`` packed
     once (``packed``, :func:`_packed_weight`) or else on ``w`` (:func:`_forward_weight`)."""
     if packed is not None:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None)
+        k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None,
+                  0)
     else:
         k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None,
-                  time_loop_brgemm(k, w[0].dtype, B))
+                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B))
 
 
 class _Scan(torch.autograd.Function):
@@ -289,6 +290,18 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
     if BRGEMM_MIN_B is None or B < BRGEMM_MIN_B:
         return None
     return _self_tested(_BRGEMMS, dtype, cpu_codegen.blas_brgemm, k.brgemm_rows)
+
+
+#: the forward C time loop's ``brgemm`` products on column blocks of this many columns of
+#: ``W_hh^T``, from :data:`BRGEMM_BLOCK_MIN_B` rows on (None: one call over all the columns),
+#: so that a block of the weight stays in the core's own cache while every row passes over it
+BRGEMM_BLOCK_N: int | None = None
+BRGEMM_BLOCK_MIN_B = 2
+
+
+def brgemm_block_n(B: int) -> int:
+    """The column block of the time loop's ``brgemm`` products at batch ``B`` (0: none)."""
+    return (BRGEMM_BLOCK_N or 0) if B >= BRGEMM_BLOCK_MIN_B else 0
 
 
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
@@ -857,7 +870,7 @@ class PreparedStep:
             torch.mul(states[0], self._h_mask, out=self._hin[0])
         self._table[self._xg_slot] = xg.data_ptr()
         self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, None, None,
-                        None)
+                        None, 0)
         return self._outs
 
 

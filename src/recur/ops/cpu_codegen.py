@@ -628,11 +628,24 @@ void brgemm_rows(void *brg, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) 
   BRGEMM_(M, N, K, A, K, Bm, N, C, N);
 }}
 
+static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, const T *A,
+                        int64_t lda, const T *Bm, int64_t ldb, T *C, int64_t ldc) {{
+  /* BRGEMM_ on column blocks of nb (nb <= 0 or >= n: one call), so that a [k, nb] block of
+     Bm stays in the core's own cache while every row of A passes over it */
+  if (nb <= 0 || nb >= n) {{
+    BRGEMM_(m, n, k, A, lda, Bm, ldb, C, ldc);
+    return;
+  }}
+  for (int64_t j = 0; j < n; j += nb)
+    BRGEMM_(m, (n - j < nb ? n - j : nb), k, A, lda, Bm + j, ldb, C + j, ldc);
+}}
+
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
-             T *WT, int64_t w_is_whh, void *compute, const void *packed, void *brg) {{
+             T *WT, int64_t w_is_whh, void *compute, const void *packed, void *brg,
+             int64_t nb) {{
   /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed;
      packed (not NULL): W_hh^T packed for compute, WT unused; else brg (not NULL, WT not
-     w_is_whh): the product through brgemm instead of gemm */
+     w_is_whh): the product through brgemm instead of gemm, on column blocks of nb */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
@@ -642,7 +655,7 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
     if (packed)
       PACKED_(b, GH_, HO_, h, HO_, HG + th * B * GH_, GH_);
     else if (brg && !w_is_whh)
-      BRGEMM_(b, GH_, HO_, h, HO_, WT, GH_, HG + th * B * GH_, GH_);
+      brgemm_cols(brg, nb, b, GH_, HO_, h, HO_, WT, GH_, HG + th * B * GH_, GH_);
     else if (w_is_whh)
       ((gemm_t)gemm)("T", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(HO_), h, I_(HO_), &ZERO_,
                      HG + th * B * GH_, I_(GH_));
@@ -821,10 +834,11 @@ def compile_library(src: str) -> ctypes.CDLL:
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
     first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh,
-    compute, packed, brg)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg)``
+    compute, packed, brg, nb)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg)``
     (``gemm``: :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s
     compute and a weight packed for it, or NULL; ``brg``: :func:`blas_brgemm`'s address, or
-    NULL), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
+    NULL; ``nb``: the forward's ``brg`` products on column blocks of this width, 0: whole),
+    the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
     packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
     layout ``index``
     (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
@@ -1043,7 +1057,7 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 lib.step_bwd.argtypes = [ctypes.c_void_p, i64, i64, i64, i64, i64, i64]
                 lib.step_bwd.restype = None
                 vp = ctypes.c_void_p
-                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp, vp]
+                lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp, vp, i64]
                 lib.seq_fwd.restype = None
                 lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp, vp]
                 lib.seq_bwd.restype = None
