@@ -535,6 +535,7 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
     monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1)
     monkeypatch.setattr(cpu, "BRGEMM_BLOCK_N", block)
     monkeypatch.setattr(cpu, "BRGEMM_BLOCK_MIN_B", 2)
+    monkeypatch.setattr(cpu, "_l2_cache_bytes", lambda: 0)  # blocked however small W_hh is
     # the whole-sequence products (cpu.mm) too, in small blocks; the inference projection
     # block by block
     monkeypatch.setattr(cpu, "MM_MIN_MACS", 0)

@@ -128,7 +128,7 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
                   0)
     else:
         k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None,
-                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B))
+                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B, w[0]))
 
 
 class _Scan(torch.autograd.Function):
@@ -293,15 +293,25 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
 
 
 #: the forward C time loop's ``brgemm`` products on column blocks of this many columns of
-#: ``W_hh^T``, from :data:`BRGEMM_BLOCK_MIN_B` rows on (None: one call over all the columns),
-#: so that a block of the weight stays in the core's own cache while every row passes over it
-BRGEMM_BLOCK_N: int | None = None
-BRGEMM_BLOCK_MIN_B = 2
+#: ``W_hh^T`` (None: one call over all the columns), from :data:`BRGEMM_BLOCK_MIN_B` rows on
+#: and where ``W_hh`` is larger than the L2 cache, so that a block of the weight stays in the
+#: core's own cache while every row passes over it. ``benchmarks/step_gemm.py --blocks 0 64
+#: 128`` (2-core AMD EPYC, 1 MiB of L2 per core, one thread; LayerNormLSTM and LayerNormGRU,
+#: T=64, B 16 and 64; ``step-gemm-blocks-16af945.json``, and with a second process streaming
+#: memory, ``step-gemm-blocks-neighbour-16af945.json``): blocks of 64 took 0.93-0.99x the
+#: time of one call in inference at H=512 (``W_hh`` 3-4 MiB), 1.00-1.02x at H=128 (192-256
+#: KiB, so not blocked); training, whose backward is not blocked, 0.96-1.08x at H=512
+BRGEMM_BLOCK_N: int | None = 64
+BRGEMM_BLOCK_MIN_B = 16
 
 
-def brgemm_block_n(B: int) -> int:
-    """The column block of the time loop's ``brgemm`` products at batch ``B`` (0: none)."""
-    return (BRGEMM_BLOCK_N or 0) if B >= BRGEMM_BLOCK_MIN_B else 0
+def brgemm_block_n(B: int, w: Tensor) -> int:
+    """The column block of the forward loop's ``brgemm`` products at batch ``B`` on the
+    weight ``w`` (0: none)."""
+    if not BRGEMM_BLOCK_N or B < BRGEMM_BLOCK_MIN_B or \
+            w.numel() * w.element_size() <= _l2_cache_bytes():
+        return 0
+    return BRGEMM_BLOCK_N
 
 
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
