@@ -110,6 +110,17 @@ WHH_AS_IS_MAX_B = 1
 WHH_AS_IS_MIN_BYTES = 4 << 20
 
 
+#: a batch of one row times ``W_hh`` read as it is through the loop's own ``gemv_rows``
+#: (four rows of ``W_hh`` per pass, vectorised by the C compiler) instead of BLAS ``gemm``
+WHH_GEMV = False
+
+
+def _as_is_mode(as_is: bool) -> int:
+    """``seq_fwd``'s ``w_is_whh``: 0 (``W_hh^T``), 1 (``W_hh`` through ``gemm``) or 2
+    (``W_hh``, one row through ``gemv_rows``: :data:`WHH_GEMV`)."""
+    return 0 if not as_is else 2 if WHH_GEMV else 1
+
+
 def _forward_weight(w_hh: Tensor, B: int) -> tuple[Tensor, bool]:
     """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]``): ``(W_hh^T contiguous,
     False)``, or ``(W_hh contiguous, True)`` where :data:`WHH_AS_IS_MAX_B` says so (measured
@@ -127,7 +138,7 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
         k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None,
                   0)
     else:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), int(w[1]), None, None,
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), _as_is_mode(w[1]), None, None,
                   time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B, w[0]))
 
 
@@ -879,7 +890,8 @@ class PreparedStep:
         if self._hin is not None:
             torch.mul(states[0], self._h_mask, out=self._hin[0])
         self._table[self._xg_slot] = xg.data_ptr()
-        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, 1, None, None,
+        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, _as_is_mode(True),
+                        None, None,
                         None, 0)
         return self._outs
 

@@ -628,6 +628,34 @@ void brgemm_rows(void *brg, int64_t M, int64_t N, int64_t K, T *A, T *Bm, T *C) 
   BRGEMM_(M, N, K, A, K, Bm, N, C, N);
 }}
 
+static void gemv_rows(int64_t n, int64_t k, const T *restrict W, const T *restrict x,
+                      T *restrict y) {{
+  /* y[n] = W[n, k] x[k], W row-major: four rows per pass over x (one row of a batch reads
+     W once, as it is; the compiler vectorises each row's sum) */
+  int64_t r = 0;
+  for (; r + 4 <= n; r += 4) {{
+    const T *w0 = W + r * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    T a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t j = 0; j < k; j++) {{
+      const T xj = x[j];
+      a0 += w0[j] * xj;
+      a1 += w1[j] * xj;
+      a2 += w2[j] * xj;
+      a3 += w3[j] * xj;
+    }}
+    y[r] = a0;
+    y[r + 1] = a1;
+    y[r + 2] = a2;
+    y[r + 3] = a3;
+  }}
+  for (; r < n; r++) {{
+    T a = 0;
+    for (int64_t j = 0; j < k; j++)
+      a += W[r * k + j] * x[j];
+    y[r] = a;
+  }}
+}}
+
 static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, const T *A,
                         int64_t lda, const T *Bm, int64_t ldb, T *C, int64_t ldc) {{
   /* BRGEMM_ on column blocks of nb (nb <= 0 or >= n: one call), so that a [k, nb] block of
@@ -643,7 +671,8 @@ static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, 
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
              T *WT, int64_t w_is_whh, void *compute, const void *packed, void *brg,
              int64_t nb) {{
-  /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed;
+  /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed
+     (w_is_whh 2: a batch of one row through gemv_rows, else gemm);
      packed (not NULL): W_hh^T packed for compute, WT unused; else brg (not NULL, WT not
      w_is_whh): the product through brgemm instead of gemm, on column blocks of nb */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
@@ -656,6 +685,8 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
       PACKED_(b, GH_, HO_, h, HO_, HG + th * B * GH_, GH_);
     else if (brg && !w_is_whh)
       brgemm_cols(brg, nb, b, GH_, HO_, h, HO_, WT, GH_, HG + th * B * GH_, GH_);
+    else if (w_is_whh == 2 && b == 1)
+      gemv_rows(GH_, HO_, WT, h, HG + th * B * GH_);
     else if (w_is_whh)
       ((gemm_t)gemm)("T", "N", I_(GH_), I_(b), I_(HO_), &ONE_, WT, I_(HO_), h, I_(HO_), &ZERO_,
                      HG + th * B * GH_, I_(GH_));
