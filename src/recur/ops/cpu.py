@@ -110,22 +110,29 @@ WHH_AS_IS_MAX_B = 1
 WHH_AS_IS_MIN_BYTES = 4 << 20
 
 
-#: a batch of one row times ``W_hh`` read as it is through the loop's own ``gemv_rows``
-#: (four rows of ``W_hh`` per pass, vectorised by the C compiler) instead of BLAS ``gemm``
-WHH_GEMV = False
+#: in float32, a batch of one row times ``W_hh`` read as it is, at every size, through the
+#: loop's own ``gemv_rows`` (four rows of ``W_hh`` per pass, vectorised by the C compiler)
+#: instead of BLAS ``gemm``. ``benchmarks/whh_layout.py`` (``whh-layout-B1-gemv-d10de9d.json``:
+#: 2-core AMD EPYC, one thread, recur's LSTM, B=1, H 64-1024, T 64 and 512): 0.57-0.75x the
+#: time of MKL's ``gemm`` on the same layout in inference, 0.78-0.90x in training; against
+#: ``W_hh^T`` on ``brgemm`` (what B=1 took below 4 MiB), 0.49-0.90x and 0.75-0.96x
+WHH_GEMV = True
 
 
-def _as_is_mode(as_is: bool) -> int:
+def _as_is_mode(as_is: bool, dtype: torch.dtype) -> int:
     """``seq_fwd``'s ``w_is_whh``: 0 (``W_hh^T``), 1 (``W_hh`` through ``gemm``) or 2
-    (``W_hh``, one row through ``gemv_rows``: :data:`WHH_GEMV`)."""
-    return 0 if not as_is else 2 if WHH_GEMV else 1
+    (``W_hh``, one row through ``gemv_rows``: :data:`WHH_GEMV`, float32)."""
+    return 0 if not as_is else 2 if WHH_GEMV and dtype == torch.float32 else 1
 
 
 def _forward_weight(w_hh: Tensor, B: int) -> tuple[Tensor, bool]:
     """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]``): ``(W_hh^T contiguous,
-    False)``, or ``(W_hh contiguous, True)`` where :data:`WHH_AS_IS_MAX_B` says so (measured
-    in float32; the rule is in bytes, so float64 takes it from half the units)."""
-    if B <= WHH_AS_IS_MAX_B and w_hh.numel() * w_hh.element_size() >= WHH_AS_IS_MIN_BYTES:
+    False)``, or ``(W_hh contiguous, True)`` where :data:`WHH_AS_IS_MAX_B` says so, or at
+    B=1 in float32 with :data:`WHH_GEMV` (measured in float32; the rule is in bytes, so
+    float64 takes it from half the units)."""
+    gemv = WHH_GEMV and B == 1 and w_hh.dtype == torch.float32
+    if B <= WHH_AS_IS_MAX_B and (gemv or
+                                 w_hh.numel() * w_hh.element_size() >= WHH_AS_IS_MIN_BYTES):
         return w_hh.contiguous(), True
     return transposed(w_hh), False
 
@@ -138,7 +145,8 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
         k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None,
                   0)
     else:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), _as_is_mode(w[1]), None, None,
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), _as_is_mode(w[1], w[0].dtype),
+                  None, None,
                   time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B, w[0]))
 
 
@@ -856,8 +864,8 @@ class PreparedStep:
     (copy them, e.g. with ``torch.stack``, before calling again).
     """
 
-    __slots__ = ("_k", "_gemm", "_w", "_B", "_S", "_ins", "_outs", "_hin", "_h_mask", "_table",
-                 "_xg_slot", "_keep")
+    __slots__ = ("_k", "_gemm", "_w", "_as_is", "_B", "_S", "_ins", "_outs", "_hin", "_h_mask",
+                 "_table", "_xg_slot", "_keep")
 
     def __init__(self, k, gemm, w_hh, b_hh, widths, B, dtype, cell_weights, h_mask, zoneout):
         c = Tensor.contiguous
@@ -878,7 +886,7 @@ class PreparedStep:
         hg = torch.empty(1, B, w_hh.shape[0], dtype=dtype)
         # every tensor whose address is in the table stays bound as long as this object
         self._keep = (w, bias, cell_weights, zs, hg)
-        self._w = w.data_ptr()
+        self._w, self._as_is = w.data_ptr(), _as_is_mode(True, dtype)
         self._table = _table(k, xg=None, hg=hg, S=self._S, hin=self._hin, out=None,
                              cell_weights=cell_weights, zoneout=zs, zstrides=zstrides,
                              h_mask=self._h_mask, lengths=None, b_hh=bias)
@@ -890,9 +898,8 @@ class PreparedStep:
         if self._hin is not None:
             torch.mul(states[0], self._h_mask, out=self._hin[0])
         self._table[self._xg_slot] = xg.data_ptr()
-        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, _as_is_mode(True),
-                        None, None,
-                        None, 0)
+        self._k.seq_fwd(self._table, self._B, 1, 0, 0, self._gemm, self._w, self._as_is, None,
+                        None, None, 0)
         return self._outs
 
 
