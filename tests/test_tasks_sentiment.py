@@ -207,6 +207,10 @@ def test_pretrained_vectors_give_unseen_words_their_meaning(tmp_path, one_thread
     tables = {m.pretrained.data_ptr() for m in model.members}
     assert len(tables) == 1                             # one table for all the members
     assert not any(p is m.pretrained for m in model.members for p in model.parameters())
+    assert not list(model.buffers())                    # DDP would broadcast a buffer per step
+    ids, lengths, _ = task.build_data().test.tensors
+    with torch.no_grad():                               # the vectors follow the model's dtype
+        assert model.double().eval()(ids[:4], lengths[:4]).dtype == torch.float64
     ids = task.build_data().train.tensors[0]
     assert ids.dim() == 3 and ids.shape[-1] == 2        # [N, T, 2]: word, then its row
     assert torch.equal(ids[..., 1] > 0, ids[..., 0] > 0)  # every training word has one here

@@ -121,8 +121,9 @@ class TextClassifier(nn.Module):
     hashed character n-grams (:class:`recur.data.CharNgrams`, 0 = none); a word's vector is
     the mean of its word embedding and its n-grams' embeddings (fastText's).
 
-    With ``pretrained`` (``[R + 1, P]``, row 0 zeros; kept frozen, out of the state dict, and
-    shared by the members of an ensemble), ``ids`` is ``[B, T, 2 (+ G)]``: the word index,
+    With ``pretrained`` (``[R + 1, P]``, row 0 zeros; frozen, shared by the members of an
+    ensemble, and a plain attribute, neither parameter nor buffer: out of the state dict, left
+    where it is by ``.to()``, and not broadcast by DistributedDataParallel at every step), ``ids`` is ``[B, T, 2 (+ G)]``: the word index,
     then the word's row in ``pretrained`` (0 = none), then any n-grams; a word's vector is
     its learned vector ``[E]`` followed by its pretrained one ``[P]``.
     """
@@ -135,7 +136,7 @@ class TextClassifier(nn.Module):
         self.pool, self.embed_dropout = cfg.pool, cfg.embed_dropout
         self.bag = cfg.bag
         self.embed = nn.Embedding(vocab_size, cfg.embed, padding_idx=0)
-        self.register_buffer("pretrained", pretrained, persistent=False)
+        self.pretrained = pretrained                   # not module state (see the docstring)
         width_e = cfg.embed + (0 if pretrained is None else pretrained.shape[1])
         self.grams = (nn.EmbeddingBag(cfg.subwords + 1, cfg.embed, mode="sum", padding_idx=0)
                       if cfg.subwords else None)
@@ -170,7 +171,9 @@ class TextClassifier(nn.Module):
             e = e + self.grams(grams.flatten(0, 1)).view(*words.shape, -1)
             e = e / (1 + (grams > 0).sum(-1, keepdim=True))             # mean of the vectors
         if self.pretrained is not None:
-            e = torch.cat([e, F.embedding(ids[..., 1], self.pretrained)], -1)  # (B, T, E + P)
+            rows = ids[..., 1].to(self.pretrained.device)
+            pre = F.embedding(rows, self.pretrained).to(device=e.device, dtype=e.dtype)
+            e = torch.cat([e, pre], -1)                                 # (B, T, E + P)
         return e
 
     def _pair_ids(self, ids: Tensor, lengths: Tensor) -> Tensor:
