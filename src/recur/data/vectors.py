@@ -87,8 +87,7 @@ class WordVectors:
 def _read_packaged(name: str) -> WordVectors:
     import numpy as np
 
-    _, vec_file, words_file, install = PACKAGED_VECTORS[name]
-    package = PACKAGED_VECTORS[name][0]
+    package, vec_file, words_file, install = PACKAGED_VECTORS[name]
     vec_path = package_file(package, vec_file, f"--vectors {name}", install)
     words_path = package_file(package, words_file, f"--vectors {name}", install)
     try:

@@ -53,12 +53,13 @@ split) and ``words.png`` (the positive probability after each word of one test s
 the model would answer if the sentence stopped there).
 
 Defaults: an ensemble of eight bidirectional GRUs (64 units, embeddings 128 learned + 50 from
-GloVe, max+mean pooling and the mean word vector, each), trained on batches of similar lengths (``--bucket 10``: each
-window of ten batches sorted by length, :mod:`recur.train.batching`), word dropout 0.2,
-embedding dropout 0.3, head dropout 0.3, AdamW 3e-3 with weight decay 0.01 and a cosine
-schedule, batch 64, 8 epochs raised to at least 1,000 optimizer steps
-(``--min-steps``: a set of 560 training texts gets 112 epochs, Rotten Tomatoes keeps 8),
-vocabulary of every training word (``--min-freq 1``), one CPU thread; chosen on validation
+GloVe, max+mean pooling and the mean word vector, each), trained on batches of similar
+lengths (``--bucket 10``: each window of ten batches sorted by length,
+:mod:`recur.train.batching`), word dropout 0.2, embedding dropout 0.3, head dropout 0.3,
+AdamW 3e-3 with weight decay 0.01 and a cosine schedule, batch 64, 8 epochs raised to at
+least 1,000 optimizer steps (``--min-steps``: a set of 560 training texts gets 112 epochs,
+Rotten Tomatoes keeps 8), vocabulary of every training word (``--min-freq 1``), one CPU
+thread; chosen on validation
 accuracy across several labelled text sets (the comment at :attr:`Sentiment.defaults` says
 how). ``benchmarks/sentiment.py`` measures them against the TF-IDF peer over seeds (README).
 """
@@ -123,9 +124,10 @@ class TextClassifier(nn.Module):
 
     With ``pretrained`` (``[R + 1, P]``, row 0 zeros; frozen, shared by the members of an
     ensemble, and a plain attribute, neither parameter nor buffer: out of the state dict, left
-    where it is by ``.to()``, and not broadcast by DistributedDataParallel at every step), ``ids`` is ``[B, T, 2 (+ G)]``: the word index,
-    then the word's row in ``pretrained`` (0 = none), then any n-grams; a word's vector is
-    its learned vector ``[E]`` followed by its pretrained one ``[P]``.
+    where it is by ``.to()``, and not broadcast by DistributedDataParallel at every step),
+    ``ids`` is ``[B, T, 2 (+ G)]``: the word index, then the word's row in ``pretrained``
+    (0 = none), then any n-grams; a word's vector is its learned vector ``[E]`` followed by
+    its pretrained one ``[P]``.
     """
 
     def __init__(self, vocab_size: int, num_classes: int, cfg: Config,
@@ -383,7 +385,7 @@ class Sentiment(Task):
     # same sweep (c25ae51, sentiment-defaults-glove-c25ae51.json): mean validation margin
     # -0.85 pt against -1.05 (Rotten Tomatoes +2.37 against +1.67, debates -2.08 against
     # -0.42, conventions -2.85 against -4.39): on by default.
-    #: runs saved before --bag existed were trained without it
+    #: runs saved before an option existed were trained without it
     saved_before: ClassVar[dict[str, Any]] = {"bag": False, "bigrams": 0, "vectors": "none"}
     defaults: ClassVar[dict[str, Any]] = {
         "cell": "gru", "hidden": 64, "bidirectional": True, "epochs": 8, "batch_size": 64,
