@@ -82,7 +82,12 @@ def setup(device_name: str = "auto") -> tuple[DistInfo, torch.device]:
 
 
 def teardown() -> None:
-    """Leave the process group (no-op when not distributed)."""
+    """Leave the process group (no-op when not distributed).
+
+    torch's gloo worker threads outlive this call; a script of yours that calls
+    :func:`recur.tasks.runner.train_task` under torchrun can abort at interpreter shutdown
+    (pytorch/pytorch#190489): end it with ``os._exit`` after flushing, as ``recur train`` does.
+    """
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
