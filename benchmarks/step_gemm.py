@@ -17,6 +17,12 @@ the first value (JSON: ``step-gemm-blocks-COMMIT.json``). ``--neighbour`` runs, 
 measurement, a second process that copies a 64 MiB buffer over and over (one thread): a
 neighbour that shares the last-level cache and the memory bus, as on a shared machine
 (``-neighbour`` joins the JSON's name).
+
+``--kblocks 0 256 512`` compares the backward loop's ``brgemm`` products (``dh = dhg W_hh``)
+in one call (0) with the same on slices of 256 and 512 rows of ``W_hh``, added up
+(``recur.ops.cpu.BRGEMM_BLOCK_K``), forward + backward only (JSON:
+``step-gemm-kblocks-COMMIT.json``). Both options time the blocks from B=1 on, wherever
+``W_hh`` is larger than the L2 cache.
 """
 
 from __future__ import annotations
@@ -51,24 +57,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=1.5, help="seconds per size and mode")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="compare the forward's brgemm on these column blocks (0: one call)")
+    p.add_argument("--kblocks", type=int, nargs="+", default=None,
+                   help="compare the backward's brgemm on these slices of W_hh (0: one call)")
     p.add_argument("--neighbour", action="store_true",
                    help="a second process streams through 64 MiB meanwhile")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    saved, saved_block, saved_block_b = cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, \
-        cpu.BRGEMM_BLOCK_MIN_B
+    saved, saved_block, saved_block_b, saved_block_k = cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, \
+        cpu.BRGEMM_BLOCK_MIN_B, cpu.BRGEMM_BLOCK_K
     probe = cpu.kernel(recur.cells.GRU, 2, 2, 6, [], torch.float32)
     if cpu.time_loop_gemm(probe, torch.float32) is None or \
             cpu.time_loop_brgemm(probe, torch.float32, 1) is None:
         raise SystemExit("this PyTorch lacks a BLAS sgemm or a float brgemm: nothing to compare")
 
-    def knob(value, block=None):
+    def knob(value, block=None, kblock=None):
         def apply():
             cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, cpu.BRGEMM_BLOCK_MIN_B = value, block, 1
+            cpu.BRGEMM_BLOCK_K = kblock
         return apply
 
-    if args.blocks:
+    modes = (("fwd", False), ("fwd+bwd", True))
+    if args.kblocks:
+        settings = {f"kb{b}": knob(1, saved_block, b or None) for b in args.kblocks}
+        modes = modes[1:]
+    elif args.blocks:
         settings = {f"nb{b}": knob(1, b or None) for b in args.blocks}
     else:
         settings = {"sgemm": knob(None), "brgemm": knob(1)}
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                     m = CELLS[name](args.I, H, backend="cpu")
                     for B in args.B:
                         x = torch.randn(T, B, args.I)
-                        for mode, train in (("fwd", False), ("fwd+bwd", True)):
+                        for mode, train in modes:
                             reps, med = interleaved(m, x, train, settings, args.budget)
                             row = {"cell": name, "T": T, "H": H, "B": B, "mode": mode,
                                    "repeats": reps,
@@ -101,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, cpu.BRGEMM_BLOCK_MIN_B = \
             saved, saved_block, saved_block_b
+        cpu.BRGEMM_BLOCK_K = saved_block_k
         if neighbour is not None:
             neighbour.kill()
     code = commit()
@@ -108,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "commit": code,
             "threads": args.threads, "L2_bytes": cpu._l2_cache_bytes(), "BRGEMM_MIN_B": saved,
             "BRGEMM_BLOCK_N": saved_block, "BRGEMM_BLOCK_MIN_B": saved_block_b,
+            "BRGEMM_BLOCK_K": saved_block_k,
             "neighbour": args.neighbour,
             "PACK_MIN_B": cpu.PACK_MIN_B, "PACK_MIN_T": cpu.PACK_MIN_T}
     print(f"\n# recur on the cpu backend, float32, {args.threads} thread(s), {meta['cpu']} "
@@ -115,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'with a neighbour streaming memory, ' if args.neighbour else ''}"
           f"time with each setting / with {first} (< 1: faster than {first})")
     for name in args.cells:
-        for mode in ("fwd", "fwd+bwd"):
+        for mode, _ in modes:
             for n in others:
                 print(f"\n{name}, {mode}, {n} / {first}\n\n| T | H | " +
                       " | ".join(f"B={b}" for b in args.B) + " |")
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                       r["B"] == b and r["mode"] == mode) for b in args.B]
                         print(f"| {T} | {H} | " + " | ".join(f"{c:.3f}" for c in cells) +
                               " |")
-    tag = ("-blocks" if args.blocks else "") + ("-neighbour" if args.neighbour else "")
+    tag = ("-kblocks" if args.kblocks else "-blocks" if args.blocks else "") + ("-neighbour" if args.neighbour else "")
     out = Path(args.json) if args.json else \
         Path(__file__).resolve().parent / "results" / f"step-gemm{tag}-{code}.json"
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

@@ -525,7 +525,8 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
     # float32: the C loop's per-step products through PyTorch's brgemm (forward h W_hh^T,
     # backward dhg W_hh), both directions, two layers, lengths, training and no_grad; against
     # the same loop on BLAS sgemm and against the reference loop. block: the forward's
-    # products on column blocks of 6 (G*H = 15 or 20: a narrower block at the end)
+    # products on column blocks of 6 and the backward's on slices of 6 rows of W_hh, added
+    # up (G*H = 15 or 20: a narrower block at the end)
     if cpu.time_loop_brgemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32,
                             1) is None:
         pytest.skip("this PyTorch exports no float brgemm (or it failed its self-test)")
@@ -534,6 +535,7 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
                         lambda *a: used.append(real(*a)) or used[-1])
     monkeypatch.setattr(cpu, "BRGEMM_MIN_B", 1)
     monkeypatch.setattr(cpu, "BRGEMM_BLOCK_N", block)
+    monkeypatch.setattr(cpu, "BRGEMM_BLOCK_K", block)
     monkeypatch.setattr(cpu, "BRGEMM_BLOCK_MIN_B", 2)
     monkeypatch.setattr(cpu, "_l2_cache_bytes", lambda: 0)  # blocked however small W_hh is
     # the whole-sequence products (cpu.mm) too, in small blocks; the inference projection

@@ -234,7 +234,7 @@ class _Scan(torch.autograd.Function):
         if gemm is not None:  # the whole loop in C (W_hh packed once, where it pays)
             k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr(),
                       *((None, None) if packed is None else (packed[0], packed[1].data_ptr())),
-                      time_loop_brgemm(k, xg.dtype, B))
+                      time_loop_brgemm(k, xg.dtype, B), brgemm_block_k(B, w_hh))
         else:
             dhg_views = DHG.unbind(0)
             bwd = k.bwd
@@ -331,6 +331,22 @@ def brgemm_block_n(B: int, w: Tensor) -> int:
             w.numel() * w.element_size() <= _l2_cache_bytes():
         return 0
     return BRGEMM_BLOCK_N
+
+
+#: the backward C time loop's ``brgemm`` products (``dh = dhg W_hh``) on slices of this many
+#: rows of ``W_hh`` (the inner dimension; None: one call), each added to the last, under the
+#: same conditions as :data:`BRGEMM_BLOCK_N`, so that a slice of the weight stays in the
+#: core's own cache while every row passes over it. PLACEHOLDER
+BRGEMM_BLOCK_K: int | None = 256
+
+
+def brgemm_block_k(B: int, w: Tensor) -> int:
+    """The inner-dimension slice of the backward loop's ``brgemm`` products at batch ``B``
+    on the weight ``w`` (0: none)."""
+    if not BRGEMM_BLOCK_K or B < BRGEMM_BLOCK_MIN_B or \
+            w.numel() * w.element_size() <= _l2_cache_bytes():
+        return 0
+    return BRGEMM_BLOCK_K
 
 
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN

@@ -668,6 +668,20 @@ static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, 
     BRGEMM_(m, (n - j < nb ? n - j : nb), k, A, lda, Bm + j, ldb, C + j, ldc);
 }}
 
+static void brgemm_slices(void *brg, int64_t kb, int64_t m, int64_t n, int64_t k, const T *A,
+                          int64_t lda, const T *Bm, int64_t ldb, T *C, int64_t ldc) {{
+  /* BRGEMM_ over slices of kb of the inner dimension, each after the first added to C (kb <= 0
+     or >= k: one call), so that a [kb, n] slice of Bm stays in the core's own cache while
+     every row of A passes over it */
+  if (kb <= 0 || kb >= k) {{
+    BRGEMM_(m, n, k, A, lda, Bm, ldb, C, ldc);
+    return;
+  }}
+  for (int64_t p = 0; p < k; p += kb)
+    ((brgemm_t)brg)(m, n, (k - p < kb ? k - p : kb), lda, ldb, ldc, p > 0, A + p, Bm + p * ldb,
+                    C, 0);
+}}
+
 void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, void *gemm,
              T *WT, int64_t w_is_whh, void *compute, const void *packed, void *brg,
              int64_t nb) {{
@@ -698,9 +712,9 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
 }}
 
 void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W, void *compute,
-             const void *packed, void *brg) {{
+             const void *packed, void *brg, int64_t kb) {{
   /* W: W_hh [GH, HO] row-major; packed (not NULL): W_hh packed for compute, W unused; else
-     brg (not NULL): the product through brgemm instead of gemm */
+     brg (not NULL): the product through brgemm instead of gemm, over slices of kb of GH */
   T *DHG = (T *)P[{DHG}], *DH = (T *)P[{DH}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
@@ -709,7 +723,7 @@ void seq_bwd(void **P, int64_t B, int64_t T_, int64_t reverse, void *gemm, T *W,
     if (packed)
       PACKED_(b, HO_, GH_, DHG + t * B * GH_, GH_, DH, HO_);
     else if (brg)
-      BRGEMM_(b, HO_, GH_, DHG + t * B * GH_, GH_, W, HO_, DH, HO_);
+      brgemm_slices(brg, kb, b, HO_, GH_, DHG + t * B * GH_, GH_, W, HO_, DH, HO_);
     else
       ((gemm_t)gemm)("N", "N", I_(HO_), I_(b), I_(GH_), &ONE_, W, I_(HO_), DHG + t * B * GH_,
                      I_(GH_), &ZERO_, DH, I_(HO_));
@@ -865,14 +879,14 @@ def compile_library(src: str) -> ctypes.CDLL:
 class Kernel:
     """A loaded step kernel: ``fwd(P, B, t, th, prev, next)``, ``bwd(P, B, t, th, prev, next,
     first)``, the whole time loops ``seq_fwd(P, B, T, reverse, grad, gemm, WT, w_is_whh,
-    compute, packed, brg, nb)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg)``
-    (``gemm``: :func:`blas_gemm`'s address; ``compute``, ``packed``: :func:`blas_packed`'s
-    compute and a weight packed for it, or NULL; ``brg``: :func:`blas_brgemm`'s address, or
-    NULL; ``nb``: the forward's ``brg`` products on column blocks of this width, 0: whole),
-    the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
+    compute, packed, brg, nb)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg,
+    kb)`` (``gemm``: :func:`blas_gemm`'s address; ``compute``, ``packed``:
+    :func:`blas_packed`'s compute and a weight packed for it, or NULL; ``brg``:
+    :func:`blas_brgemm`'s address, or NULL; ``nb``: the forward's ``brg`` products on column
+    blocks of this width, ``kb``: the backward's on slices of this many rows of ``W_hh``, 0:
+    whole), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
     packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
-    layout ``index``
-    (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
+    layout ``index`` (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
     the same, so one buffer may serve as DXG and DHG."""
 
     fwd: object
@@ -1090,7 +1104,7 @@ def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
                 vp = ctypes.c_void_p
                 lib.seq_fwd.argtypes = [vp, i64, i64, i64, i64, vp, vp, i64, vp, vp, vp, i64]
                 lib.seq_fwd.restype = None
-                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp, vp]
+                lib.seq_bwd.argtypes = [vp, i64, i64, i64, vp, vp, vp, vp, vp, i64]
                 lib.seq_bwd.restype = None
                 for name in ("gemm_rows", "brgemm_rows"):
                     getattr(lib, name).argtypes = [vp, i64, i64, i64, vp, vp, vp]
