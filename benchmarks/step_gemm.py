@@ -23,11 +23,6 @@ in one call (0) with the same on slices of 256 and 512 rows of ``W_hh``, added u
 (``recur.ops.cpu.BRGEMM_BLOCK_K``), forward + backward only (JSON:
 ``step-gemm-kblocks-COMMIT.json``). Both options time the blocks from B=1 on, wherever
 ``W_hh`` is larger than the L2 cache.
-
-``--fold`` compares the generated kernels with one loop and one array per operation
-(``recur.ops.cpu_codegen.INLINE = False``) and with the temporaries read once folded into
-their reader (``True``), on the products' settings as they are (JSON:
-``step-gemm-fold-COMMIT.json``); ``--cells`` may add the zoneout and peephole LSTMs.
 """
 
 from __future__ import annotations
@@ -44,14 +39,11 @@ from pathlib import Path
 import torch
 from _ab import interleaved
 from _meta import commit, cpu_model
-from variants import peephole_lstm
 
 import recur
-from recur.ops import cpu, cpu_codegen
+from recur.ops import cpu
 
-CELLS = {"LayerNormLSTM": recur.LayerNormLSTM, "LayerNormGRU": recur.LayerNormGRU,
-         "ZoneoutLSTM": lambda I, H, **k: recur.VariantLSTM(I, H, zoneout=0.1, **k),
-         "PeepholeLSTM": lambda I, H, **k: recur.CustomRNN(peephole_lstm, I, H, **k)}
+CELLS = {"LayerNormLSTM": recur.LayerNormLSTM, "LayerNormGRU": recur.LayerNormGRU}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,15 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--H", type=int, nargs="+", default=[32, 128, 512])
     p.add_argument("--T", type=int, nargs="+", default=[64])
     p.add_argument("--I", type=int, default=64)
-    p.add_argument("--cells", nargs="+", default=list(CELLS)[:2], choices=list(CELLS))
+    p.add_argument("--cells", nargs="+", default=list(CELLS), choices=list(CELLS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budget", type=float, default=1.5, help="seconds per size and mode")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
                    help="compare the forward's brgemm on these column blocks (0: one call)")
     p.add_argument("--kblocks", type=int, nargs="+", default=None,
                    help="compare the backward's brgemm on these slices of W_hh (0: one call)")
-    p.add_argument("--fold", action="store_true",
-                   help="compare the kernels without and with folded temporaries")
     p.add_argument("--neighbour", action="store_true",
                    help="a second process streams through 64 MiB meanwhile")
     p.add_argument("--json", default=None)
@@ -88,15 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return apply
 
     modes = (("fwd", False), ("fwd+bwd", True))
-
-    def fold(on):
-        def apply():
-            cpu_codegen.INLINE = on
-        return apply
-
-    if args.fold:
-        settings = {"unfolded": fold(False), "folded": fold(True)}
-    elif args.kblocks:
+    if args.kblocks:
         settings = {f"kb{b}": knob(1, saved_block, b or None) for b in args.kblocks}
         modes = modes[1:]
     elif args.blocks:
@@ -133,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, cpu.BRGEMM_BLOCK_MIN_B = \
             saved, saved_block, saved_block_b
         cpu.BRGEMM_BLOCK_K = saved_block_k
-        cpu_codegen.INLINE = True
         if neighbour is not None:
             neighbour.kill()
     code = commit()
@@ -161,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                       r["B"] == b and r["mode"] == mode) for b in args.B]
                         print(f"| {T} | {H} | " + " | ".join(f"{c:.3f}" for c in cells) +
                               " |")
-    tag = ("-fold" if args.fold else "-kblocks" if args.kblocks else "-blocks" if args.blocks else "") + ("-neighbour" if args.neighbour else "")
+    tag = ("-kblocks" if args.kblocks else "-blocks" if args.blocks else "") + ("-neighbour" if args.neighbour else "")
     out = Path(args.json) if args.json else \
         Path(__file__).resolve().parent / "results" / f"step-gemm{tag}-{code}.json"
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

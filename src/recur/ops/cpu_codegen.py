@@ -26,7 +26,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -460,49 +459,6 @@ def _prelude(dtype: torch.dtype) -> str:
             f"typedef {ctype} T;\n#define ONE ((T)1)\n{defs}\n")
 
 
-#: fold element-wise temporaries read once into their reader (:func:`inline_single_uses`);
-#: False: one loop and one array per operation, as before 2026-11-30
-INLINE = True
-_DECL = re.compile(r"T (v\d+)\[(\d+)\];")
-_DEF = re.compile(r"for \(int j = 0; j < (\d+); j\+\+\) (v\d+)\[j\] = (.*);")
-_LOOP = re.compile(r"for \(int j = 0; j < (\d+); j\+\+\) ")
-
-
-def inline_single_uses(lines: list[str]) -> list[str]:
-    """``lines`` with each element-wise temporary that is read once, at ``[j]`` in a loop
-    over its own width, replaced by its expression there (its array and loop dropped), until
-    none is left: one loop instead of a chain of them, and rows whose temporaries stay in
-    registers instead of arrays of a few KiB each (a layer-norm LSTM's backward at H=512
-    declared about 190 KiB of them per row). Every array is written once, so moving a read
-    later changes no value."""
-    lines = list(lines)
-    while True:
-        found = False
-        for i in range(len(lines) - 2, -1, -1):
-            decl, define = _DECL.fullmatch(lines[i]), _DEF.fullmatch(lines[i + 1])
-            if not decl or not define or define.group(2) != decl.group(1) or \
-                    define.group(1) != decl.group(2):
-                continue
-            name, width, expr = decl.group(1), decl.group(2), define.group(3)
-            word = re.compile(rf"\b{name}\b")
-            uses = [k for k, line in enumerate(lines) if k not in (i, i + 1)
-                    and word.search(line)]
-            if len(uses) != 1:
-                continue
-            use = lines[uses[0]]
-            if len(word.findall(use)) != 1 or f"{name}[j]" not in use:
-                continue
-            # the read must sit in a loop over the same width (the only loop, or every loop
-            # of the line over that width: then j runs over the same values)
-            if set(_LOOP.findall(use)) != {width}:
-                continue
-            lines[uses[0]] = use.replace(f"{name}[j]", f"({expr})")
-            del lines[i:i + 2]
-            found = True
-        if not found:
-            return lines
-
-
 def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int,
                   dests: list[tuple[str, int, bool]]) -> str:
     """``static void name(T *in0.., T *out0..)``; ``dests``: (C name, width, accumulate)."""
@@ -520,7 +476,6 @@ def _row_function(name: str, lines: list[str], outs: list[Val | None], n_in: int
             raise Unsupported(f"an output of width {v.width}, expected {w}")
         op = "+=" if acc else "="
         body.append(f"for (int j = 0; j < {w}; j++) {d}[j] {op} {v.at()};")
-    body = inline_single_uses(body) if INLINE else body
     return (f"static inline void {name}({', '.join(args)}) {{\n  "
             + "\n  ".join(body) + "\n}\n")
 
@@ -1104,7 +1059,7 @@ def generated(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> tuple[st
     path = None
     try:
         what = (_identity(cell), widths, [tuple(s) for s in weight_shapes], str(dtype),
-                _recur_sources(), INLINE)
+                _recur_sources())
         path = cache_dir() / f"src_{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.json"
         kept = json.loads(path.read_text())
         return kept["src"], {str(k): int(v) for k, v in kept["index"].items()}
@@ -1134,7 +1089,7 @@ _LOCK = threading.Lock()
 def kernel_for(cell: Cell, widths, weight_shapes, dtype: torch.dtype) -> Kernel:
     """The compiled kernel of ``cell`` for these sizes (cached per process and on disk).
     Raises :class:`Unsupported` (cell) or ``RuntimeError`` (compiler); both are cached too."""
-    key = (cell, widths, tuple(tuple(s) for s in weight_shapes), dtype, INLINE)
+    key = (cell, widths, tuple(tuple(s) for s in weight_shapes), dtype)
     with _LOCK:
         hit = _CACHE.get(key)
         if hit is None:
