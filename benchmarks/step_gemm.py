@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                                       r["B"] == b and r["mode"] == mode) for b in args.B]
                         print(f"| {T} | {H} | " + " | ".join(f"{c:.3f}" for c in cells) +
                               " |")
-    tag = ("-kblocks" if args.kblocks else "-blocks" if args.blocks else "") + ("-neighbour" if args.neighbour else "")
+    tag = ("-kblocks" if args.kblocks else "-blocks" if args.blocks else "") + \
+        ("-neighbour" if args.neighbour else "")
     out = Path(args.json) if args.json else \
         Path(__file__).resolve().parent / "results" / f"step-gemm{tag}-{code}.json"
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")

@@ -886,8 +886,8 @@ class Kernel:
     blocks of this width, ``kb``: the backward's on slices of this many rows of ``W_hh``, 0:
     whole), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
     packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
-    layout ``index`` (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg`` and ``hg`` are
-    the same, so one buffer may serve as DXG and DHG."""
+    layout ``index`` (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg``
+    and ``hg`` are the same, so one buffer may serve as DXG and DHG."""
 
     fwd: object
     bwd: object
