@@ -147,7 +147,7 @@ def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool
     else:
         k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), _as_is_mode(w[1], w[0].dtype),
                   None, None,
-                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block_n(B, w[0]))
+                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block(BRGEMM_BLOCK_N, B, w[0]))
 
 
 class _Scan(torch.autograd.Function):
@@ -234,7 +234,7 @@ class _Scan(torch.autograd.Function):
         if gemm is not None:  # the whole loop in C (W_hh packed once, where it pays)
             k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr(),
                       *((None, None) if packed is None else (packed[0], packed[1].data_ptr())),
-                      time_loop_brgemm(k, xg.dtype, B), brgemm_block_k(B, w_hh))
+                      time_loop_brgemm(k, xg.dtype, B), brgemm_block(BRGEMM_BLOCK_K, B, w_hh))
         else:
             dhg_views = DHG.unbind(0)
             bwd = k.bwd
@@ -324,13 +324,12 @@ BRGEMM_BLOCK_N: int | None = 64
 BRGEMM_BLOCK_MIN_B = 16
 
 
-def brgemm_block_n(B: int, w: Tensor) -> int:
-    """The column block of the forward loop's ``brgemm`` products at batch ``B`` on the
-    weight ``w`` (0: none)."""
-    if not BRGEMM_BLOCK_N or B < BRGEMM_BLOCK_MIN_B or \
-            w.numel() * w.element_size() <= _l2_cache_bytes():
+def brgemm_block(block: int | None, B: int, w: Tensor) -> int:
+    """``block`` (:data:`BRGEMM_BLOCK_N` or :data:`BRGEMM_BLOCK_K`) where the loop's
+    ``brgemm`` products at batch ``B`` on the weight ``w`` are blocked, else 0 (one call)."""
+    if not block or B < BRGEMM_BLOCK_MIN_B or w.numel() * w.element_size() <= _l2_cache_bytes():
         return 0
-    return BRGEMM_BLOCK_N
+    return block
 
 
 #: the backward C time loop's ``brgemm`` products (``dh = dhg W_hh``) on slices of this many
@@ -344,15 +343,6 @@ def brgemm_block_n(B: int, w: Tensor) -> int:
 #: noise at the sizes left whole). The one call is bimodal on this machine: a loop of its
 #: products alone took 36-52 ms at B=64, H=512, T=64, the sliced one 35-36 ms
 BRGEMM_BLOCK_K: int | None = 256
-
-
-def brgemm_block_k(B: int, w: Tensor) -> int:
-    """The inner-dimension slice of the backward loop's ``brgemm`` products at batch ``B``
-    on the weight ``w`` (0: none)."""
-    if not BRGEMM_BLOCK_K or B < BRGEMM_BLOCK_MIN_B or \
-            w.numel() * w.element_size() <= _l2_cache_bytes():
-        return 0
-    return BRGEMM_BLOCK_K
 
 
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN

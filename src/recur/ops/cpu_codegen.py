@@ -660,10 +660,8 @@ static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, 
                         int64_t lda, const T *Bm, int64_t ldb, T *C, int64_t ldc) {{
   /* BRGEMM_ on column blocks of nb (nb <= 0 or >= n: one call), so that a [k, nb] block of
      Bm stays in the core's own cache while every row of A passes over it */
-  if (nb <= 0 || nb >= n) {{
-    BRGEMM_(m, n, k, A, lda, Bm, ldb, C, ldc);
-    return;
-  }}
+  if (nb <= 0)
+    nb = n;
   for (int64_t j = 0; j < n; j += nb)
     BRGEMM_(m, (n - j < nb ? n - j : nb), k, A, lda, Bm + j, ldb, C + j, ldc);
 }}
@@ -673,10 +671,8 @@ static void brgemm_slices(void *brg, int64_t kb, int64_t m, int64_t n, int64_t k
   /* BRGEMM_ over slices of kb of the inner dimension, each after the first added to C (kb <= 0
      or >= k: one call), so that a [kb, n] slice of Bm stays in the core's own cache while
      every row of A passes over it */
-  if (kb <= 0 || kb >= k) {{
-    BRGEMM_(m, n, k, A, lda, Bm, ldb, C, ldc);
-    return;
-  }}
+  if (kb <= 0)
+    kb = k;
   for (int64_t p = 0; p < k; p += kb)
     ((brgemm_t)brg)(m, n, (k - p < kb ? k - p : kb), lda, ldb, ldc, p > 0, A + p, Bm + p * ldb,
                     C, 0);
