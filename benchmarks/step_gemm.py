@@ -12,8 +12,9 @@ projection, the weight gradients: ``recur.ops.cpu.mm``) through ``brgemm`` with 
     .venv/bin/python benchmarks/step_gemm.py --blocks 0 128 --neighbour --B 16 64
 
 ``--blocks 0 64 128`` compares instead the forward loop's ``brgemm`` products in one call (0)
-with the same on column blocks of 64 and 128 (``recur.ops.cpu.BRGEMM_BLOCK_N``), each against
-the first value (JSON: ``step-gemm-blocks-COMMIT.json``). ``--neighbour`` runs, for the whole
+with the same on column panels of 64 and 128 of ``W_hh^T``, each stored contiguous
+(``recur.ops.cpu.BRGEMM_BLOCK_N``; up to commit bbfd256, column blocks read in place: the
+``step-gemm-blocks-*`` results before it), each against the first value (JSON: ``step-gemm-blocks-COMMIT.json``). ``--neighbour`` runs, for the whole
 measurement, a second process that copies a 64 MiB buffer over and over (one thread): a
 neighbour that shares the last-level cache and the memory bus, as on a shared machine
 (``-neighbour`` joins the JSON's name).
@@ -22,7 +23,7 @@ neighbour that shares the last-level cache and the memory bus, as on a shared ma
 in one call (0) with the same on slices of 256 and 512 rows of ``W_hh``, added up
 (``recur.ops.cpu.BRGEMM_BLOCK_K``), forward + backward only (JSON:
 ``step-gemm-kblocks-COMMIT.json``). Both options time the blocks from B=1 on, wherever
-``W_hh`` is larger than the L2 cache.
+``W_hh`` is larger than the L2 cache (panels: at least as large).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     saved, saved_block, saved_block_b, saved_block_k = cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, \
         cpu.BRGEMM_BLOCK_MIN_B, cpu.BRGEMM_BLOCK_K
+    saved_panel_b = cpu.BRGEMM_PANEL_MIN_B
     probe = cpu.kernel(recur.cells.GRU, 2, 2, 6, [], torch.float32)
     if cpu.time_loop_gemm(probe, torch.float32) is None or \
             cpu.time_loop_brgemm(probe, torch.float32, 1) is None:
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     def knob(value, block=None, kblock=None):
         def apply():
             cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, cpu.BRGEMM_BLOCK_MIN_B = value, block, 1
-            cpu.BRGEMM_BLOCK_K = kblock
+            cpu.BRGEMM_BLOCK_K, cpu.BRGEMM_PANEL_MIN_B = kblock, 1
         return apply
 
     modes = (("fwd", False), ("fwd+bwd", True))
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cpu.BRGEMM_MIN_B, cpu.BRGEMM_BLOCK_N, cpu.BRGEMM_BLOCK_MIN_B = \
             saved, saved_block, saved_block_b
-        cpu.BRGEMM_BLOCK_K = saved_block_k
+        cpu.BRGEMM_BLOCK_K, cpu.BRGEMM_PANEL_MIN_B = saved_block_k, saved_panel_b
         if neighbour is not None:
             neighbour.kill()
     code = commit()
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "commit": code,
             "threads": args.threads, "L2_bytes": cpu._l2_cache_bytes(), "BRGEMM_MIN_B": saved,
             "BRGEMM_BLOCK_N": saved_block, "BRGEMM_BLOCK_MIN_B": saved_block_b,
-            "BRGEMM_BLOCK_K": saved_block_k,
+            "BRGEMM_BLOCK_K": saved_block_k, "BRGEMM_PANEL_MIN_B": saved_panel_b,
             "neighbour": args.neighbour,
             "PACK_MIN_B": cpu.PACK_MIN_B, "PACK_MIN_T": cpu.PACK_MIN_T}
     print(f"\n# recur on the cpu backend, float32, {args.threads} thread(s), {meta['cpu']} "

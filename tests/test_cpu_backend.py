@@ -525,8 +525,8 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
     # float32: the C loop's per-step products through PyTorch's brgemm (forward h W_hh^T,
     # backward dhg W_hh), both directions, two layers, lengths, training and no_grad; against
     # the same loop on BLAS sgemm and against the reference loop. block: the forward's
-    # products on column blocks of 6 and the backward's on slices of 6 rows of W_hh, added
-    # up (G*H = 15 or 20: a narrower block at the end)
+    # products on column panels of 6 of W_hh^T and the backward's on slices of 6 rows of W_hh,
+    # added up (G*H = 15 or 20: a narrower block at the end)
     if cpu.time_loop_brgemm(cpu.kernel(cells.GRU, 2, 2, 6, [], torch.float32), torch.float32,
                             1) is None:
         pytest.skip("this PyTorch exports no float brgemm (or it failed its self-test)")
@@ -543,6 +543,7 @@ def test_brgemm_gives_the_numbers_of_the_gemm_loop(name, block, monkeypatch):
     monkeypatch.setattr(cpu, "MM_MIN_MACS", 0)
     monkeypatch.setattr(cpu, "MM_BLOCK_M", 4)
     monkeypatch.setattr(cpu, "MM_BLOCK_K", 3)
+    monkeypatch.setattr(cpu, "MM_BLOCK_N", 5)
     monkeypatch.setattr(cpu, "PROJ_BLOCK_BYTES", 64)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     mms, real_mm = [], cpu.mm

@@ -33,6 +33,7 @@ import functools
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -125,29 +126,53 @@ def _as_is_mode(as_is: bool, dtype: torch.dtype) -> int:
     return 0 if not as_is else 2 if WHH_GEMV and dtype == torch.float32 else 1
 
 
-def _forward_weight(w_hh: Tensor, B: int) -> tuple[Tensor, bool]:
-    """``W_hh`` as the forward loop reads it (``w_hh: [G*H, HO]``): ``(W_hh^T contiguous,
-    False)``, or ``(W_hh contiguous, True)`` where :data:`WHH_AS_IS_MAX_B` says so, or at
-    B=1 in float32 with :data:`WHH_GEMV` (measured in float32; the rule is in bytes, so
-    float64 takes it from half the units)."""
+class ForwardWeight(NamedTuple):
+    """``W_hh`` as the forward C loop reads it: ``w`` (contiguous), ``as_is`` (``w`` is
+    ``W_hh [G*H, HO]`` itself, else ``W_hh^T``) and ``nb`` (``W_hh^T`` stored as column
+    panels of ``nb``, :func:`panels`; 0: ``W_hh^T [HO, G*H]`` row-major)."""
+
+    w: Tensor
+    as_is: bool
+    nb: int
+
+
+def _forward_weight(k: cpu_codegen.Kernel, w_hh: Tensor, B: int) -> ForwardWeight:
+    """``W_hh`` (``w_hh: [G*H, HO]``) as the forward loop reads it at batch ``B``: as it is
+    where :data:`WHH_AS_IS_MAX_B` says so, or at B=1 in float32 with :data:`WHH_GEMV`
+    (measured in float32; the rule is in bytes, so float64 takes it from half the units);
+    else ``W_hh^T``, in column panels (:func:`panels`) where the loop's ``brgemm`` products
+    run on them (:func:`panel_width`)."""
     gemv = WHH_GEMV and B == 1 and w_hh.dtype == torch.float32
     if B <= WHH_AS_IS_MAX_B and (gemv or
                                  w_hh.numel() * w_hh.element_size() >= WHH_AS_IS_MIN_BYTES):
-        return w_hh.contiguous(), True
-    return transposed(w_hh), False
+        return ForwardWeight(w_hh.contiguous(), True, 0)
+    nb = panel_width(B, w_hh) if time_loop_brgemm(k, w_hh.dtype, B) else 0
+    return ForwardWeight(panels(w_hh, nb) if nb else transposed(w_hh), False, nb)
+
+
+def panels(w: Tensor, nb: int) -> Tensor:
+    """``w^T`` (``w: [N, K]`` -> ``[N * K]``, flat) as column panels of ``nb``: panel ``j``
+    holds columns ``j..j+nb`` of ``w^T`` (rows of ``w``; the last panel narrower) as a
+    contiguous row-major ``[K, width]`` at offset ``j * K``, the layout the C loops'
+    ``brgemm_panels`` reads."""
+    N, K = w.shape
+    full = N - N % nb
+    parts = [w[:full].view(full // nb, nb, K).transpose(1, 2).reshape(-1)]
+    if full < N:
+        parts.append(w[full:].t().reshape(-1))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 def _seq_fwd(k: cpu_codegen.Kernel, P, B: int, T: int, reverse: bool, grad: bool, gemm: int,
-             packed: tuple[int, Tensor] | None, w: tuple[Tensor, bool] | None) -> None:
+             packed: tuple[int, Tensor] | None, w: ForwardWeight | None) -> None:
     """The forward time loop in C over ``T`` steps of the table ``P``: on ``W_hh^T`` packed
     once (``packed``, :func:`_packed_weight`) or else on ``w`` (:func:`_forward_weight`)."""
     if packed is not None:
         k.seq_fwd(P, B, T, reverse, grad, gemm, None, 0, packed[0], packed[1].data_ptr(), None,
                   0)
     else:
-        k.seq_fwd(P, B, T, reverse, grad, gemm, w[0].data_ptr(), _as_is_mode(w[1], w[0].dtype),
-                  None, None,
-                  time_loop_brgemm(k, w[0].dtype, B), brgemm_block(BRGEMM_BLOCK_N, B, w[0]))
+        k.seq_fwd(P, B, T, reverse, grad, gemm, w.w.data_ptr(), _as_is_mode(w.as_is, w.w.dtype),
+                  None, None, time_loop_brgemm(k, w.w.dtype, B), w.nb)
 
 
 class _Scan(torch.autograd.Function):
@@ -181,7 +206,7 @@ class _Scan(torch.autograd.Function):
         if gemm is not None:  # the whole loop in C
             packed = _packed_weight(k, w_hh, B, T, backward=False)
             _seq_fwd(k, P, B, T, reverse, grad, gemm, packed,
-                     None if packed is not None else _forward_weight(w_hh, B))
+                     None if packed is not None else _forward_weight(k, w_hh, B))
         else:
             w_t = transposed(w_hh)  # (Hout, G*H) row-major: MKL's faster layout per step
             gemm_in = (HIN if HIN is not None else S[0]).unbind(0)
@@ -234,7 +259,7 @@ class _Scan(torch.autograd.Function):
         if gemm is not None:  # the whole loop in C (W_hh packed once, where it pays)
             k.seq_bwd(P, B, T, reverse, gemm, w_hh.data_ptr(),
                       *((None, None) if packed is None else (packed[0], packed[1].data_ptr())),
-                      time_loop_brgemm(k, xg.dtype, B), brgemm_block(BRGEMM_BLOCK_K, B, w_hh))
+                      time_loop_brgemm(k, xg.dtype, B), slice_rows(B, w_hh))
         else:
             dhg_views = DHG.unbind(0)
             bwd = k.bwd
@@ -311,31 +336,41 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
     return _self_tested(_BRGEMMS, dtype, cpu_codegen.blas_brgemm, k.brgemm_rows)
 
 
-#: the forward C time loop's ``brgemm`` products on column blocks of this many columns of
-#: ``W_hh^T`` (None: one call over all the columns), from :data:`BRGEMM_BLOCK_MIN_B` rows on
-#: and where ``W_hh`` is larger than the L2 cache, so that a block of the weight stays in the
-#: core's own cache while every row passes over it. ``benchmarks/step_gemm.py --blocks 0 64
-#: 128`` (2-core AMD EPYC, 1 MiB of L2 per core, one thread; LayerNormLSTM and LayerNormGRU,
-#: T=64, B 16 and 64; ``step-gemm-blocks-16af945.json``, and with a second process streaming
-#: memory, ``step-gemm-blocks-neighbour-16af945.json``): blocks of 64 took 0.93-0.99x the
-#: time of one call in inference at H=512 (``W_hh`` 3-4 MiB), 1.00-1.02x at H=128 (192-256
-#: KiB, so not blocked); training, whose backward is not blocked, 0.96-1.08x at H=512
+#: the forward C time loop's ``brgemm`` products on column panels of this many columns of
+#: ``W_hh^T`` (None: one call over all the columns), each panel stored contiguous
+#: (:func:`panels`, made at every call in place of the transposed copy), from
+#: :data:`BRGEMM_PANEL_MIN_B` rows on and where ``W_hh`` holds at least the L2 cache's size
+#: (:func:`panel_width`), so that a panel of the weight stays in the core's own cache while
+#: every row passes over it and is read from memory in order. ``benchmarks/step_gemm.py
+#: --blocks 0 64 128`` (2-core AMD EPYC, 1 MiB of L2 per core, one thread; LayerNormLSTM and
+#: LayerNormGRU, T=64; ``step-gemm-panels-*.json``): see docs/cells.md. Panels of 64 took
+#: 0.63-0.69x the time of one call in inference at B 16 and 64, H=512, 0.89-0.97x in
+#: training; the LSTM at H=256 (``W_hh`` 1 MiB) 0.77-0.84x and 0.93-0.95x from B=4 on; B 2-8
+#: at H 512 and 1024 0.62-1.05x in inference, 0.88-1.07x in training; at H=128 (not
+#: paneled) 0.98-1.01x. (Column blocks read in place, with the rows of a block 8 KiB apart,
+#: took 0.93-0.99x in inference at H=512: ``step-gemm-blocks-16af945.json``.)
 BRGEMM_BLOCK_N: int | None = 64
+BRGEMM_PANEL_MIN_B = 2
+#: the backward's slices (:data:`BRGEMM_BLOCK_K`) from this many rows on
 BRGEMM_BLOCK_MIN_B = 16
 
 
-def brgemm_block(block: int | None, B: int, w: Tensor) -> int:
-    """``block`` (:data:`BRGEMM_BLOCK_N` or :data:`BRGEMM_BLOCK_K`) where the loop's
-    ``brgemm`` products at batch ``B`` on the weight ``w`` are blocked, else 0 (one call)."""
-    if not block or B < BRGEMM_BLOCK_MIN_B or w.numel() * w.element_size() <= _l2_cache_bytes():
+def panel_width(B: int, w: Tensor) -> int:
+    """:data:`BRGEMM_BLOCK_N` where the forward loop's ``brgemm`` products at batch ``B`` on
+    ``W_hh`` (``w``) run on column panels, else 0 (one call on ``W_hh^T``)."""
+    if not BRGEMM_BLOCK_N or B < BRGEMM_PANEL_MIN_B or \
+            w.numel() * w.element_size() < _l2_cache_bytes():
         return 0
-    return block
+    return BRGEMM_BLOCK_N
+
+
 
 
 #: the backward C time loop's ``brgemm`` products (``dh = dhg W_hh``) on slices of this many
-#: rows of ``W_hh`` (the inner dimension; None: one call), each added to the last, under the
-#: same conditions as :data:`BRGEMM_BLOCK_N`, so that a slice of the weight stays in the
-#: core's own cache while every row passes over it. ``benchmarks/step_gemm.py --kblocks``
+#: rows of ``W_hh`` (the inner dimension; None: one call), each added to the last, from
+#: :data:`BRGEMM_BLOCK_MIN_B` rows on and where ``W_hh`` is larger than the L2 cache
+#: (:func:`slice_rows`), so that a slice of the weight stays in the core's own cache while
+#: every row passes over it. ``benchmarks/step_gemm.py --kblocks``
 #: (2-core AMD EPYC, one thread; LayerNormLSTM and LayerNormGRU, forward + backward): at
 #: H=512, B 16 and 64, T 64 and 512, slices of 256 took 0.92-1.00x the time of one call in
 #: two processes (``step-gemm-kblocks-H512-03103f0.json``, ``-H512-run2-``); over B 1-64 and
@@ -345,9 +380,18 @@ def brgemm_block(block: int | None, B: int, w: Tensor) -> int:
 BRGEMM_BLOCK_K: int | None = 256
 
 
+def slice_rows(B: int, w: Tensor) -> int:
+    """:data:`BRGEMM_BLOCK_K` where the backward loop's ``brgemm`` products at batch ``B`` on
+    ``W_hh`` (``w``) run on slices of its rows, else 0 (one call)."""
+    if not BRGEMM_BLOCK_K or B < BRGEMM_BLOCK_MIN_B or \
+            w.numel() * w.element_size() <= _l2_cache_bytes():
+        return 0
+    return BRGEMM_BLOCK_K
+
+
 #: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
 #: JIT-compiles and keeps a kernel per shape and leading dimensions)
-MM_BLOCK_M, MM_BLOCK_K = 256, 256
+MM_BLOCK_M, MM_BLOCK_K, MM_BLOCK_N = 512, 256, 128
 #: products smaller than this many multiply-adds stay with ``torch.mm`` in :func:`mm`
 MM_MIN_MACS = 1 << 20
 _MM: dict = {}
@@ -395,11 +439,13 @@ def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     N = b.shape[1]
     out = a.new_empty(M, N) if out is None else out
     pa, pb, pc = a.data_ptr(), b.data_ptr(), out.data_ptr()
-    for m0 in range(0, M, MM_BLOCK_M):
-        m = min(MM_BLOCK_M, M - m0)
-        for k0 in range(0, K, MM_BLOCK_K):
-            fn(m, N, min(MM_BLOCK_K, K - k0), K, N, N, k0 > 0, pa + 4 * (m0 * K + k0),
-               pb + 4 * k0 * N, pc + 4 * m0 * N, False)
+    for n0 in range(0, N, MM_BLOCK_N):
+        n = min(MM_BLOCK_N, N - n0)
+        for m0 in range(0, M, MM_BLOCK_M):
+            m = min(MM_BLOCK_M, M - m0)
+            for k0 in range(0, K, MM_BLOCK_K):
+                fn(m, n, min(MM_BLOCK_K, K - k0), K, N, N, k0 > 0, pa + 4 * (m0 * K + k0),
+                   pb + 4 * (k0 * N + n0), pc + 4 * (m0 * N + n0), False)
     return out
 
 
@@ -824,7 +870,7 @@ def scan_cpu_projected(
                b_ih=b_in)
     slot = k.index
     packed = _packed_weight(k, w_hh, B, T, backward=False)
-    w = None if packed is not None else _forward_weight(w_hh, B)
+    w = None if packed is not None else _forward_weight(k, w_hh, B)
     S0[T if reverse else 0] = state0[0]
     carry = list(state0[1:])                                    # states entering the block
     step_bytes = B * W[0] * size                                # one step of h in S0 / OUT

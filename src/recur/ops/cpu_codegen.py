@@ -656,14 +656,19 @@ static void gemv_rows(int64_t n, int64_t k, const T *restrict W, const T *restri
   }}
 }}
 
-static void brgemm_cols(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, const T *A,
-                        int64_t lda, const T *Bm, int64_t ldb, T *C, int64_t ldc) {{
-  /* BRGEMM_ on column blocks of nb (nb <= 0 or >= n: one call), so that a [k, nb] block of
-     Bm stays in the core's own cache while every row of A passes over it */
+static void brgemm_panels(void *brg, int64_t nb, int64_t m, int64_t n, int64_t k, const T *A,
+                          int64_t lda, const T *Wp, T *C, int64_t ldc) {{
+  /* C[m, n] = A[m, k] Bm[k, n] with Bm stored as column panels of nb (nb <= 0 or >= n: one
+     panel, Bm itself, row-major): panel j, columns j..j+w of Bm (w = nb, the last one
+     narrower), is a contiguous row-major [k, w] at Wp + j k. One call per panel: its [k, w]
+     block stays in the core's own cache while every row of A passes over it, and is read
+     from memory in order */
   if (nb <= 0)
     nb = n;
-  for (int64_t j = 0; j < n; j += nb)
-    BRGEMM_(m, (n - j < nb ? n - j : nb), k, A, lda, Bm + j, ldb, C + j, ldc);
+  for (int64_t j = 0; j < n; j += nb) {{
+    int64_t w = n - j < nb ? n - j : nb;
+    BRGEMM_(m, w, k, A, lda, Wp + j * k, w, C + j, ldc);
+  }}
 }}
 
 static void brgemm_slices(void *brg, int64_t kb, int64_t m, int64_t n, int64_t k, const T *A,
@@ -684,7 +689,8 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
   /* WT: W_hh^T [HO, GH] row-major, or (w_is_whh) W_hh [GH, HO] itself, read transposed
      (w_is_whh 2: a batch of one row through gemv_rows, else gemm);
      packed (not NULL): W_hh^T packed for compute, WT unused; else brg (not NULL, WT not
-     w_is_whh): the product through brgemm instead of gemm, on column blocks of nb */
+     w_is_whh): the product through brgemm instead of gemm, WT then W_hh^T in column panels
+     of nb (brgemm_panels; nb 0: one panel, W_hh^T itself) */
   T *HG = (T *)P[{HG}], *S0 = (T *)P[{S0}], *HIN = (T *)P[{HIN}];
   int64_t b = B;
   for (int64_t i = 0; i < T_; i++) {{
@@ -694,7 +700,7 @@ void seq_fwd(void **P, int64_t B, int64_t T_, int64_t reverse, int64_t grad, voi
     if (packed)
       PACKED_(b, GH_, HO_, h, HO_, HG + th * B * GH_, GH_);
     else if (brg && !w_is_whh)
-      brgemm_cols(brg, nb, b, GH_, HO_, h, HO_, WT, GH_, HG + th * B * GH_, GH_);
+      brgemm_panels(brg, nb, b, GH_, HO_, h, HO_, WT, HG + th * B * GH_, GH_);
     else if (w_is_whh == 2 && b == 1)
       gemv_rows(GH_, HO_, WT, h, HG + th * B * GH_);
     else if (w_is_whh)
