@@ -343,12 +343,12 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
 #: (:func:`panel_width`), so that a panel of the weight stays in the core's own cache while
 #: every row passes over it and is read from memory in order. ``benchmarks/step_gemm.py
 #: --blocks 0 64 128`` (2-core AMD EPYC, 1 MiB of L2 per core, one thread; LayerNormLSTM and
-#: LayerNormGRU, T=64; ``step-gemm-panels-*.json``): see docs/cells.md. Panels of 64 took
-#: 0.63-0.69x the time of one call in inference at B 16 and 64, H=512, 0.89-0.97x in
-#: training; the LSTM at H=256 (``W_hh`` 1 MiB) 0.77-0.84x and 0.93-0.95x from B=4 on; B 2-8
-#: at H 512 and 1024 0.62-1.05x in inference, 0.88-1.07x in training; at H=128 (not
-#: paneled) 0.98-1.01x. (Column blocks read in place, with the rows of a block 8 KiB apart,
-#: took 0.93-0.99x in inference at H=512: ``step-gemm-blocks-16af945.json``.)
+#: LayerNormGRU, T=64, B 2-64; ``step-gemm-panels-4653b90.json``): panels of 64 took
+#: 0.65-0.89x the time of one call in inference at H=512 for the LSTM (``W_hh`` 4 MiB),
+#: 0.87-1.03x for the GRU (3 MiB), and 0.88-0.98x and 0.84-1.03x in training; the LSTM at
+#: H=256 (``W_hh`` 1 MiB) 0.76-0.85x and 0.87-0.96x; at H=128 (not paneled) 0.96-1.01x.
+#: (Column blocks read in place, the rows of a block 8 KiB apart, had taken 0.93-0.99x in
+#: inference at H=512: ``step-gemm-blocks-16af945.json``.)
 BRGEMM_BLOCK_N: int | None = 64
 BRGEMM_PANEL_MIN_B = 2
 #: the backward's slices (:data:`BRGEMM_BLOCK_K`) from this many rows on
