@@ -13,7 +13,7 @@ Blockings are ``M/K/N`` (``N`` 0: all the columns in one call, the order before 
 rows outermost, then inner steps; otherwise columns outermost, then rows, then inner steps).
 
     .venv/bin/python benchmarks/mm_blocks.py --json benchmarks/results/mm-blocks-COMMIT.json
-    .venv/bin/python benchmarks/mm_blocks.py --blockings 256/256/0 512/256/128 --B 64 --H 512
+    .venv/bin/python benchmarks/mm_blocks.py --blockings 256/256/0 512/256/512 --B 64 --H 512
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--H", type=int, nargs="+", default=[128, 256, 512])
     p.add_argument("--T", type=int, nargs="+", default=[64])
     p.add_argument("--I", type=int, default=64)
-    p.add_argument("--blockings", nargs="+", default=["256/256/0", "512/256/128"])
+    p.add_argument("--blockings", nargs="+", default=["256/256/0", "512/256/512"])
     p.add_argument("--repeat", type=int, default=9)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n# recur.ops.cpu.mm, float32, 1 thread, {meta['cpu']} ({meta['cpus']} CPUs), torch "
           f"{meta['torch']}, commit {meta['commit']}, {meta['date']}: time with each blocking "
           f"/ with {first} (< 1: faster)\n")
-    print("| T | B | H | product | " + " | ".join(f"{s}/{first}" for s in others) + " |")
+    print("| T | B | H | product | " + " | ".join(f"{s} / {first}" for s in others) + " |")
     print("|---:|---:|---:|---|" + "---:|" * len(others))
     for r in rows:
         print(f"| {r['T']} | {r['B']} | {r['H']} | {r['product']} | " +

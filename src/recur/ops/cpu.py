@@ -389,9 +389,13 @@ def slice_rows(B: int, w: Tensor) -> int:
     return BRGEMM_BLOCK_K
 
 
-#: rows and inner-dimension steps per ``brgemm`` call in :func:`mm` (bounded shapes: oneDNN
-#: JIT-compiles and keeps a kernel per shape and leading dimensions)
-MM_BLOCK_M, MM_BLOCK_K, MM_BLOCK_N = 512, 256, 128
+#: rows, inner-dimension steps and columns per ``brgemm`` call in :func:`mm` (bounded shapes:
+#: oneDNN JIT-compiles and keeps a kernel per shape and leading dimensions), column blocks
+#: outermost, then rows, then inner steps (each added to the last). ``benchmarks/mm_blocks.py``
+#: (2-core AMD EPYC, one thread; one LSTM layer's whole-sequence products, T=64, B 16 and 64,
+#: H 128-512; ``mm-blocks-*.json``): against 256 rows and 256 steps over all the columns
+#: (before 2026-11-30), see the figures there and in docs/cells.md
+MM_BLOCK_M, MM_BLOCK_K, MM_BLOCK_N = 512, 256, 512
 #: products smaller than this many multiply-adds stay with ``torch.mm`` in :func:`mm`
 MM_MIN_MACS = 1 << 20
 _MM: dict = {}
