@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                         print(f"T={T} B={B:3d} H={H:4d} {name:8s} [{M}x{K}]@[{K}x{N}] " +
                               "  ".join(f"{s} {row[s + '_ms']:8.3f} ms" for s in args.blockings)
-                              + "  " + "  ".join(f"{s}/{first} {row[f'{s}_over_{first}']:.3f}"
+                              + "  " + "  ".join(f"{s} / {first} {row[f'{s}_over_{first}']:.3f}"
                                                  for s in others), flush=True)
     finally:
         cpu.MM_BLOCK_M, cpu.MM_BLOCK_K, cpu.MM_BLOCK_N = saved

@@ -393,8 +393,9 @@ def slice_rows(B: int, w: Tensor) -> int:
 #: oneDNN JIT-compiles and keeps a kernel per shape and leading dimensions), column blocks
 #: outermost, then rows, then inner steps (each added to the last). ``benchmarks/mm_blocks.py``
 #: (2-core AMD EPYC, one thread; one LSTM layer's whole-sequence products, T=64, B 16 and 64,
-#: H 128-512; ``mm-blocks-*.json``): against 256 rows and 256 steps over all the columns
-#: (before 2026-11-30), see the figures there and in docs/cells.md
+#: H 128-1024; ``mm-blocks-fdd923b.json``): against 256 rows and 256 steps over all the
+#: columns (before 2026-11-30), 0.69-0.89x the time on the weight gradients from H=256 on,
+#: 0.73-1.03x on the input projection and ``dx``, 0.96-1.00x at H=128 (512 columns: one block)
 MM_BLOCK_M, MM_BLOCK_K, MM_BLOCK_N = 512, 256, 512
 #: products smaller than this many multiply-adds stay with ``torch.mm`` in :func:`mm`
 MM_MIN_MACS = 1 << 20
