@@ -442,7 +442,7 @@ def mm(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
     a, b = a.contiguous(), b.contiguous()
     M, K = a.shape
     N = b.shape[1]
-    out = a.new_empty(M, N) if out is None else out
+    out = empty_large(M, N, like=a) if out is None else out
     pa, pb, pc = a.data_ptr(), b.data_ptr(), out.data_ptr()
     for n0 in range(0, N, MM_BLOCK_N):
         n = min(MM_BLOCK_N, N - n0)

@@ -1,14 +1,25 @@
-"""Large CPU buffers of the ``cpu`` backend, with a transparent-huge-page hint.
+"""Large CPU buffers of the ``cpu`` backend: kept for the next call, and a huge-page hint.
 
 A tensor of tens of MB (the input projection ``[T, B, G*H]``, the per-step states
-``[T+1, B, H]`` a sequence keeps for its backward) is fresh memory from the system at every
-forward: the kernel maps it page by page on first touch, one fault per 4 KiB. On Linux,
-:func:`empty_large` asks for 2 MiB pages on the buffer's aligned interior
-(``madvise(MADV_HUGEPAGE)``, before anything is written), which takes most of that cost away
-where the system leaves huge pages to the program (``/sys/kernel/mm/transparent_hugepage/
-enabled`` set to ``madvise`` or ``always``; with ``never`` the hint does nothing). It is a hint
-on memory the tensor owns: values, strides and lifetime are those of ``torch.empty``, and where
-the call is unavailable (not Linux, no libc) nothing is asked.
+``[T+1, B, H]`` a sequence keeps for its backward, the cotangents of its backward) is fresh
+memory from the system at every call of ``torch.empty``: the kernel maps it page by page on
+first touch, one fault and one zeroed page per 4 KiB, which took about a fifth of a training
+call of a layer at B=64, H=512 (``perf``, 2026-11-30). :func:`empty_large` therefore keeps
+the buffers it made (up to :data:`CACHE_BYTES` in all) and hands one out again once nothing
+else holds it, whatever its shape and dtype (the same number of bytes): the next call of the
+same size reuses pages already mapped, as PyTorch's caching allocator does on CUDA. A buffer
+is free when its storage has no other reference than the cache's own (views, autograd's saved
+tensors, the caller's outputs all count), so nothing a caller still holds is ever handed out
+twice. :func:`release` lets go of every free one (the memory returns to the system when the
+last user drops it); :data:`CACHE_BYTES` = 0 turns the cache off. Without PyTorch's storage
+reference count (``torch._C._storage_Use_Count``) the cache is off.
+
+On Linux, :func:`empty_large` can also ask for 2 MiB pages on a new buffer's aligned interior
+(``madvise(MADV_HUGEPAGE)``, before anything is written), where the system leaves huge pages
+to the program (``/sys/kernel/mm/transparent_hugepage/enabled`` set to ``madvise`` or
+``always``; with ``never`` the hint does nothing). It is a hint on memory the tensor owns:
+values, strides and lifetime are those of ``torch.empty``, and where the call is unavailable
+(not Linux, no libc) nothing is asked.
 
 The hint is **off by default** (:data:`HINT`). Over the issue-16 grid
 (``benchmarks/variants.py``, 2-core x86_64, 2026-11-29) recur's summed time was 45.4 s with
@@ -25,7 +36,10 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
+import os
 import sys
+import threading
 
 import torch
 from torch import Tensor
@@ -51,11 +65,93 @@ def _madvise():
     return fn
 
 
+def _default_cap() -> int:
+    """1 GiB, or an eighth of the machine's memory where that is less (POSIX ``sysconf``)."""
+    try:
+        ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 30
+    return min(1 << 30, ram // 8) if ram > 0 else 1 << 30
+
+
+#: keep buffers of :func:`empty_large` for the next call, up to this many bytes in all
+#: (those in use included; 0: no cache): 1 GiB, or an eighth of the machine's memory
+CACHE_BYTES = _default_cap()
+#: buffers at least this large go through the cache (smaller ones: ``torch.empty``)
+CACHE_MIN_BYTES = 1 << 20
+_cache: list[Tensor] = []  # flat uint8 buffers, the most recently handed out last
+_lock = threading.Lock()
+
+
+def _use_count() -> object:
+    return getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _free(buf: Tensor, count) -> bool:
+    """Whether nothing but the cache holds ``buf``'s storage (the cache's tensor and the
+    storage object made for the question: 2 references)."""
+    return count(buf.untyped_storage()._cdata) == 2
+
+
+def release() -> int:
+    """Let go of every cached buffer that nothing else holds; returns the bytes let go."""
+    count = _use_count()
+    with _lock:
+        free = [count is None or _free(b, count) for b in _cache]
+        gone = sum(b.numel() for b, f in zip(_cache, free) if f)
+        _cache[:] = [b for b, f in zip(_cache, free) if not f]
+    return gone
+
+
+def cached_bytes() -> int:
+    """Bytes the cache holds (the buffers in use included)."""
+    with _lock:
+        return sum(b.numel() for b in _cache)
+
+
+def _cached(nbytes: int) -> Tensor | None:
+    """A flat uint8 buffer of ``nbytes`` from the cache (a free one, or a new one kept in
+    it), or None where the cache is off or full of buffers in use."""
+    count = _use_count()
+    if count is None or CACHE_BYTES <= 0 or nbytes < CACHE_MIN_BYTES:
+        return None
+    with _lock:
+        for i, buf in enumerate(_cache):
+            if buf.numel() == nbytes and _free(buf, count):
+                _cache.append(_cache.pop(i))
+                return buf.view(nbytes)  # a view: the storage is held before the lock ends
+        free = [_free(b, count) for b in _cache]
+        total = sum(b.numel() for b in _cache)
+        held = sum(b.numel() for b, f in zip(_cache, free) if not f)
+        if held + nbytes > CACHE_BYTES:
+            return None                             # would not fit: torch.empty, not kept
+        keep = []
+        for b, f in zip(_cache, free):              # free ones go, least recently used first
+            if f and total + nbytes > CACHE_BYTES:
+                total -= b.numel()
+            else:
+                keep.append(b)
+        _cache[:] = keep
+        buf = _hinted(torch.empty(nbytes, dtype=torch.uint8))
+        _cache.append(buf)
+        return buf.view(nbytes)
+
+
 def empty_large(*shape: int, like: Tensor) -> Tensor:
-    """``torch.empty(shape)`` with ``like``'s dtype and device; on the CPU and from
-    :data:`MIN_BYTES` up and with :data:`HINT` on, with the huge-page hint (module docstring)
-    on its aligned interior."""
-    t = torch.empty(shape, dtype=like.dtype, device=like.device)
+    """``torch.empty(shape)`` with ``like``'s dtype and device (values undefined); on the CPU
+    from :data:`CACHE_MIN_BYTES` up, a buffer of the cache (module docstring), and with
+    :data:`HINT` on, the huge-page hint on a new buffer's aligned interior."""
+    if like.device.type == "cpu":
+        nbytes = math.prod(shape) * like.element_size()
+        buf = _cached(nbytes)
+        if buf is not None:
+            return buf.view(like.dtype).view(shape)
+    return _hinted(torch.empty(shape, dtype=like.dtype, device=like.device))
+
+
+def _hinted(t: Tensor) -> Tensor:
+    """``t`` (new, nothing written yet), with the huge-page hint on its aligned interior
+    where :data:`HINT` is on and it is a CPU tensor of at least :data:`MIN_BYTES`."""
     nbytes = t.numel() * t.element_size()
     if HINT and nbytes >= MIN_BYTES and t.device.type == "cpu":
         fn = _madvise()
