@@ -12,7 +12,7 @@ import torch
 import recur
 from recur.ops import memory
 
-needs_count = pytest.mark.skipif(memory._use_count() is None,
+needs_count = pytest.mark.skipif(memory._free_check() is None,
                                  reason="this PyTorch has no torch._C._storage_Use_Count: "
                                         "the cache is off")
 
@@ -79,6 +79,21 @@ def test_the_cap_and_release(cache, monkeypatch):
     assert cache.release() == 3 << 20 and cache.cached_bytes() == 0
     small = cache.empty_large(10, like=like)                 # below CACHE_MIN_BYTES
     assert small.shape == (10,) and cache.cached_bytes() == 0
+
+
+@needs_count
+def test_the_count_is_checked_under_inference_mode_too(monkeypatch):
+    # the check runs autograd once: asked first under no_grad / inference_mode, it must not
+    # conclude that saved tensors are not counted
+    memory._free_check.cache_clear()
+    try:
+        with torch.inference_mode():
+            assert memory._free_check() is not None
+        memory._free_check.cache_clear()
+        with torch.no_grad():
+            assert memory._free_check() is not None
+    finally:
+        memory._free_check.cache_clear()
 
 
 def test_off_it_is_torch_empty(cache, monkeypatch):

@@ -11,8 +11,10 @@ same size reuses pages already mapped, as PyTorch's caching allocator does on CU
 is free when its storage has no other reference than the cache's own (views, autograd's saved
 tensors, the caller's outputs all count), so nothing a caller still holds is ever handed out
 twice. :func:`release` lets go of every free one (the memory returns to the system when the
-last user drops it); :data:`CACHE_BYTES` = 0 turns the cache off. Without PyTorch's storage
-reference count (``torch._C._storage_Use_Count``) the cache is off.
+last user drops it); :data:`CACHE_BYTES` = 0 turns the cache off. The count is PyTorch's
+private ``torch._C._storage_Use_Count``, checked once per process (:func:`_free_check`):
+where it is missing or does not count views and saved tensors as expected, the cache is
+off.
 
 On Linux, :func:`empty_large` can also ask for 2 MiB pages on a new buffer's aligned interior
 (``madvise(MADV_HUGEPAGE)``, before anything is written), where the system leaves huge pages
@@ -83,21 +85,41 @@ _cache: list[Tensor] = []  # flat uint8 buffers, the most recently handed out la
 _lock = threading.Lock()
 
 
-def _use_count() -> object:
-    return getattr(torch._C, "_storage_Use_Count", None)
+@functools.lru_cache(maxsize=1)
+def _free_check():
+    """``buf -> bool``: whether nothing but the cache's own tensor holds ``buf``'s storage,
+    or None (no cache) where PyTorch lacks ``torch._C._storage_Use_Count`` or it does not
+    count as measured here: the count of a lone tensor's storage (its baseline, 1 or 2 as
+    PyTorch builds differ) must rise by one for a view and by one for a saved tensor, and
+    come back when they go."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    if count is None:
+        return None
 
+    def refs(t: Tensor) -> int:
+        return count(t.untyped_storage()._cdata)
 
-def _free(buf: Tensor, count) -> bool:
-    """Whether nothing but the cache holds ``buf``'s storage (the cache's tensor and the
-    storage object made for the question: 2 references)."""
-    return count(buf.untyped_storage()._cdata) == 2
+    try:  # the first call may come under no_grad or inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            t = torch.empty(4)
+            base = refs(t)
+            view = t[1:]
+            with_view = refs(t)
+            w = torch.ones(4, requires_grad=True)
+            y = (t * w).sum()                   # autograd saves t
+            with_saved = refs(t)
+            del view, y
+            ok = with_view == base + 1 and with_saved == base + 1 and refs(t) == base
+    except (RuntimeError, TypeError, AttributeError):
+        return None
+    return (lambda buf: refs(buf) == base) if ok else None
 
 
 def release() -> int:
     """Let go of every cached buffer that nothing else holds; returns the bytes let go."""
-    count = _use_count()
+    free_fn = _free_check()
     with _lock:
-        free = [count is None or _free(b, count) for b in _cache]
+        free = [free_fn is None or free_fn(b) for b in _cache]
         gone = sum(b.numel() for b, f in zip(_cache, free) if f)
         _cache[:] = [b for b, f in zip(_cache, free) if not f]
     return gone
@@ -112,15 +134,15 @@ def cached_bytes() -> int:
 def _cached(nbytes: int) -> Tensor | None:
     """A flat uint8 buffer of ``nbytes`` from the cache (a free one, or a new one kept in
     it), or None where the cache is off or full of buffers in use."""
-    count = _use_count()
-    if count is None or CACHE_BYTES <= 0 or nbytes < CACHE_MIN_BYTES:
+    free_fn = _free_check()
+    if free_fn is None or CACHE_BYTES <= 0 or nbytes < CACHE_MIN_BYTES:
         return None
     with _lock:
         for i, buf in enumerate(_cache):
-            if buf.numel() == nbytes and _free(buf, count):
+            if buf.numel() == nbytes and free_fn(buf):
                 _cache.append(_cache.pop(i))
                 return buf.view(nbytes)  # a view: the storage is held before the lock ends
-        free = [_free(b, count) for b in _cache]
+        free = [free_fn(b) for b in _cache]
         total = sum(b.numel() for b in _cache)
         held = sum(b.numel() for b, f in zip(_cache, free) if not f)
         if held + nbytes > CACHE_BYTES:
