@@ -44,6 +44,18 @@ def test_a_buffer_is_handed_out_again_only_once_nothing_holds_it(cache):
     e = cache.empty_large(128, 1024, like=torch.empty(0, dtype=torch.float64))
     assert e.data_ptr() == pa and e.dtype == torch.float64  # any dtype of the same bytes
     assert cache.cached_bytes() == 3 << 20
+    storage = e.untyped_storage()                           # one reference, nothing else
+    del e
+    f = cache.empty_large(256, 1024, like=like)
+    assert f.data_ptr() != pa
+    del storage
+    h = cache.empty_large(256, 1024, like=like)
+    assert h.data_ptr() == pa
+    alias = torch.empty(0, dtype=torch.uint8).set_(h.untyped_storage())  # one more tensor
+    del h
+    assert cache.empty_large(256, 1024, like=like).data_ptr() != pa
+    del alias
+    assert cache.empty_large(256, 1024, like=like).data_ptr() == pa
 
 
 @needs_count

@@ -89,27 +89,34 @@ _lock = threading.Lock()
 def _free_check():
     """``buf -> bool``: whether nothing but the cache's own tensor holds ``buf``'s storage,
     or None (no cache) where PyTorch lacks ``torch._C._storage_Use_Count`` or it does not
-    count as measured here: the count of a lone tensor's storage (its baseline, 1 or 2 as
-    PyTorch builds differ) must rise by one for a view and by one for a saved tensor, and
-    come back when they go."""
+    count as measured here. Two counts, each against its value for a lone tensor (which
+    PyTorch builds differ on): the storage's references (every tensor on it, a view handed
+    out or one autograd saved, holds one) and the Python references of its storage object
+    (one object per storage: someone holding ``untyped_storage()`` holds that). Each must
+    rise for its holder and come back when the holder goes."""
     count = getattr(torch._C, "_storage_Use_Count", None)
     if count is None:
         return None
 
-    def refs(t: Tensor) -> int:
-        return count(t.untyped_storage()._cdata)
+    def refs(t: Tensor) -> tuple[int, int]:
+        st = t.untyped_storage()
+        return count(st._cdata), sys.getrefcount(st)
 
     try:  # the first call may come under no_grad or inference_mode
         with torch.inference_mode(False), torch.enable_grad():
             t = torch.empty(4)
-            base = refs(t)
+            c0, p0 = base = refs(t)
             view = t[1:]
             with_view = refs(t)
-            w = torch.ones(4, requires_grad=True)
-            y = (t * w).sum()                   # autograd saves t
+            y = (view * torch.ones(3, requires_grad=True)).sum()  # autograd saves the view
+            del view
             with_saved = refs(t)
-            del view, y
-            ok = with_view == base + 1 and with_saved == base + 1 and refs(t) == base
+            del y
+            st = t.untyped_storage()
+            with_storage = refs(t)
+            del st
+            ok = (with_view[0] == c0 + 1 and with_saved[0] == c0 + 1
+                  and with_storage == (c0, p0 + 1) and refs(t) == base)
     except (RuntimeError, TypeError, AttributeError):
         return None
     return (lambda buf: refs(buf) == base) if ok else None
