@@ -33,3 +33,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def write_json(path: str | None, meta: dict, rows: list[dict]) -> None:
+    """``{"meta": meta, "rows": rows}`` into ``path`` (nothing where None), and a line
+    saying where."""
+    if path:
+        import json
+
+        with open(path, "w") as f:
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        print(f"\nJSON: {path}")

@@ -11,14 +11,13 @@ backend, float32, input 64, one thread; inference (``no_grad``) and forward + ba
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 
 import torch
 from _ab import interleaved
-from _meta import commit, cpu_model
+from _meta import commit, cpu_model, write_json
 from torch import nn
 from variants import _once, peephole_lstm
 
@@ -88,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['cell']} | {r['mode']} | {r['T']} | {r['H']} | {r['B']} | "
               f"{r['on_over_off']:.3f} | {r['on_ms']:.2f} | {r['off_ms']:.2f} | "
               f"{r['nn_ms']:.2f} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
-        print(f"\nJSON: {args.json}")
+    write_json(args.json, meta, rows)
     return 0
 
 

@@ -19,14 +19,13 @@ rows outermost, then inner steps; otherwise columns outermost, then rows, then i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 
 import torch
-from _meta import commit, cpu_model
+from _meta import commit, cpu_model, write_json
 
 from recur.ops import cpu
 
@@ -101,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['T']} | {r['B']} | {r['H']} | {r['product']} | " +
               " | ".join(f"{r[f'{s}_over_{first}']:.3f}" for s in others) + " |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
-        print(f"\nJSON: {args.json}")
+    write_json(args.json, meta, rows)
     return 0
 
 
