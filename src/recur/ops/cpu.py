@@ -350,6 +350,7 @@ def time_loop_brgemm(k: cpu_codegen.Kernel, dtype: torch.dtype, B: int) -> int |
 #: (Column blocks read in place, the rows of a block 8 KiB apart, had taken 0.93-0.99x in
 #: inference at H=512: ``step-gemm-blocks-16af945.json``.)
 BRGEMM_BLOCK_N: int | None = 64
+#: the forward's panels (:data:`BRGEMM_BLOCK_N`) from this many rows on
 BRGEMM_PANEL_MIN_B = 2
 #: the backward's slices (:data:`BRGEMM_BLOCK_K`) from this many rows on
 BRGEMM_BLOCK_MIN_B = 16
@@ -362,8 +363,6 @@ def panel_width(B: int, w: Tensor) -> int:
             w.numel() * w.element_size() < _l2_cache_bytes():
         return 0
     return BRGEMM_BLOCK_N
-
-
 
 
 #: the backward C time loop's ``brgemm`` products (``dh = dhg W_hh``) on slices of this many
