@@ -108,6 +108,42 @@ def test_the_count_is_checked_under_inference_mode_too(monkeypatch):
         memory._free_check.cache_clear()
 
 
+@needs_count
+def test_a_buffer_made_under_inference_mode_serves_training(cache):
+    # made first under inference_mode, the buffer must not be an inference tensor that
+    # autograd then refuses to save: an eval pass, then training on the same sizes
+    torch.manual_seed(0)
+    m = recur.LayerNormLSTM(3, 8, backend="cpu")
+    x = torch.randn(7, 4, 3)
+    cache.CACHE_MIN_BYTES = 0
+    with torch.inference_mode():
+        want = m(x)[0].clone()
+        assert cache.cached_bytes() > 0 and not any(b.is_inference() for b in cache._cache)
+    got = m(x)[0]
+    got.sum().backward()
+    torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-6)
+    assert all(p.grad is not None for p in m.parameters())
+
+
+@needs_count
+def test_under_deterministic_algorithms_a_cached_buffer_is_filled_as_torch_empty(cache):
+    like = torch.empty(0)
+    a = cache.empty_large(256, 1024, like=like).fill_(1.0)
+    pa = a.data_ptr()
+    del a
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        b = cache.empty_large(256, 1024, like=like)
+        assert b.data_ptr() == pa and bool(torch.isnan(b).all()) == bool(
+            torch.isnan(torch.empty(4)).all())
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    del b
+    c = cache.empty_large(256, 1024, like=like)
+    assert c.data_ptr() == pa  # outside the mode: no pass over it
+
+
 def test_off_it_is_torch_empty(cache, monkeypatch):
     monkeypatch.setattr(cache, "CACHE_BYTES", 0)
     t = cache.empty_large(512, 1024, like=torch.empty(0))

@@ -163,21 +163,36 @@ def _cached(nbytes: int) -> Tensor | None:
             else:
                 keep.append(b)
         _cache[:] = keep
-        buf = _hinted(torch.empty(nbytes, dtype=torch.uint8))
+        with torch.inference_mode(False):  # a normal tensor, whatever mode asks first
+            buf = _hinted(torch.empty(nbytes, dtype=torch.uint8))
         _cache.append(buf)
         return buf.view(nbytes)
 
 
 def empty_large(*shape: int, like: Tensor) -> Tensor:
-    """``torch.empty(shape)`` with ``like``'s dtype and device (values undefined); on the CPU
-    from :data:`CACHE_MIN_BYTES` up, a buffer of the cache (module docstring), and with
+    """``torch.empty(shape)`` with ``like``'s dtype and device (values undefined, or NaN as
+    ``torch.empty`` gives them under deterministic algorithms); on the CPU from
+    :data:`CACHE_MIN_BYTES` up, a buffer of the cache (module docstring), and with
     :data:`HINT` on, the huge-page hint on a new buffer's aligned interior."""
     if like.device.type == "cpu":
         nbytes = math.prod(shape) * like.element_size()
         buf = _cached(nbytes)
         if buf is not None:
-            return buf.view(like.dtype).view(shape)
+            out = buf.view(like.dtype).view(shape)
+            if _fills_uninitialized() and out.is_floating_point():
+                out.fill_(float("nan"))  # as torch.empty does in this mode
+            return out
     return _hinted(torch.empty(shape, dtype=like.dtype, device=like.device))
+
+
+def _fills_uninitialized() -> bool:
+    """Whether ``torch.empty`` fills its memory (deterministic algorithms on, with
+    ``torch.utils.deterministic.fill_uninitialized_memory``): a cached buffer is then filled
+    the same way, NaN for floating dtypes."""
+    if not torch.are_deterministic_algorithms_enabled():
+        return False
+    det = getattr(torch.utils, "deterministic", None)
+    return bool(getattr(det, "fill_uninitialized_memory", False))
 
 
 def _hinted(t: Tensor) -> Tensor:
