@@ -14,7 +14,9 @@ projection, the weight gradients: ``recur.ops.cpu.mm``) through ``brgemm`` with 
 ``--blocks 0 64 128`` compares instead the forward loop's ``brgemm`` products in one call (0)
 with the same on column panels of 64 and 128 of ``W_hh^T``, each stored contiguous
 (``recur.ops.cpu.BRGEMM_BLOCK_N``; up to commit bbfd256, column blocks read in place: the
-``step-gemm-blocks-*`` results before it), each against the first value (JSON: ``step-gemm-blocks-COMMIT.json``). ``--neighbour`` runs, for the whole
+``step-gemm-blocks-*`` results before it), each against the first value (JSON:
+``step-gemm-blocks-COMMIT.json``; the run at 4653b90 is kept as
+``step-gemm-panels-4653b90.json``). ``--neighbour`` runs, for the whole
 measurement, a second process that copies a 64 MiB buffer over and over (one thread): a
 neighbour that shares the last-level cache and the memory bus, as on a shared machine
 (``-neighbour`` joins the JSON's name).
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--budget", type=float, default=1.5, help="seconds per size and mode")
     p.add_argument("--blocks", type=int, nargs="+", default=None,
-                   help="compare the forward's brgemm on these column blocks (0: one call)")
+                   help="compare the forward's brgemm on these column panels (0: one call)")
     p.add_argument("--kblocks", type=int, nargs="+", default=None,
                    help="compare the backward's brgemm on these slices of W_hh (0: one call)")
     p.add_argument("--neighbour", action="store_true",

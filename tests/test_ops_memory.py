@@ -13,8 +13,8 @@ import recur
 from recur.ops import memory
 
 needs_count = pytest.mark.skipif(memory._free_check() is None,
-                                 reason="this PyTorch has no torch._C._storage_Use_Count: "
-                                        "the cache is off")
+                                 reason="no usable storage reference count in this PyTorch "
+                                        "(torch._C._storage_Use_Count): the cache is off")
 
 
 @pytest.fixture

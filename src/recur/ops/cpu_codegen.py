@@ -884,10 +884,10 @@ class Kernel:
     compute, packed, brg, nb)`` and ``seq_bwd(P, B, T, reverse, gemm, W, compute, packed, brg,
     kb)`` (``gemm``: :func:`blas_gemm`'s address; ``compute``, ``packed``:
     :func:`blas_packed`'s compute and a weight packed for it, or NULL; ``brg``:
-    :func:`blas_brgemm`'s address, or NULL; ``nb``: the forward's ``brg`` products on column
-    blocks of this width, ``kb``: the backward's on slices of this many rows of ``W_hh``, 0:
-    whole), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``, ``packed_rows(compute,
-    packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
+    :func:`blas_brgemm`'s address, or NULL; ``nb``: ``WT`` stored as column panels of this
+    width for the forward's ``brg`` products, ``kb``: the backward's on slices of this many
+    rows of ``W_hh``, 0: whole), the self-tests ``gemm_rows(gemm, M, N, K, A, B, C)``,
+    ``packed_rows(compute, packed, M, N, K, A, C)`` and ``brgemm_rows(brg, M, N, K, A, B, C)``, the pointer-table
     layout ``index`` (name -> slot), and ``dhg_is_dxg``: the backward's cotangents of ``xg``
     and ``hg`` are the same, so one buffer may serve as DXG and DHG."""
 
